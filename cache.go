@@ -1,0 +1,257 @@
+package cachemgr
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/cachemgr/cachemgr/codec"
+	"github.com/cachemgr/cachemgr/internal/envelope"
+	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+)
+
+// Cache is a typed namespace of a Manager: every key of a Cache[T] holds a
+// T. Create it with NewCache; it is safe for concurrent use and needs no
+// closing of its own.
+type Cache[T any] struct {
+	m     *Manager
+	name  string
+	keys  keys.Builder
+	codec codec.Codec
+	ttl   ttlPolicy
+	group singleflight.Group
+}
+
+type cacheConfig struct {
+	ttl   ttlPolicy
+	codec codec.Codec
+}
+
+// CacheOption configures NewCache.
+type CacheOption func(*cacheConfig) error
+
+// WithCacheCodec sets the codec of one cache, overriding the Manager's:
+// codec.Raw() for a Cache[[]byte] or Cache[string] skips encoding
+// altogether. Default: the Manager's codec.
+func WithCacheCodec(cd codec.Codec) CacheOption {
+	return func(c *cacheConfig) error {
+		if cd == nil || cd.ID() == 0 {
+			return fmt.Errorf("%w: nil codec or codec ID 0", ErrInvalidOption)
+		}
+		c.codec = cd
+		return nil
+	}
+}
+
+// NewCache returns the cache called name on m. The name becomes part of
+// every key ("prefix:name:…"): it must be non-empty, at most 128 bytes, with
+// no colon or brace. Two caches of one name share their keys, so give each
+// type its own name.
+func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil manager", ErrInvalidOption)
+	}
+	if m.done.Load() {
+		return nil, ErrClosed
+	}
+	if err := keys.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	cfg := cacheConfig{
+		ttl:   ttlPolicy{ttl: time.Minute, jitter: 0.1, negativeTTL: 10 * time.Second},
+		codec: m.codec,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	return &Cache[T]{
+		m:     m,
+		name:  name,
+		keys:  keys.New(m.prefix, name, m.maxKey),
+		codec: cfg.codec,
+		ttl:   cfg.ttl,
+	}, nil
+}
+
+// Name returns the cache's name.
+func (c *Cache[T]) Name() string { return c.name }
+
+// WriteOption configures one Set or Fetch.
+type WriteOption func(*writeConfig)
+
+type writeConfig struct {
+	ttl time.Duration
+	err error
+}
+
+// TTL sets how long this one value stays fresh, overriding the cache's
+// WithTTL (jitter still applies). It must be positive and at most MaxTTL;
+// anything else makes the call return ErrInvalidTTL. Durations below a
+// millisecond are rounded up to one.
+func TTL(d time.Duration) WriteOption {
+	return func(w *writeConfig) {
+		if err := checkTTL(d); err != nil {
+			w.err = err
+			return
+		}
+		w.ttl = d
+	}
+}
+
+func writeOptions(opts []WriteOption) (writeConfig, error) {
+	var w writeConfig
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&w)
+		}
+	}
+	return w, w.err
+}
+
+// Get returns the value stored under key. A key that holds nothing returns
+// ErrMiss; a cached negative entry returns ErrNotFound; a stored value that
+// does not decode is counted, deleted and returned as ErrMiss. When Redis
+// fails, times out or the breaker is open, Get returns an error wrapping
+// ErrUnavailable within the op timeout.
+func (c *Cache[T]) Get(ctx context.Context, key string) (T, error) {
+	v, _, err := c.lookup(ctx, c.keys.Key(key))
+	if err != nil {
+		return v, fmt.Errorf("get %.64q: %w", key, err)
+	}
+	return v, nil
+}
+
+// lookup reads and decodes rkey, counting hits, misses and decode errors.
+// The error is ErrMiss, ErrNotFound, ErrUnavailable or ErrClosed, possibly
+// wrapping a cause.
+func (c *Cache[T]) lookup(ctx context.Context, rkey string) (T, envelope.Header, error) {
+	var v T
+	cmd := redis.NewStringCmd(ctx, "get", rkey)
+	if err := c.m.do(ctx, cmd); err != nil {
+		var rerr redis.Error
+		switch {
+		case err == redis.Nil:
+			c.m.stats.misses.Add(1)
+			return v, envelope.Header{}, ErrMiss
+		case errors.As(err, &rerr):
+			// WRONGTYPE and the like: not ours to delete.
+			c.m.stats.misses.Add(1)
+			return v, envelope.Header{}, fmt.Errorf("%w: %w", ErrMiss, err)
+		}
+		return v, envelope.Header{}, err
+	}
+	s := cmd.Val()
+	// The reply string is never written to; decode only reads it.
+	h, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &v)
+	if err != nil {
+		c.m.stats.decodeErrors.Add(1)
+		c.m.stats.misses.Add(1)
+		c.dropCorrupt(ctx, rkey, s)
+		var zero T
+		return zero, h, fmt.Errorf("%w: %w", ErrMiss, err)
+	}
+	c.m.stats.hits.Add(1)
+	if h.Negative {
+		c.m.stats.negativeHits.Add(1)
+		return v, h, ErrNotFound
+	}
+	return v, h, nil
+}
+
+// dropCorruptScript deletes a key only if it still holds the bytes that
+// failed to decode, so a good value written meanwhile survives.
+var dropCorruptScript = newScript(`
+local v = redis.call('GET', KEYS[1])
+if v and redis.sha1hex(v) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+func (c *Cache[T]) dropCorrupt(ctx context.Context, rkey, bad string) {
+	if _, err := c.m.runScript(ctx, dropCorruptScript, []string{rkey}, sha1hex(bad)); err != nil {
+		c.m.logError("delete undecodable value", err, "key", rkey)
+	}
+}
+
+// Set stores v under key, replacing any value, fresh for the cache's TTL
+// or the TTL option. It returns ErrTooLarge for a value over the Manager's
+// size limit, ErrInvalidTTL for a bad TTL option, and an error wrapping
+// ErrUnavailable when Redis cannot take the write.
+func (c *Cache[T]) Set(ctx context.Context, key string, v T, opts ...WriteOption) error {
+	if err := c.set(ctx, key, v, opts); err != nil {
+		return fmt.Errorf("set %.64q: %w", key, err)
+	}
+	return nil
+}
+
+func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption) error {
+	if c.m.done.Load() {
+		return ErrClosed
+	}
+	w, err := writeOptions(opts)
+	if err != nil {
+		return err
+	}
+	exp := c.ttl.expiry(firstSet(w.ttl, c.ttl.ttl), c.m.random())
+	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli()})
+	if err != nil {
+		return err
+	}
+	err = c.m.do(ctx, redis.NewStatusCmd(ctx, "set", c.keys.Key(key), *buf, "px", millis(exp)))
+	c.release(buf)
+	return err
+}
+
+// release returns buf to the pool once no goroutine can still be sending
+// it: in guarded mode an abandoned call may still hold it.
+func (c *Cache[T]) release(buf *[]byte) {
+	if c.m.direct {
+		c.m.putBuf(buf)
+	}
+}
+
+// deleteScript removes a value and rotates its invalidation marker, so a
+// load that started before the delete cannot write its result back.
+var deleteScript = newScript(`
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1`)
+
+// Delete removes key. A Fetch whose load was already running when Delete
+// returned does not write its (possibly outdated) result back: the next read
+// loads again. Delete returns an error wrapping ErrUnavailable when Redis
+// could not be reached; the value may then still be cached.
+func (c *Cache[T]) Delete(ctx context.Context, key string) error {
+	if c.m.done.Load() {
+		return ErrClosed
+	}
+	rkey := c.keys.Key(key)
+	_, err := c.m.runScript(ctx, deleteScript, []string{rkey, keys.Marker(rkey)}, rand.Text(), millis(c.m.markerTTL()))
+	if err != nil {
+		return fmt.Errorf("delete %.64q: %w", key, err)
+	}
+	return nil
+}
+
+// firstSet returns the first non-zero duration.
+func firstSet(ds ...time.Duration) time.Duration {
+	for _, d := range ds {
+		if d != 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// millis returns d in whole milliseconds, rounded up, at least 1.
+func millis(d time.Duration) int64 {
+	return max(int64((d+time.Millisecond-1)/time.Millisecond), 1)
+}

@@ -1,0 +1,32 @@
+package cachemgr
+
+import "errors"
+
+// The errors cachemgr returns. Match them with errors.Is: most are wrapped
+// with the key and the underlying cause.
+var (
+	// ErrMiss reports that a key holds no usable value: absent, expired, or
+	// stored bytes that did not decode (those are counted and deleted).
+	ErrMiss = errors.New("cachemgr: miss")
+	// ErrNotFound is what a loader returns, wrapped or not, when the
+	// value does not exist at its source. Fetch then caches a negative entry,
+	// and Get and Fetch return ErrNotFound while it lives.
+	ErrNotFound = errors.New("cachemgr: not found")
+	// ErrClosed reports a call on a Manager after Close.
+	ErrClosed = errors.New("cachemgr: manager closed")
+	// ErrUnavailable reports that Redis could not be used: it failed, timed
+	// out, or the circuit breaker is open. The underlying error is wrapped too.
+	ErrUnavailable = errors.New("cachemgr: redis unavailable")
+	// ErrNilLoader reports a Fetch without a loader.
+	ErrNilLoader = errors.New("cachemgr: nil loader")
+	// ErrInvalidTTL reports a TTL that is zero, negative or too large.
+	ErrInvalidTTL = errors.New("cachemgr: invalid ttl")
+	// ErrTooLarge reports a value whose encoding is over the Manager's
+	// maximum value size; nothing was written.
+	ErrTooLarge = errors.New("cachemgr: value too large")
+	// ErrInvalidOption reports a bad argument to New or NewCache.
+	ErrInvalidOption = errors.New("cachemgr: invalid option")
+	// ErrLoaderPanic reports a loader that panicked; the panic value is in
+	// the error text and every caller waiting on that load receives it.
+	ErrLoaderPanic = errors.New("cachemgr: loader panicked")
+)

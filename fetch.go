@@ -1,0 +1,228 @@
+package cachemgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/cachemgr/cachemgr/internal/envelope"
+	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Entry lets a loader describe the value it is producing, when it learns
+// how long it stays good only by loading it. Get it with EntryFrom inside a
+// loader.
+type Entry struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	err error
+}
+
+type entryKey struct{}
+
+// EntryFrom returns the Entry of the load that ctx belongs to, or nil
+// outside a loader. The methods of a nil *Entry do nothing, so a loader can
+// also run outside the cache.
+func EntryFrom(ctx context.Context) *Entry {
+	e, _ := ctx.Value(entryKey{}).(*Entry)
+	return e
+}
+
+// SetTTL sets how long the loaded value stays fresh, overriding the cache's
+// TTL and the call's TTL option. An invalid d (see TTL) keeps the value out
+// of Redis: Fetch still returns it, and the error is counted and logged.
+func (e *Entry) SetTTL(d time.Duration) {
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ttl, e.err = d, checkTTL(d)
+}
+
+func (e *Entry) get() (time.Duration, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ttl, e.err
+}
+
+// loaded is the outcome of one load, shared by everyone who waited for it.
+type loaded[T any] struct {
+	val T
+	enc []byte // the envelope, so each waiter decodes a private copy
+	err error
+}
+
+// Fetch returns the value under key, calling load to produce it on a miss
+// and storing the result. Concurrent Fetches of one key in this process
+// share a single load; each caller gets its own copy of the value. A caller
+// whose ctx ends stops waiting at once, while the load goes on (on a context
+// detached from the caller's, bounded by the load timeout) for the others.
+//
+// A loader error is returned and not cached; ErrNotFound from the loader is
+// cached as a negative entry for the negative TTL. A loader panic is
+// returned as ErrLoaderPanic. When Redis is down, slow or behind an open
+// breaker, Fetch answers from the loader within the op timeout plus the
+// loader's time. A load that began before a Delete of its key does not write
+// its result back. A nil load returns ErrNilLoader.
+func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Context) (T, error), opts ...WriteOption) (T, error) {
+	var zero T
+	if load == nil {
+		return zero, ErrNilLoader
+	}
+	w, err := writeOptions(opts)
+	if err != nil {
+		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
+	}
+	rkey := c.keys.Key(key)
+	v, _, err := c.lookup(ctx, rkey)
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrClosed):
+		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
+	}
+	v, err = c.share(ctx, rkey, load, w, !errors.Is(err, ErrUnavailable))
+	if err != nil {
+		return v, fmt.Errorf("fetch %.64q: %w", key, err)
+	}
+	return v, nil
+}
+
+// share runs one load per key in this process and hands its result to
+// every caller. The load runs on a goroutine the Manager owns, so a caller
+// can leave on ctx.Done without cancelling the load for the others.
+func (c *Cache[T]) share(ctx context.Context, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
+	var zero T
+	ch := make(chan *loaded[T], 1)
+	var ran bool
+	started := c.m.goTracked(func() {
+		r, _, _ := c.group.Do(rkey, func() (any, error) {
+			ran = true
+			return c.loadAndStore(ctx, rkey, load, w, redisOK), nil
+		})
+		ch <- r.(*loaded[T])
+	})
+	if !started {
+		return zero, ErrClosed
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return zero, r.err
+		}
+		if ran || r.enc == nil {
+			return r.val, nil
+		}
+		var own T
+		if _, err := c.m.decode(r.enc, c.codec, &own); err != nil {
+			return r.val, nil
+		}
+		return own, nil
+	case <-ctx.Done():
+		return zero, context.Cause(ctx)
+	}
+}
+
+// loadAndStore reads the key's invalidation marker, calls the loader and
+// writes the result back only if the marker has not changed, so a Delete
+// that ran during the load wins.
+func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
+	ctx = context.WithoutCancel(ctx)
+	marker, markerOK := "", false
+	if redisOK {
+		// Read the value again with the marker, in one round trip: a caller
+		// that missed just before the previous load of this key wrote back
+		// would otherwise start a second load.
+		cmd := redis.NewSliceCmd(ctx, "mget", rkey, keys.Marker(rkey))
+		if err := c.m.do(ctx, cmd); err == nil {
+			vals := cmd.Val()
+			if s, ok := vals[0].(string); ok {
+				var v T
+				h, err := c.m.decode([]byte(s), c.codec, &v)
+				switch {
+				case err == nil && h.Negative:
+					return &loaded[T]{err: ErrNotFound}
+				case err == nil:
+					return &loaded[T]{val: v, enc: []byte(s)}
+				}
+			}
+			marker, _ = vals[1].(string)
+			markerOK = true
+		}
+	}
+	markerAt := time.Now()
+
+	entry := &Entry{}
+	v, took, err := c.callLoader(ctx, entry, load)
+	c.m.stats.loads.Add(1)
+	notFound := errors.Is(err, ErrNotFound)
+	if err != nil && !notFound {
+		c.m.stats.loadErrors.Add(1)
+		return &loaded[T]{err: err}
+	}
+	if notFound && c.ttl.negativeTTL == 0 {
+		return &loaded[T]{err: err}
+	}
+
+	ttl, terr := entry.get()
+	if notFound {
+		ttl, terr = c.ttl.negativeTTL, nil
+	}
+	exp := c.ttl.expiry(firstSet(ttl, w.ttl, c.ttl.ttl), c.m.random())
+	h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Load: took}
+	var buf *[]byte
+	if notFound {
+		buf = c.m.encodeNegative(c.codec, h)
+	} else if terr == nil {
+		buf, terr = c.m.encode(c.codec, &v, h)
+	}
+	if terr != nil {
+		c.m.stats.writeErrors.Add(1)
+		c.m.logError("loaded value not cached", terr, "key", rkey)
+		return &loaded[T]{val: v}
+	}
+	res := &loaded[T]{val: v, enc: append([]byte(nil), *buf...), err: err}
+	// A write that would land after the marker could have expired is
+	// skipped: it could undo a Delete that happened during the load.
+	if markerOK && time.Since(markerAt) < c.m.loadTimeout+c.m.opTimeout {
+		_, werr := c.m.runScript(ctx, writeBackScript, []string{rkey, keys.Marker(rkey)}, marker, *buf, millis(exp))
+		if werr != nil {
+			c.m.stats.writeErrors.Add(1)
+			c.m.logError("write back loaded value", werr, "key", rkey)
+		}
+	}
+	c.release(buf)
+	return res
+}
+
+// writeBackScript stores a loaded value only if the key's invalidation
+// marker is what it was before the load, and no value arrived meanwhile.
+var writeBackScript = newScript(`
+local m = redis.call('GET', KEYS[2])
+if (m or '') ~= ARGV[1] then return 0 end
+if redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') then return 1 end
+return 0`)
+
+// callLoader runs load under the load timeout and the Manager's lifetime,
+// turning a panic into ErrLoaderPanic.
+func (c *Cache[T]) callLoader(ctx context.Context, entry *Entry, load func(context.Context) (T, error)) (v T, took time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, entryKey{}, entry), c.m.loadTimeout)
+	defer cancel()
+	stop := context.AfterFunc(c.m.ctx, cancel)
+	defer stop()
+	start := time.Now()
+	defer func() {
+		took = time.Since(start)
+		if r := recover(); r != nil {
+			c.m.logger.Error("cachemgr: loader panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+		}
+	}()
+	v, err = load(ctx)
+	return v, took, err
+}

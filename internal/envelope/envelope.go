@@ -1,0 +1,115 @@
+// Package envelope reads and writes the fixed header that precedes every
+// value cachemgr stores in Redis.
+//
+// Layout (16 bytes, big endian):
+//
+//	0      magic 0xCE
+//	1      high nibble: format version (1); low nibble: flags (bit 0: negative entry)
+//	2      codec ID
+//	3      compressor ID (0: payload stored as encoded)
+//	4..9   fresh-until, Unix milliseconds, 48 bits
+//	10..11 load duration in milliseconds, saturating at 65535
+//	12..15 uncompressed payload length (0 when not compressed)
+//
+// The header names the codec and compressor, so a change of default needs
+// no flush: older entries still decode.
+package envelope
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// HeaderSize is the number of bytes the header adds to every value.
+const HeaderSize = 16
+
+const (
+	magic        = 0xCE
+	version      = 1
+	flagNegative = 1 << 0
+	knownFlags   = flagNegative
+	maxFresh     = 1<<48 - 1
+	maxLoadMS    = 1<<16 - 1
+)
+
+// ErrCorrupt reports bytes that are not a valid envelope.
+var ErrCorrupt = errors.New("envelope: corrupt")
+
+// Header describes a stored value.
+type Header struct {
+	// Codec is the ID of the codec that encoded the payload.
+	Codec byte
+	// Compressor is the ID of the compressor, or 0 when not compressed.
+	Compressor byte
+	// Negative marks a cached "not found"; its payload is empty.
+	Negative bool
+	// FreshUntil is when the value stops being fresh, in Unix milliseconds.
+	FreshUntil int64
+	// Load is how long the loader took to produce the value.
+	Load time.Duration
+	// RawLen is the payload length before compression; 0 when not compressed.
+	RawLen int
+}
+
+// Append appends h's encoding to dst. Out-of-range fields saturate:
+// FreshUntil to [0, 2^48), Load to [0, 65535ms].
+func Append(dst []byte, h Header) []byte {
+	var b [HeaderSize]byte
+	b[0] = magic
+	b[1] = version << 4
+	if h.Negative {
+		b[1] |= flagNegative
+	}
+	b[2] = h.Codec
+	b[3] = h.Compressor
+	fresh := min(max(h.FreshUntil, 0), maxFresh)
+	b[4] = byte(fresh >> 40)
+	b[5] = byte(fresh >> 32)
+	binary.BigEndian.PutUint32(b[6:10], uint32(fresh))
+	binary.BigEndian.PutUint16(b[10:12], uint16(min(max(h.Load.Milliseconds(), 0), maxLoadMS)))
+	binary.BigEndian.PutUint32(b[12:16], uint32(min(max(h.RawLen, 0), 1<<32-1)))
+	return append(dst, b[:]...)
+}
+
+// Parse splits b into its header and payload. The payload aliases b.
+// maxRaw bounds RawLen, so a forged length cannot force a large allocation
+// when the caller decompresses. Anything malformed returns ErrCorrupt.
+func Parse(b []byte, maxRaw int) (Header, []byte, error) {
+	if len(b) < HeaderSize {
+		return Header{}, nil, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), HeaderSize)
+	}
+	if b[0] != magic {
+		return Header{}, nil, fmt.Errorf("%w: bad magic %#x", ErrCorrupt, b[0])
+	}
+	if v := b[1] >> 4; v != version {
+		return Header{}, nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, v)
+	}
+	flags := b[1] & 0x0f
+	if flags&^knownFlags != 0 {
+		return Header{}, nil, fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
+	}
+	h := Header{
+		Codec:      b[2],
+		Compressor: b[3],
+		Negative:   flags&flagNegative != 0,
+		FreshUntil: int64(b[4])<<40 | int64(b[5])<<32 | int64(binary.BigEndian.Uint32(b[6:10])),
+		Load:       time.Duration(binary.BigEndian.Uint16(b[10:12])) * time.Millisecond,
+		RawLen:     int(binary.BigEndian.Uint32(b[12:16])),
+	}
+	payload := b[HeaderSize:]
+	switch {
+	case h.Codec == 0:
+		return Header{}, nil, fmt.Errorf("%w: codec 0", ErrCorrupt)
+	case h.Negative && (len(payload) != 0 || h.Compressor != 0):
+		return Header{}, nil, fmt.Errorf("%w: negative entry with payload", ErrCorrupt)
+	case h.Compressor == 0 && h.RawLen != 0:
+		return Header{}, nil, fmt.Errorf("%w: raw length %d without compression", ErrCorrupt, h.RawLen)
+	case h.Compressor != 0 && (h.RawLen == 0 || h.RawLen > maxRaw || len(payload) == 0):
+		return Header{}, nil, fmt.Errorf("%w: raw length %d for %d compressed bytes (limit %d)", ErrCorrupt, h.RawLen, len(payload), maxRaw)
+	case h.Compressor == 0 && len(payload) > maxRaw:
+		return Header{}, nil, fmt.Errorf("%w: payload of %d bytes over limit %d", ErrCorrupt, len(payload), maxRaw)
+	}
+	return h, payload, nil
+}

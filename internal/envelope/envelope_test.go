@@ -1,0 +1,106 @@
+package envelope
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestRoundTrip(t *testing.T) {
+	tests := []struct {
+		name    string
+		h       Header
+		payload []byte
+	}{
+		{"plain", Header{Codec: 1, FreshUntil: 1_700_000_000_123, Load: 20 * time.Millisecond}, []byte("hello")},
+		{"compressed", Header{Codec: 2, Compressor: 1, FreshUntil: 1, RawLen: 4096}, []byte{1, 2, 3}},
+		{"negative", Header{Codec: 1, Negative: true, FreshUntil: 42}, nil},
+		{"empty payload", Header{Codec: 3, FreshUntil: maxFresh, Load: maxLoadMS * time.Millisecond}, []byte{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := append(Append(nil, tt.h), tt.payload...)
+			if len(b) != HeaderSize+len(tt.payload) {
+				t.Fatalf("len(Append) = %d, want %d", len(b), HeaderSize+len(tt.payload))
+			}
+			h, p, err := Parse(b, 1<<20)
+			if err != nil {
+				t.Fatalf("Parse() error = %v", err)
+			}
+			if h != tt.h {
+				t.Errorf("Parse() header = %+v, want %+v", h, tt.h)
+			}
+			if !bytes.Equal(p, tt.payload) {
+				t.Errorf("Parse() payload = %q, want %q", p, tt.payload)
+			}
+		})
+	}
+}
+
+func TestAppendSaturates(t *testing.T) {
+	h, _, err := Parse(Append(nil, Header{Codec: 1, FreshUntil: -5, Load: time.Hour}), 0)
+	if err != nil {
+		t.Fatalf("Parse() error = %v", err)
+	}
+	if h.FreshUntil != 0 || h.Load != maxLoadMS*time.Millisecond {
+		t.Errorf("Parse(Append(saturating)) = %+v, want FreshUntil 0 and Load 65.535s", h)
+	}
+	h, _, _ = Parse(Append(nil, Header{Codec: 1, FreshUntil: 1 << 62}), 0)
+	if h.FreshUntil != maxFresh {
+		t.Errorf("FreshUntil after overflow = %d, want %d", h.FreshUntil, int64(maxFresh))
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	valid := Append(nil, Header{Codec: 1, FreshUntil: 10})
+	mutate := func(f func(b []byte) []byte) []byte {
+		return f(append([]byte(nil), valid...))
+	}
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"nil", nil},
+		{"short", valid[:HeaderSize-1]},
+		{"foreign json", []byte(`{"id":42,"name":"not ours at all"}`)},
+		{"bad magic", mutate(func(b []byte) []byte { b[0] = 0; return b })},
+		{"future version", mutate(func(b []byte) []byte { b[1] = 2 << 4; return b })},
+		{"unknown flag", mutate(func(b []byte) []byte { b[1] |= 0x8; return b })},
+		{"codec zero", mutate(func(b []byte) []byte { b[2] = 0; return b })},
+		{"negative with payload", mutate(func(b []byte) []byte { b[1] |= flagNegative; return append(b, 'x') })},
+		{"raw length without compression", mutate(func(b []byte) []byte { b[15] = 9; return append(b, 'x') })},
+		{"forged raw length", mutate(func(b []byte) []byte { b[3] = 1; b[12] = 0xff; return append(b, 1, 2, 3) })},
+		{"compressed but empty", mutate(func(b []byte) []byte { b[3] = 1; b[15] = 9; return b })},
+		{"payload over limit", append(append([]byte(nil), valid...), make([]byte, 2048)...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, err := Parse(tt.b, 1024); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Parse(%q) error = %v, want ErrCorrupt", tt.b, err)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(Append(nil, Header{Codec: 1, FreshUntil: 1_700_000_000_000}))
+	f.Add(append(Append(nil, Header{Codec: 1, Compressor: 1, RawLen: 100}), 0x1f, 'a', 1, 0))
+	f.Add([]byte{magic, version << 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0})
+	f.Add([]byte("\xdd\xff\xff\xff\xff"))
+	f.Add([]byte{})
+	const limit = 1 << 20
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, p, err := Parse(b, limit)
+		if err != nil {
+			return
+		}
+		if h.RawLen > limit || (h.Compressor == 0 && len(p) > limit) {
+			t.Fatalf("Parse accepted raw length %d over limit", h.RawLen)
+		}
+		again := append(Append(nil, h), p...)
+		if !bytes.Equal(again, b) {
+			t.Fatalf("Append(Parse(%x)) = %x", b, again)
+		}
+	})
+}

@@ -1,0 +1,93 @@
+package keys
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// slotTag returns the part of key that Redis Cluster hashes.
+func slotTag(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return key
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return key
+	}
+	return key[open+1 : open+1+end]
+}
+
+func TestKeysAreDistinct(t *testing.T) {
+	b := New("shop", "product", 64)
+	long := strings.Repeat("x", 65)
+	inputs := []string{"", "a", "a:b", "a}b", "}", "{", "{}", "a}:i", "x}:l", "*?[]\\", " ", "\r\n\x00", long, long + "y"}
+	seen := map[string]string{}
+	for _, k := range inputs {
+		for kind, key := range map[string]string{"data": b.Key(k), "marker": Marker(b.Key(k)), "lease": Lease(b.Key(k))} {
+			if prev, ok := seen[key]; ok {
+				t.Errorf("%s key for %q = %q, same as for %s", kind, k, key, prev)
+			}
+			seen[key] = kind + " " + k
+		}
+	}
+	if New("a:b", "c", 64).Key("k") == New("a", "b", 64).Key("c:k") {
+		t.Errorf("prefix/name split collides")
+	}
+}
+
+func TestCompanionsShareSlot(t *testing.T) {
+	b := New("p", "n", 16)
+	for _, k := range []string{"", "42", "a}b", "{x}", "}{", strings.Repeat("z", 100)} {
+		key := b.Key(k)
+		tag := slotTag(key)
+		if tag == "" || tag == key {
+			t.Errorf("Key(%q) = %q has no hash tag", k, key)
+		}
+		for _, c := range []string{Marker(key), Lease(key)} {
+			if got := slotTag(c); got != tag {
+				t.Errorf("slotTag(%q) = %q, want %q", c, got, tag)
+			}
+		}
+	}
+	if slotTag(b.Key("a")) == slotTag(b.Key("b")) {
+		t.Errorf("two keys of one cache share a slot tag")
+	}
+}
+
+func TestLongKeysAreHashed(t *testing.T) {
+	b := New("p", "n", 200)
+	k := strings.Repeat("k", 10<<10)
+	got := b.Key(k)
+	if len(got) > 80 {
+		t.Errorf("len(Key(10 KiB)) = %d, want a short hashed key", len(got))
+	}
+	if got != b.Key(k) {
+		t.Errorf("Key is not deterministic")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		wantErr bool
+	}{
+		{"prefix ok", ValidatePrefix("shop:eu"), false},
+		{"prefix empty", ValidatePrefix(""), false},
+		{"prefix brace", ValidatePrefix("a{b"), true},
+		{"name ok", ValidateName("product"), false},
+		{"name empty", ValidateName(""), true},
+		{"name colon", ValidateName("a:b"), true},
+		{"name brace", ValidateName("a}"), true},
+		{"name long", ValidateName(strings.Repeat("n", 129)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := errors.Is(tt.err, ErrInvalid); got != tt.wantErr {
+				t.Errorf("error = %v, want invalid %v", tt.err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,452 @@
+package cachemgr
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cachemgr/cachemgr/codec"
+	"github.com/cachemgr/cachemgr/compress"
+	"github.com/cachemgr/cachemgr/internal/breaker"
+	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// Manager owns what the caches of one process share: the Redis client, the
+// codec and compressor, the key prefix, the statistics, the circuit breaker
+// and the goroutines of loads in flight. Create one per process with New and
+// Close it on shutdown. A Manager is safe for concurrent use.
+type Manager struct {
+	client      redis.UniversalClient
+	prefix      string
+	codec       codec.Codec
+	codecs      [256]codec.Codec
+	compressor  compress.Compressor
+	compressors [256]compress.Compressor
+	threshold   int
+	opTimeout   time.Duration
+	loadTimeout time.Duration
+	maxValue    int
+	maxKey      int
+	logger      *slog.Logger
+	now         func() time.Time
+	breaker     *breaker.Breaker
+	// direct is true when the client bounds its socket I/O by the context
+	// deadline, so a call can run on the caller's goroutine. Otherwise go-redis
+	// would wait its own ReadTimeout, with retries, whatever our deadline says.
+	direct bool
+
+	stats counters
+	bufs  sync.Pool // *[]byte encode and decompression buffers
+
+	randMu sync.Mutex
+	rand   *rand.Rand
+
+	mu     sync.RWMutex // guards closed against wg.Add
+	closed bool
+	done   atomic.Bool
+	wg     sync.WaitGroup
+	ctx    context.Context // cancelled by Close; parent of every load
+	cancel context.CancelFunc
+}
+
+type config struct {
+	prefix      string
+	codec       codec.Codec
+	compressor  compress.Compressor
+	threshold   int
+	opTimeout   time.Duration
+	loadTimeout time.Duration
+	maxValue    int
+	maxKey      int
+	failures    int
+	cooldown    time.Duration
+	logger      *slog.Logger
+	now         func() time.Time
+}
+
+// Option configures New.
+type Option func(*config) error
+
+// WithPrefix sets the prefix of every key the Manager writes, so several
+// applications can share one Redis. It may not contain braces.
+// Default: "" (keys start with the cache name).
+func WithPrefix(p string) Option {
+	return func(c *config) error {
+		if err := keys.ValidatePrefix(p); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		c.prefix = p
+		return nil
+	}
+}
+
+// WithCodec sets the codec that encodes values. Entries written by any
+// built-in codec, or by this one, still decode after the default changes.
+// Default: codec.Msgpack().
+func WithCodec(cd codec.Codec) Option {
+	return func(c *config) error {
+		if cd == nil || cd.ID() == 0 {
+			return fmt.Errorf("%w: nil codec or codec ID 0", ErrInvalidOption)
+		}
+		c.codec = cd
+		return nil
+	}
+}
+
+// WithCompressor sets the compressor applied to payloads of at least the
+// compression threshold; compress.None() turns compression off. A payload is
+// stored compressed only when that made it smaller. Default: compress.LZ4().
+func WithCompressor(cp compress.Compressor) Option {
+	return func(c *config) error {
+		if cp == nil {
+			return fmt.Errorf("%w: nil compressor", ErrInvalidOption)
+		}
+		c.compressor = cp
+		return nil
+	}
+}
+
+// WithCompressThreshold sets the encoded size from which payloads are
+// compressed. Default: 1 KiB.
+func WithCompressThreshold(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%w: compress threshold %d", ErrInvalidOption, n)
+		}
+		c.threshold = n
+		return nil
+	}
+}
+
+// WithOpTimeout bounds every Redis round trip, whatever the client's own
+// timeouts and retries. When it passes, Fetch answers from the loader.
+// Default: 100ms.
+func WithOpTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: op timeout %v", ErrInvalidOption, d)
+		}
+		c.opTimeout = d
+		return nil
+	}
+}
+
+// WithLoadTimeout bounds every load: the loader's context ends after d, and
+// a result that arrives later is returned but not written to Redis.
+// Default: 30s.
+func WithLoadTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: load timeout %v", ErrInvalidOption, d)
+		}
+		c.loadTimeout = d
+		return nil
+	}
+}
+
+// WithBreaker sets the circuit breaker: after failures consecutive Redis
+// failures the Manager stops calling Redis for cooldown, then lets one probe
+// through. failures 0 turns the breaker off. Default: 5 failures, 1s.
+func WithBreaker(failures int, cooldown time.Duration) Option {
+	return func(c *config) error {
+		if failures < 0 || cooldown <= 0 {
+			return fmt.Errorf("%w: breaker %d failures, cooldown %v", ErrInvalidOption, failures, cooldown)
+		}
+		c.failures, c.cooldown = failures, cooldown
+		return nil
+	}
+}
+
+// WithMaxValueSize bounds the encoded size of a value: Set and Fetch refuse
+// to write larger values (ErrTooLarge), and stored values claiming to be
+// larger are treated as corrupt. Default: 8 MiB.
+func WithMaxValueSize(n int) Option {
+	return func(c *config) error {
+		if n <= 0 || n > 512<<20 {
+			return fmt.Errorf("%w: max value size %d", ErrInvalidOption, n)
+		}
+		c.maxValue = n
+		return nil
+	}
+}
+
+// WithMaxKeyLen sets the length above which a user key is replaced by its
+// SHA-256 in the Redis key. Default: 200.
+func WithMaxKeyLen(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: max key length %d", ErrInvalidOption, n)
+		}
+		c.maxKey = n
+		return nil
+	}
+}
+
+// WithLogger sets where errors that are not returned to a caller go: Redis
+// failures that Fetch answered around, failed write-backs. Default:
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithClock sets the clock used for freshness and the breaker, for tests.
+// Default: time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidOption)
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// New returns a Manager over client, which may be any go-redis client:
+// single node, Sentinel (failover), Ring or Cluster. The caller keeps
+// ownership of client and closes it after the Manager.
+//
+// Every Redis call is bounded by the op timeout. A *redis.Client,
+// *redis.ClusterClient or *redis.Ring with ContextTimeoutEnabled runs calls
+// on the caller's goroutine; any other client runs each call on a goroutine
+// the Manager waits for only until the timeout, since go-redis otherwise
+// ignores context deadlines on sockets. Prefer ContextTimeoutEnabled: true.
+func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
+	}
+	cfg := config{
+		codec:       codec.Msgpack(),
+		compressor:  compress.LZ4(),
+		threshold:   1 << 10,
+		opTimeout:   100 * time.Millisecond,
+		loadTimeout: 30 * time.Second,
+		maxValue:    8 << 20,
+		maxKey:      200,
+		failures:    5,
+		cooldown:    time.Second,
+		logger:      slog.Default(),
+		now:         time.Now,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	m := &Manager{
+		client:      client,
+		prefix:      cfg.prefix,
+		codec:       cfg.codec,
+		compressor:  cfg.compressor,
+		threshold:   cfg.threshold,
+		opTimeout:   cfg.opTimeout,
+		loadTimeout: cfg.loadTimeout,
+		maxValue:    cfg.maxValue,
+		maxKey:      cfg.maxKey,
+		logger:      cfg.logger,
+		now:         cfg.now,
+		breaker:     breaker.New(cfg.failures, cfg.cooldown, cfg.now),
+		direct:      honoursContext(client),
+		rand:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
+		m.codecs[cd.ID()] = cd
+	}
+	for _, cp := range []compress.Compressor{compress.LZ4(), cfg.compressor} {
+		m.compressors[cp.ID()] = cp
+	}
+	if cfg.compressor.ID() == compress.NoneID {
+		m.compressor = nil
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// honoursContext reports whether client bounds socket reads and writes by
+// the context deadline.
+func honoursContext(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return false
+}
+
+// Prefix returns the key prefix set with WithPrefix.
+func (m *Manager) Prefix() string { return m.prefix }
+
+// Close stops the Manager: loads in flight see their context cancelled, and
+// Close returns once every goroutine the Manager started has exited. Calls
+// made after Close return ErrClosed. Close does not close the Redis client.
+// It is safe to call more than once.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.done.Store(true)
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// goTracked runs fn on a goroutine that Close waits for. It reports false,
+// and runs nothing, once the Manager is closed.
+func (m *Manager) goTracked(fn func()) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// errBreakerOpen is wrapped in ErrUnavailable when a call is skipped.
+var errBreakerOpen = errors.New("circuit breaker open")
+
+// do sends cmd to Redis within the op timeout, through the breaker, and
+// records the outcome. The returned error is cmd.Err() (redis.Nil included),
+// or ErrUnavailable wrapping the cause when Redis could not answer.
+func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
+	if m.done.Load() {
+		return ErrClosed
+	}
+	if !m.breaker.Allow() {
+		m.stats.skipped.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
+	}
+	opCtx, cancel := ctx, context.CancelFunc(nil)
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
+		opCtx, cancel = context.WithTimeout(ctx, m.opTimeout)
+	}
+	var err error
+	if m.direct {
+		err = m.client.Process(opCtx, cmd)
+	} else {
+		err = m.guarded(opCtx, cmd)
+	}
+	if cancel != nil {
+		cancel()
+	}
+	return m.record(ctx, err)
+}
+
+// guarded runs cmd on a tracked goroutine and stops waiting at the
+// deadline. go-redis closes a connection whose reply timed out, so a late
+// reply is never read as the answer to another command.
+func (m *Manager) guarded(ctx context.Context, cmd redis.Cmder) error {
+	done := make(chan error, 1)
+	if !m.goTracked(func() { done <- m.client.Process(ctx, cmd) }) {
+		return ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// record feeds the breaker and the counters. A caller that gave up is
+// neither a success nor a failure of Redis.
+func (m *Manager) record(ctx context.Context, err error) error {
+	var rerr redis.Error
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		m.breaker.Success()
+		return err
+	case errors.Is(err, ErrClosed):
+		return err
+	case errors.As(err, &rerr):
+		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up.
+		m.breaker.Success()
+		m.stats.redisErrors.Add(1)
+		return err
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	default:
+		m.breaker.Failure()
+		m.stats.redisErrors.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+// script is a Lua script run by hash, with its source at hand for the
+// first run on a server that does not know it yet.
+type script struct {
+	src, hash string
+}
+
+func newScript(src string) script {
+	sum := sha1.Sum([]byte(src))
+	return script{src: src, hash: hex.EncodeToString(sum[:])}
+}
+
+// runScript runs s with EVALSHA, sending the source with EVAL when Redis
+// does not have it yet (first use, SCRIPT FLUSH, a restart, a new node).
+func (m *Manager) runScript(ctx context.Context, s script, keys []string, args ...any) (*redis.Cmd, error) {
+	cmd := redis.NewCmd(ctx, scriptArgs("evalsha", s.hash, keys, args)...)
+	err := m.do(ctx, cmd)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmd = redis.NewCmd(ctx, scriptArgs("eval", s.src, keys, args)...)
+		err = m.do(ctx, cmd)
+	}
+	return cmd, err
+}
+
+func scriptArgs(verb, body string, keys []string, args []any) []any {
+	out := make([]any, 0, 3+len(keys)+len(args))
+	out = append(out, verb, body, len(keys))
+	for _, k := range keys {
+		out = append(out, k)
+	}
+	return append(out, args...)
+}
+
+// random returns a uniform float64 in [0, 1) from the Manager's source.
+func (m *Manager) random() float64 {
+	m.randMu.Lock()
+	defer m.randMu.Unlock()
+	return m.rand.Float64()
+}
+
+// logError reports an error that no caller receives.
+func (m *Manager) logError(msg string, err error, attrs ...any) {
+	m.logger.Warn("cachemgr: "+msg, append([]any{"err", err}, attrs...)...)
+}
+
+// markerTTL is how long an invalidation marker lives: longer than any load
+// plus its write-back, so a load that saw the old marker cannot outlive the
+// new one.
+func (m *Manager) markerTTL() time.Duration {
+	return m.loadTimeout + 2*m.opTimeout + time.Second
+}
+
+func sha1hex(s string) string {
+	sum := sha1.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,251 @@
+package cachemgr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// quiet is a logger for tests that provoke errors on purpose.
+var quiet = slog.New(slog.DiscardHandler)
+
+// newManager returns a Manager over a fresh client of s, closed when the
+// test ends, with the client for direct inspection.
+func newManager(t *testing.T, s *redistest.Server, opts ...cachemgr.Option) (*cachemgr.Manager, *redis.Client) {
+	t.Helper()
+	rdb := s.Client(t)
+	m, err := cachemgr.New(rdb, append([]cachemgr.Option{cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet)}, opts...)...)
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, rdb
+}
+
+// newCache returns a Cache[T] called name on m.
+func newCache[T any](t *testing.T, m *cachemgr.Manager, name string, opts ...cachemgr.CacheOption) *cachemgr.Cache[T] {
+	t.Helper()
+	c, err := cachemgr.NewCache[T](m, name, opts...)
+	if err != nil {
+		t.Fatalf("NewCache(%q) error = %v", name, err)
+	}
+	return c
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { rdb.Close() })
+	tests := []struct {
+		name   string
+		client redis.UniversalClient
+		opts   []cachemgr.Option
+	}{
+		{"nil client", nil, nil},
+		{"nil option", rdb, []cachemgr.Option{nil}},
+		{"brace in prefix", rdb, []cachemgr.Option{cachemgr.WithPrefix("a{b}")}},
+		{"nil codec", rdb, []cachemgr.Option{cachemgr.WithCodec(nil)}},
+		{"nil compressor", rdb, []cachemgr.Option{cachemgr.WithCompressor(nil)}},
+		{"negative threshold", rdb, []cachemgr.Option{cachemgr.WithCompressThreshold(-1)}},
+		{"zero op timeout", rdb, []cachemgr.Option{cachemgr.WithOpTimeout(0)}},
+		{"negative load timeout", rdb, []cachemgr.Option{cachemgr.WithLoadTimeout(-time.Second)}},
+		{"negative breaker", rdb, []cachemgr.Option{cachemgr.WithBreaker(-1, time.Second)}},
+		{"zero cooldown", rdb, []cachemgr.Option{cachemgr.WithBreaker(3, 0)}},
+		{"zero max value", rdb, []cachemgr.Option{cachemgr.WithMaxValueSize(0)}},
+		{"zero max key", rdb, []cachemgr.Option{cachemgr.WithMaxKeyLen(0)}},
+		{"nil logger", rdb, []cachemgr.Option{cachemgr.WithLogger(nil)}},
+		{"nil clock", rdb, []cachemgr.Option{cachemgr.WithClock(nil)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := cachemgr.New(tt.client, tt.opts...)
+			if !errors.Is(err, cachemgr.ErrInvalidOption) {
+				t.Errorf("New() = %v, %v; want ErrInvalidOption", m, err)
+			}
+		})
+	}
+}
+
+func TestNewCacheRejectsBadInput(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	tests := []struct {
+		name  string
+		cache string
+		opts  []cachemgr.CacheOption
+		want  error
+	}{
+		{"empty name", "", nil, cachemgr.ErrInvalidOption},
+		{"colon in name", "a:b", nil, cachemgr.ErrInvalidOption},
+		{"brace in name", "{a}", nil, cachemgr.ErrInvalidOption},
+		{"nil option", "ok", []cachemgr.CacheOption{nil}, cachemgr.ErrInvalidOption},
+		{"zero ttl", "ok", []cachemgr.CacheOption{cachemgr.WithTTL(0)}, cachemgr.ErrInvalidTTL},
+		{"negative ttl", "ok", []cachemgr.CacheOption{cachemgr.WithTTL(-time.Second)}, cachemgr.ErrInvalidTTL},
+		{"huge ttl", "ok", []cachemgr.CacheOption{cachemgr.WithTTL(cachemgr.MaxTTL + 1)}, cachemgr.ErrInvalidTTL},
+		{"negative negative ttl", "ok", []cachemgr.CacheOption{cachemgr.WithNegativeTTL(-1)}, cachemgr.ErrInvalidTTL},
+		{"jitter above half", "ok", []cachemgr.CacheOption{cachemgr.WithJitter(0.6)}, cachemgr.ErrInvalidOption},
+		{"negative jitter", "ok", []cachemgr.CacheOption{cachemgr.WithJitter(-0.1)}, cachemgr.ErrInvalidOption},
+		{"nil cache codec", "ok", []cachemgr.CacheOption{cachemgr.WithCacheCodec(nil)}, cachemgr.ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := cachemgr.NewCache[int](m, tt.cache, tt.opts...); !errors.Is(err, tt.want) {
+				t.Errorf("NewCache(%q) error = %v, want %v", tt.cache, err, tt.want)
+			}
+		})
+	}
+	if _, err := cachemgr.NewCache[int](nil, "x"); !errors.Is(err, cachemgr.ErrInvalidOption) {
+		t.Errorf("NewCache(nil manager) error = %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestClosedManager(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	c := newCache[string](t, m, "closed")
+	if err := c.Set(context.Background(), "k", "v"); err != nil {
+		t.Fatalf("Set() error = %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close() error = %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close() error = %v", err)
+	}
+	ctx := context.Background()
+	loads := 0
+	load := func(context.Context) (string, error) { loads++; return "x", nil }
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, cachemgr.ErrClosed) {
+		t.Errorf("Get after Close error = %v, want ErrClosed", err)
+	}
+	if err := c.Set(ctx, "k", "v"); !errors.Is(err, cachemgr.ErrClosed) {
+		t.Errorf("Set after Close error = %v, want ErrClosed", err)
+	}
+	if err := c.Delete(ctx, "k"); !errors.Is(err, cachemgr.ErrClosed) {
+		t.Errorf("Delete after Close error = %v, want ErrClosed", err)
+	}
+	if _, err := c.Fetch(ctx, "k", load); !errors.Is(err, cachemgr.ErrClosed) || loads != 0 {
+		t.Errorf("Fetch after Close = %v with %d loads, want ErrClosed and 0 loads", err, loads)
+	}
+	if _, err := cachemgr.NewCache[int](m, "late"); !errors.Is(err, cachemgr.ErrClosed) {
+		t.Errorf("NewCache after Close error = %v, want ErrClosed", err)
+	}
+}
+
+// fetchWithin runs a Fetch of key and fails the test unless it returns the
+// loader's value within limit.
+func fetchWithin(t *testing.T, c *cachemgr.Cache[string], key string, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	got, err := c.Fetch(context.Background(), key, func(context.Context) (string, error) {
+		return "from loader " + key, nil
+	})
+	took := time.Since(start)
+	if err != nil || got != "from loader "+key {
+		t.Fatalf("Fetch(%q) = %q, %v; want the loader's value", key, got, err)
+	}
+	if took > limit {
+		t.Errorf("Fetch(%q) took %v, want at most %v", key, took, limit)
+	}
+}
+
+// TestFailOpenServerKilled proves guarantee 2 for a dead server: every Fetch
+// answers from the loader, the breaker opens, and after a restart it closes
+// and the cache fills again.
+func TestFailOpenServerKilled(t *testing.T) {
+	s := redistest.Start(t)
+	const op = 100 * time.Millisecond
+	m, _ := newManager(t, s, cachemgr.WithOpTimeout(op), cachemgr.WithBreaker(3, 200*time.Millisecond))
+	c := newCache[string](t, m, "fo")
+	ctx := context.Background()
+	fetchWithin(t, c, "warm", time.Second)
+	s.Kill()
+	for i := 0; i < 20; i++ {
+		fetchWithin(t, c, fmt.Sprint("k", i), 3*op)
+	}
+	st := m.Stats()
+	if st.Breaker != "open" || st.Skipped == 0 || st.RedisErrors == 0 {
+		t.Errorf("Stats() with server dead = %+v, want breaker open, calls skipped, errors counted", st)
+	}
+	if _, err := c.Get(ctx, "warm"); !errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Errorf("Get() with server dead error = %v, want ErrUnavailable", err)
+	}
+	s.Restart()
+	waitFor(t, "the breaker to close after restart", func() bool {
+		fetchWithin(t, c, "after", 3*op)
+		return m.Stats().Breaker == "closed"
+	})
+	if _, err := c.Fetch(ctx, "again", func(context.Context) (string, error) { return "v", nil }); err != nil {
+		t.Fatalf("Fetch() after restart error = %v", err)
+	}
+	if v, err := c.Get(ctx, "again"); err != nil || v != "v" {
+		t.Errorf("Get() after restart = %q, %v; want the cached value", v, err)
+	}
+}
+
+// TestFailOpenServerPaused proves guarantee 2 for a frozen server (SIGSTOP:
+// connections accept, replies never come), on both call paths: a client that
+// honours ctx deadlines, and one that does not (go-redis' default), whose
+// calls the Manager abandons at the op timeout.
+func TestFailOpenServerPaused(t *testing.T) {
+	tests := []struct {
+		name       string
+		ctxTimeout bool
+	}{
+		{"context deadlines honoured", true},
+		{"go-redis defaults", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := redistest.Start(t)
+			rdb := s.ClientWith(t, func(o *redis.Options) {
+				o.ContextTimeoutEnabled = tt.ctxTimeout
+				o.ReadTimeout, o.MaxRetries = 500*time.Millisecond, 3
+			})
+			const op = 100 * time.Millisecond
+			m, err := cachemgr.New(rdb, cachemgr.WithOpTimeout(op), cachemgr.WithLogger(quiet))
+			if err != nil {
+				t.Fatalf("New() error = %v", err)
+			}
+			c := newCache[string](t, m, "pause")
+			fetchWithin(t, c, "warm", time.Second)
+			s.Pause()
+			for i := 0; i < 5; i++ {
+				fetchWithin(t, c, fmt.Sprint("k", i), 3*op)
+			}
+			s.Resume()
+			// Close waits for calls the Manager stopped waiting for.
+			if err := m.Close(); err != nil {
+				t.Fatalf("Close() error = %v", err)
+			}
+		})
+	}
+}
+
+func TestGetUnavailableIsWrapped(t *testing.T) {
+	s := redistest.Start(t)
+	m, _ := newManager(t, s, cachemgr.WithOpTimeout(50*time.Millisecond))
+	c := newCache[string](t, m, "u")
+	s.Pause()
+	defer s.Resume()
+	start := time.Now()
+	_, err := c.Get(context.Background(), "k")
+	if !errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Errorf("Get() on paused server error = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Get() on paused server took %v", d)
+	}
+	if err := c.Set(context.Background(), "k", "v"); !errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Errorf("Set() on paused server error = %v, want ErrUnavailable", err)
+	}
+}

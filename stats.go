@@ -1,0 +1,62 @@
+package cachemgr
+
+import "sync/atomic"
+
+// Stats is a snapshot of a Manager's counters, summed over all its caches.
+type Stats struct {
+	// Hits counts reads answered from Redis, negative entries included.
+	Hits uint64
+	// NegativeHits counts reads answered by a cached ErrNotFound.
+	NegativeHits uint64
+	// Misses counts reads that found no usable value.
+	Misses uint64
+	// Loads counts loader calls; LoadErrors those that returned an error
+	// other than ErrNotFound, or panicked.
+	Loads, LoadErrors uint64
+	// RedisErrors counts Redis calls that failed or timed out, and error
+	// replies such as WRONGTYPE or OOM.
+	RedisErrors uint64
+	// Skipped counts Redis calls not made because the breaker was open.
+	Skipped uint64
+	// DecodeErrors counts stored values that did not decode; each is
+	// treated as a miss and deleted.
+	DecodeErrors uint64
+	// WriteErrors counts failed writes of loaded values (Fetch still
+	// returned the value).
+	WriteErrors uint64
+	// Breaker is the circuit breaker's state: "closed", "open" or "half-open".
+	Breaker string
+}
+
+// HitRatio returns Hits / (Hits + Misses), or 0 before any read.
+func (s Stats) HitRatio() float64 {
+	if s.Hits+s.Misses == 0 {
+		return 0
+	}
+	return float64(s.Hits) / float64(s.Hits+s.Misses)
+}
+
+type counters struct {
+	hits, negativeHits, misses atomic.Uint64
+	loads, loadErrors          atomic.Uint64
+	redisErrors, skipped       atomic.Uint64
+	decodeErrors, writeErrors  atomic.Uint64
+}
+
+// Stats returns a snapshot of the Manager's counters. It is safe to call
+// at any time, also after Close.
+func (m *Manager) Stats() Stats {
+	c := &m.stats
+	return Stats{
+		Hits:         c.hits.Load(),
+		NegativeHits: c.negativeHits.Load(),
+		Misses:       c.misses.Load(),
+		Loads:        c.loads.Load(),
+		LoadErrors:   c.loadErrors.Load(),
+		RedisErrors:  c.redisErrors.Load(),
+		Skipped:      c.skipped.Load(),
+		DecodeErrors: c.decodeErrors.Load(),
+		WriteErrors:  c.writeErrors.Load(),
+		Breaker:      m.breaker.State().String(),
+	}
+}

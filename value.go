@@ -1,0 +1,108 @@
+package cachemgr
+
+import (
+	"fmt"
+
+	"github.com/cachemgr/cachemgr/codec"
+	"github.com/cachemgr/cachemgr/internal/envelope"
+)
+
+// maxPooled is the largest buffer kept for reuse: one huge value should not
+// pin memory for the life of the process.
+const maxPooled = 256 << 10
+
+// getBuf returns an empty encode or decompression buffer from the
+// Manager's pool.
+func (m *Manager) getBuf() *[]byte {
+	if b, ok := m.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 2048)
+	return &b
+}
+
+func (m *Manager) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooled {
+		*b = (*b)[:0]
+		m.bufs.Put(b)
+	}
+}
+
+// encode returns the envelope for v in a pooled buffer, which the caller
+// returns with putBuf once Redis has the bytes. h carries the freshness and
+// load time; encode fills in codec, compression and lengths.
+func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header) (*[]byte, error) {
+	h.Codec = cd.ID()
+	buf := m.getBuf()
+	out, err := cd.Append(envelope.Append((*buf)[:0], h), v)
+	*buf = out
+	if err != nil {
+		m.putBuf(buf)
+		return nil, fmt.Errorf("encode with %s: %w", cd.Name(), err)
+	}
+	payload := out[envelope.HeaderSize:]
+	if len(payload) > m.maxValue {
+		m.putBuf(buf)
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(payload), m.maxValue)
+	}
+	if m.compressor == nil || len(payload) < m.threshold {
+		return buf, nil
+	}
+	zbuf := m.getBuf()
+	h.Compressor, h.RawLen = m.compressor.ID(), len(payload)
+	z, ok, err := m.compressor.Compress(envelope.Append((*zbuf)[:0], h), payload)
+	*zbuf = z
+	if err != nil || !ok {
+		// Incompressible (or a compressor fault): store the payload as it is.
+		m.putBuf(zbuf)
+		return buf, nil
+	}
+	m.putBuf(buf)
+	return zbuf, nil
+}
+
+// encodeNegative returns the envelope of a cached "not found".
+func (m *Manager) encodeNegative(cd codec.Codec, h envelope.Header) *[]byte {
+	h.Codec, h.Negative = cd.ID(), true
+	buf := m.getBuf()
+	*buf = envelope.Append((*buf)[:0], h)
+	return buf
+}
+
+// decode parses b and, unless it is a negative entry, decodes its payload
+// into v. preferred is the cache's codec, used when the envelope names it
+// even if the Manager does not know its ID. b is only read.
+func (m *Manager) decode(b []byte, preferred codec.Codec, v any) (envelope.Header, error) {
+	h, payload, err := envelope.Parse(b, m.maxValue)
+	if err != nil {
+		return h, err
+	}
+	if h.Negative {
+		return h, nil
+	}
+	cd := m.codecs[h.Codec]
+	if h.Codec == preferred.ID() {
+		cd = preferred
+	}
+	if cd == nil {
+		return h, fmt.Errorf("%w: unknown codec %d", envelope.ErrCorrupt, h.Codec)
+	}
+	if h.Compressor != 0 {
+		cp := m.compressors[h.Compressor]
+		if cp == nil {
+			return h, fmt.Errorf("%w: unknown compressor %d", envelope.ErrCorrupt, h.Compressor)
+		}
+		buf := m.getBuf()
+		defer m.putBuf(buf)
+		out, err := cp.Decompress((*buf)[:0], payload, h.RawLen)
+		*buf = out
+		if err != nil {
+			return h, fmt.Errorf("decompress with %s: %w", cp.Name(), err)
+		}
+		payload = out
+	}
+	if err := cd.Unmarshal(payload, v); err != nil {
+		return h, fmt.Errorf("decode with %s: %w", cd.Name(), err)
+	}
+	return h, nil
+}
