@@ -3,7 +3,6 @@ package cachemgr
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -138,12 +137,11 @@ func (c *Cache[T]) lookup(ctx context.Context, rkey string) (T, envelope.Header,
 	var v T
 	cmd := redis.NewStringCmd(ctx, "get", rkey)
 	if err := c.m.do(ctx, cmd); err != nil {
-		var rerr redis.Error
 		switch {
 		case err == redis.Nil:
 			c.m.stats.misses.Add(1)
 			return v, envelope.Header{}, ErrMiss
-		case errors.As(err, &rerr):
+		case isReply(err):
 			// WRONGTYPE and the like: not ours to delete.
 			c.m.stats.misses.Add(1)
 			return v, envelope.Header{}, fmt.Errorf("%w: %w", ErrMiss, err)

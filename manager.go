@@ -43,8 +43,9 @@ type Manager struct {
 	// would wait its own ReadTimeout, with retries, whatever our deadline says.
 	direct bool
 
-	stats counters
-	bufs  sync.Pool // *[]byte encode and decompression buffers
+	stats     counters
+	deadlines deadlines
+	bufs      sync.Pool // *[]byte encode and decompression buffers
 
 	randMu sync.Mutex
 	rand   *rand.Rand
@@ -339,15 +340,22 @@ func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
 		m.stats.skipped.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
 	}
-	opCtx, cancel := ctx, context.CancelFunc(nil)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	}
+	callCtx, cancel := ctx, context.CancelFunc(nil)
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
-		opCtx, cancel = context.WithTimeout(ctx, m.opTimeout)
+		if m.direct {
+			callCtx = &opCtx{Context: ctx, bound: m.deadlines.get(m.ctx, m.opTimeout)}
+		} else {
+			callCtx, cancel = context.WithTimeout(ctx, m.opTimeout)
+		}
 	}
 	var err error
 	if m.direct {
-		err = m.client.Process(opCtx, cmd)
+		err = m.client.Process(callCtx, cmd)
 	} else {
-		err = m.guarded(opCtx, cmd)
+		err = m.guarded(callCtx, cmd)
 	}
 	if cancel != nil {
 		cancel()
@@ -374,17 +382,19 @@ func (m *Manager) guarded(ctx context.Context, cmd redis.Cmder) error {
 // record feeds the breaker and the counters. A caller that gave up is
 // neither a success nor a failure of Redis.
 func (m *Manager) record(ctx context.Context, err error) error {
-	var rerr redis.Error
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
 		m.breaker.Success()
 		return err
 	case errors.Is(err, ErrClosed):
 		return err
-	case errors.As(err, &rerr):
-		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up.
+	case isReply(err):
+		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up. NOSCRIPT
+		// is routine, runScript answers it by sending the source.
 		m.breaker.Success()
-		m.stats.redisErrors.Add(1)
+		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			m.stats.redisErrors.Add(1)
+		}
 		return err
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
@@ -404,6 +414,13 @@ type script struct {
 func newScript(src string) script {
 	sum := sha1.Sum([]byte(src))
 	return script{src: src, hash: hex.EncodeToString(sum[:])}
+}
+
+// isReply reports whether err is an error reply from Redis (WRONGTYPE,
+// OOM, NOSCRIPT…) rather than a failure to reach it.
+func isReply(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr)
 }
 
 // runScript runs s with EVALSHA, sending the source with EVAL when Redis

@@ -3,7 +3,6 @@ package compress
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/pierrec/lz4/v4"
@@ -44,7 +43,7 @@ func (lz4Compressor) Compress(dst, src []byte) ([]byte, bool, error) {
 	// storing. lz4 then reports (0, nil) for data it judges incompressible
 	// and ErrInvalidSourceShortBuffer for a block that outgrew the space.
 	limit := len(src) - 1
-	dst = slices.Grow(dst, limit)
+	dst = grow(dst, limit)
 	c := lz4Tables.Get().(*lz4.Compressor)
 	n, err := c.CompressBlock(src, dst[len(dst):len(dst)+limit])
 	lz4Tables.Put(c)
@@ -74,7 +73,7 @@ func (lz4Compressor) Decompress(dst, src []byte, rawLen int) (out []byte, err er
 			out, err = dst, fmt.Errorf("lz4: %w: panic: %v", ErrCorrupt, p)
 		}
 	}()
-	grown := slices.Grow(dst, rawLen)
+	grown := grow(dst, rawLen)
 	n, err := lz4.UncompressBlock(src, grown[len(dst):len(dst)+rawLen])
 	if err != nil {
 		return dst, fmt.Errorf("lz4: %w: %w", ErrCorrupt, err)
@@ -83,4 +82,16 @@ func (lz4Compressor) Decompress(dst, src []byte, rawLen int) (out []byte, err er
 		return dst, fmt.Errorf("lz4: %w: block expands to %d bytes, want %d", ErrCorrupt, n, rawLen)
 	}
 	return grown[:len(dst)+n], nil
+}
+
+// grow returns b with room for n more bytes, allocating exactly once if it
+// must. slices.Grow would do, but under the race detector it also
+// allocates a temporary of n bytes.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	grown := make([]byte, len(b), len(b)+n)
+	copy(grown, b)
+	return grown
 }

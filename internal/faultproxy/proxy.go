@@ -1,12 +1,3 @@
-// Package faultproxy is an in-process TCP proxy that injects network
-// faults between a client and a server, in the manner of toxiproxy but
-// without root or a separate process.
-//
-// A [Proxy] listens on a loopback port and forwards each connection it
-// accepts to a target address. Its controls (latency, blackhole, reset,
-// refuse) take effect at once on live connections and on every later one.
-// It is meant for tests: point a client at [Proxy.Addr] instead of the
-// server.
 package faultproxy
 
 import (
@@ -258,13 +249,14 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 	go func() {
 		defer p.wg.Done()
 		defer close(chunks)
+		buf := make([]byte, chunkSize)
 		for {
-			buf := make([]byte, chunkSize)
 			n, err := src.Read(buf)
 			if n > 0 {
 				due := time.Now().Add(time.Duration(p.latency[dir].Load()))
+				data := append([]byte(nil), buf[:n]...)
 				select {
-				case chunks <- chunk{data: buf[:n], due: due}:
+				case chunks <- chunk{data: data, due: due}:
 				case <-l.done:
 					return
 				}

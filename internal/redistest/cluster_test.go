@@ -7,6 +7,7 @@ import (
 )
 
 func TestCluster(t *testing.T) {
+	t.Parallel() // forming a cluster waits 2s, mostly idle
 	c := StartCluster(t, 3)
 	if n := len(c.Addrs()); n != 3 {
 		t.Fatalf("Addrs() has %d nodes, want 3", n)
@@ -31,6 +32,7 @@ func TestCluster(t *testing.T) {
 }
 
 func TestClusterOneMaster(t *testing.T) {
+	t.Parallel()
 	c := StartCluster(t, 1)
 	ctx := context.Background()
 	cc := c.Client(t)

@@ -1,0 +1,151 @@
+package cachemgr_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// benchValue is the struct the benchmarks cache; Data sets its size.
+type benchValue struct {
+	ID    int
+	Name  string
+	Price float64
+	Data  []byte
+}
+
+var benchSizes = []int{64, 1 << 10, 64 << 10}
+
+// benchServer returns a real redis-server when one can be started, or
+// miniredis.
+func benchServer(b *testing.B) *redistest.Server {
+	b.Helper()
+	return redistest.Start(b)
+}
+
+func newBenchValue(size int) benchValue {
+	r := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	return benchValue{ID: 42, Name: "benchmark value", Price: 9.99, Data: data}
+}
+
+func newBenchCache(b *testing.B, rdb *redis.Client) *cachemgr.Cache[benchValue] {
+	b.Helper()
+	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	c, err := cachemgr.NewCache[benchValue](m, "v", cachemgr.WithTTL(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkGet compares a Redis-tier hit with the raw go-redis baseline:
+// GET of the same msgpack bytes and msgpack.Unmarshal, in the same run.
+func BenchmarkGet(b *testing.B) {
+	ctx := context.Background()
+	s := benchServer(b)
+	rdb := s.Client(b)
+	for _, size := range benchSizes {
+		v := newBenchValue(size)
+		b.Run(fmt.Sprintf("raw/%dB", size), func(b *testing.B) {
+			enc, err := msgpack.Marshal(v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := rdb.Set(ctx, "raw", enc, time.Hour).Err(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				s, err := rdb.Get(ctx, "raw").Result()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var got benchValue
+				if err := msgpack.Unmarshal([]byte(s), &got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("cachemgr/%dB", size), func(b *testing.B) {
+			c := newBenchCache(b, rdb)
+			key := fmt.Sprint(size)
+			if err := c.Set(ctx, key, v); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Get(ctx, key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFetchHit measures Fetch when the value is cached.
+func BenchmarkFetchHit(b *testing.B) {
+	ctx := context.Background()
+	rdb := benchServer(b).Client(b)
+	for _, size := range benchSizes {
+		v := newBenchValue(size)
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			c := newBenchCache(b, rdb)
+			key := fmt.Sprint(size)
+			load := func(context.Context) (benchValue, error) { return v, nil }
+			if _, err := c.Fetch(ctx, key, load); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Fetch(ctx, key, load); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSet compares Set with a raw msgpack.Marshal and SET PX.
+func BenchmarkSet(b *testing.B) {
+	ctx := context.Background()
+	rdb := benchServer(b).Client(b)
+	for _, size := range benchSizes {
+		v := newBenchValue(size)
+		b.Run(fmt.Sprintf("raw/%dB", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				enc, err := msgpack.Marshal(v)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := rdb.Set(ctx, "raw", enc, time.Hour).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("cachemgr/%dB", size), func(b *testing.B) {
+			c := newBenchCache(b, rdb)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Set(ctx, fmt.Sprint(size), v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
