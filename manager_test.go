@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/faultproxy"
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -247,5 +248,54 @@ func TestGetUnavailableIsWrapped(t *testing.T) {
 	}
 	if err := c.Set(context.Background(), "k", "v"); !errors.Is(err, cachemgr.ErrUnavailable) {
 		t.Errorf("Set() on paused server error = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestLateReplyNeverAnswersAnotherKey: a reply that arrives after the op
+// timeout must not be read as the answer to the next command on the
+// connection (wrong-key data). The proxy delays replies past the timeout.
+func TestLateReplyNeverAnswersAnotherKey(t *testing.T) {
+	tests := []struct {
+		name       string
+		ctxTimeout bool
+	}{
+		{"context deadlines honoured", true},
+		{"go-redis defaults", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := redistest.Start(t)
+			p := faultproxy.New(t, s.Addr())
+			rdb := redis.NewClient(&redis.Options{Addr: p.Addr(), ContextTimeoutEnabled: tt.ctxTimeout, PoolSize: 1, ReadTimeout: time.Second})
+			t.Cleanup(func() { rdb.Close() })
+			m, err := cachemgr.New(rdb, cachemgr.WithOpTimeout(50*time.Millisecond), cachemgr.WithLogger(quiet))
+			if err != nil {
+				t.Fatalf("New() error = %v", err)
+			}
+			t.Cleanup(func() { m.Close() })
+			c := newCache[string](t, m, "late")
+			ctx := context.Background()
+			for _, k := range []string{"k1", "k2", "k3"} {
+				if err := c.Set(ctx, k, "value of "+k); err != nil {
+					t.Fatalf("Set(%q) error = %v", k, err)
+				}
+			}
+			p.SetLatency(faultproxy.Downstream, 150*time.Millisecond)
+			if v, err := c.Get(ctx, "k1"); !errors.Is(err, cachemgr.ErrUnavailable) {
+				t.Fatalf("Get(k1) with slow replies = %q, %v; want ErrUnavailable", v, err)
+			}
+			p.SetLatency(faultproxy.Downstream, 0)
+			for _, k := range []string{"k2", "k3", "k1"} {
+				var v string
+				var err error
+				waitFor(t, "a reply within the op timeout", func() bool {
+					v, err = c.Get(ctx, k)
+					return !errors.Is(err, cachemgr.ErrUnavailable)
+				})
+				if err != nil || v != "value of "+k {
+					t.Errorf("Get(%q) after a late reply = %q, %v; want %q", k, v, err, "value of "+k)
+				}
+			}
+		})
 	}
 }

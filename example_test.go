@@ -1,0 +1,154 @@
+package cachemgr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/cachemgr/cachemgr"
+	"github.com/redis/go-redis/v9"
+)
+
+// exampleManager returns a Manager on an embedded miniredis, so the
+// examples run anywhere. The cleanup closes the Manager, client and server.
+func exampleManager() (*cachemgr.Manager, func()) {
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		panic(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
+	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("shop"))
+	if err != nil {
+		panic(err)
+	}
+	return m, func() { m.Close(); rdb.Close(); mr.Close() }
+}
+
+// User is the entity the examples cache.
+type User struct {
+	ID   int
+	Name string
+}
+
+func ExampleNew() {
+	mr, err := miniredis.Run() // embedded Redis for the example
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer mr.Close()
+	// ContextTimeoutEnabled lets the op timeout bound socket reads on the
+	// caller's goroutine.
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
+	defer rdb.Close()
+
+	m, err := cachemgr.New(rdb,
+		cachemgr.WithPrefix("shop"),
+		cachemgr.WithOpTimeout(50*time.Millisecond),
+		cachemgr.WithBreaker(5, time.Second),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	fmt.Println(m.Prefix(), m.Stats().Breaker)
+	// Output: shop closed
+}
+
+func ExampleCache_Get() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	users, _ := cachemgr.NewCache[User](m, "user", cachemgr.WithTTL(10*time.Minute))
+
+	if _, err := users.Get(ctx, "42"); errors.Is(err, cachemgr.ErrMiss) {
+		fmt.Println("miss")
+	}
+	_ = users.Set(ctx, "42", User{ID: 42, Name: "Ada"})
+	u, err := users.Get(ctx, "42")
+	fmt.Println(u.Name, err)
+	// Output:
+	// miss
+	// Ada <nil>
+}
+
+func ExampleCache_Fetch() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	users, _ := cachemgr.NewCache[User](m, "user")
+
+	loads := 0
+	load := func(ctx context.Context) (User, error) {
+		loads++ // the database call; runs once per key, even under a stampede
+		return User{ID: 42, Name: "Ada"}, nil
+	}
+	u, _ := users.Fetch(ctx, "42", load)
+	u, _ = users.Fetch(ctx, "42", load)
+	fmt.Println(u.ID, "loads="+fmt.Sprint(loads))
+	// Output: 42 loads=1
+}
+
+func ExampleCache_Fetch_notFound() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	users, _ := cachemgr.NewCache[User](m, "user", cachemgr.WithNegativeTTL(30*time.Second))
+
+	loads := 0
+	load := func(ctx context.Context) (User, error) {
+		loads++
+		return User{}, fmt.Errorf("user 7: %w", cachemgr.ErrNotFound)
+	}
+	_, err := users.Fetch(ctx, "7", load)
+	_, err = users.Fetch(ctx, "7", load) // answered by the negative entry
+	fmt.Println(errors.Is(err, cachemgr.ErrNotFound), "loads="+fmt.Sprint(loads))
+	// Output: true loads=1
+}
+
+func ExampleEntryFrom() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	users, _ := cachemgr.NewCache[User](m, "user")
+
+	u, err := users.Fetch(context.Background(), "42", func(ctx context.Context) (User, error) {
+		// The loader learns how long the value is good only by loading it.
+		cachemgr.EntryFrom(ctx).SetTTL(5 * time.Second)
+		return User{ID: 42, Name: "Ada"}, nil
+	})
+	fmt.Println(u.Name, err)
+	// Output: Ada <nil>
+}
+
+func ExampleCache_Delete() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	users, _ := cachemgr.NewCache[User](m, "user")
+
+	_ = users.Set(ctx, "42", User{ID: 42, Name: "Ada"})
+	// After a write to the database: a load already running when Delete
+	// returns will not write its outdated result back.
+	_ = users.Delete(ctx, "42")
+	_, err := users.Get(ctx, "42")
+	fmt.Println(errors.Is(err, cachemgr.ErrMiss))
+	// Output: true
+}
+
+func ExampleManager_Stats() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	users, _ := cachemgr.NewCache[User](m, "user")
+
+	load := func(context.Context) (User, error) { return User{ID: 1}, nil }
+	for i := 0; i < 4; i++ {
+		_, _ = users.Fetch(ctx, "1", load)
+	}
+	st := m.Stats()
+	fmt.Printf("hits=%d misses=%d loads=%d ratio=%.2f\n", st.Hits, st.Misses, st.Loads, st.HitRatio())
+	// Output: hits=3 misses=1 loads=1 ratio=0.75
+}
