@@ -30,15 +30,18 @@ const maxMsgpackDepth = 512
 // that follow it, and arrays and maps may nest at most 512 deep. Input that
 // fails returns an error wrapping [ErrMalformed]. The check stands in for the
 // allocation limits of msgpack v5.4, which are never applied: without it a
-// 5-byte input could make the decoder allocate gigabytes. Panics inside the
-// decoder are returned as errors.
+// 5-byte input could make the decoder allocate gigabytes. What remains is
+// proportional to the input: each element takes at least one byte, and
+// decoding n of them into a []T allocates n times the size of T. Panics in
+// msgpack or in a type's own (un)marshal methods are returned as errors.
 //
 // Extension payloads are opaque bytes. Extension decoders that read them as
 // bytes, as msgpack.RegisterExt's do, work; a custom extension decoder that
 // parses its payload as MessagePack through the Decoder gets an
 // [ErrMalformed] error, as does a map stored inside an extension, because
-// that payload has not been checked. For the same reason the msgpack
-// "intern" tag option can fail on 2 of its first 256 dictionary entries.
+// that payload has not been checked. For the same reason, fields with the
+// msgpack "intern" option fail to decode once they refer back to the 223rd
+// or 224th interned string.
 //
 // Append and Unmarshal reuse pooled encoders and decoders and are safe for
 // concurrent use.
@@ -105,9 +108,7 @@ type msgpackDecoder struct {
 var msgpackDecoders = sync.Pool{New: func() any {
 	d := new(msgpackDecoder)
 	// msgpackReader is an io.ByteScanner, so the decoder reads it directly
-	// instead of through a bufio.Reader. msgpack.Unmarshal is avoided on
-	// purpose: it turns on UsePreallocateValues, which starts a goroutine per
-	// decoded map type that never exits.
+	// instead of through a bufio.Reader.
 	d.dec = msgpack.NewDecoder(&d.r)
 	d.dec.SetCustomStructTag("json")
 	return d
@@ -115,24 +116,23 @@ var msgpackDecoders = sync.Pool{New: func() any {
 
 func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 	d := msgpackDecoders.Get().(*msgpackDecoder)
-	guard, err := validateMsgpack(data, d.r.guard[:0])
-	d.r.guard = guard
-	if err != nil {
-		msgpackDecoders.Put(d)
-		return fmt.Errorf("msgpack: %w", err)
-	}
 	defer func() {
 		// A panicking decoder is dropped, not pooled: its state is unknown.
 		if p := recover(); p != nil {
 			err = fmt.Errorf("msgpack: panic decoding into %T: %v", v, p)
 		}
 	}()
+	guard, err := validateMsgpack(data, d.r.guard[:0])
+	d.r.guard = guard
+	if err != nil {
+		putMsgpackDecoder(d)
+		return fmt.Errorf("msgpack: %w", err)
+	}
 	d.r.reset(data)
 	d.dec.ResetReader(&d.r) // also clears the intern dictionary
 	err = d.dec.Decode(v)
 	trip := d.r.trip
-	d.r.data = nil
-	msgpackDecoders.Put(d)
+	putMsgpackDecoder(d)
 	if trip >= 0 {
 		return fmt.Errorf("msgpack: %w at offset %d: extension payload read as a value", ErrMalformed, trip)
 	}
@@ -140,6 +140,16 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 		return msgpackError(err)
 	}
 	return nil
+}
+
+// putMsgpackDecoder returns d to the pool without the caller's data, and
+// without a guard list grown by one unusual input.
+func putMsgpackDecoder(d *msgpackDecoder) {
+	d.r.data = nil
+	if cap(d.r.guard) > 1024 {
+		d.r.guard = nil
+	}
+	msgpackDecoders.Put(d)
 }
 
 // msgpackError prefixes err with "msgpack: " unless the library already did.

@@ -18,6 +18,7 @@ func TestRun(t *testing.T) {
 		t.Fatalf("run(%q) = %v, want nil\noutput:\n%s", args, err, &out)
 	}
 	got := out.String()
+	t.Log(got)
 	for _, want := range []string{
 		"embedded miniredis", "report", "throughput", "hit ratio", "loader calls",
 		"negative hits", "redis errors", "without cache", "with cache", "p50 speedup",
