@@ -99,8 +99,10 @@ func (msgpackCodec) Append(dst []byte, v any) (out []byte, err error) {
 	return out, nil
 }
 
-// msgpackDecoder is a decoder bound to its own msgpackReader.
+// msgpackDecoder is a decoder bound to its own msgpackReader, and the
+// validator that checks its input.
 type msgpackDecoder struct {
+	v   msgpackValidator
 	r   msgpackReader
 	dec *msgpack.Decoder
 }
@@ -122,13 +124,11 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 			err = fmt.Errorf("msgpack: panic decoding into %T: %v", v, p)
 		}
 	}()
-	guard, err := validateMsgpack(data, d.r.guard[:0])
-	d.r.guard = guard
-	if err != nil {
+	if err := d.v.validate(data); err != nil {
 		putMsgpackDecoder(d)
 		return fmt.Errorf("msgpack: %w", err)
 	}
-	d.r.reset(data)
+	d.r.reset(data, d.v.guard)
 	d.dec.ResetReader(&d.r) // also clears the intern dictionary
 	err = d.dec.Decode(v)
 	trip := d.r.trip
@@ -145,9 +145,9 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 // putMsgpackDecoder returns d to the pool without the caller's data, and
 // without a guard list grown by one unusual input.
 func putMsgpackDecoder(d *msgpackDecoder) {
-	d.r.data = nil
-	if cap(d.r.guard) > 1024 {
-		d.r.guard = nil
+	d.r.data, d.r.guard = nil, nil
+	if cap(d.v.guard) > 1024 {
+		d.v.guard = nil
 	}
 	msgpackDecoders.Put(d)
 }
@@ -160,9 +160,9 @@ func msgpackError(err error) error {
 	return fmt.Errorf("msgpack: %w", err)
 }
 
-// msgpackReader gives the decoder input that validateMsgpack accepted.
+// msgpackReader gives the decoder input that msgpackValidator accepted.
 //
-// validateMsgpack skips extension payloads without looking inside, but
+// The validator skips extension payloads without looking inside, but
 // msgpack's Decoder.DecodeMapLen, used for every map target, skips an
 // extension header and parses what follows as a map. A forged extension can
 // hide a huge length there, or knock the decoder out of step with the
@@ -178,8 +178,8 @@ type msgpackReader struct {
 	trip  int   // first offset refused, or -1
 }
 
-func (r *msgpackReader) reset(data []byte) {
-	r.data, r.off, r.next, r.trip = data, 0, 0, -1
+func (r *msgpackReader) reset(data []byte, guard []int) {
+	r.data, r.guard, r.off, r.next, r.trip = data, guard, 0, 0, -1
 }
 
 func (r *msgpackReader) Read(p []byte) (int, error) {
@@ -225,37 +225,52 @@ func (r *msgpackReader) UnreadByte() error {
 
 var errExtPayload = fmt.Errorf("%w: extension payload read as a value", ErrMalformed)
 
-// validateMsgpack reports whether b holds exactly one MessagePack value in
-// which every str, bin and ext length fits in the bytes that follow it, every
-// array has at most one element per following byte and every map at most one
-// entry per two, nesting is at most maxMsgpackDepth deep and the reserved
-// code 0xc1 does not occur. It appends to guard, in ascending order, the
-// offsets of extension payloads that the decoder must not read as a value
-// (see msgpackReader).
+// msgpackValidator checks input before it reaches the decoder. Its slices
+// are kept for reuse.
+type msgpackValidator struct {
+	// guard lists, in ascending order, the offsets of extension payloads
+	// that the decoder must not read as a value (see msgpackReader).
+	guard []int
+	// pending counts the values still due at each depth of nesting; the
+	// first entry is the single top-level value.
+	pending []uint64
+}
+
+// validate returns an error wrapping ErrMalformed unless b holds exactly one
+// MessagePack value in which every str, bin and ext length fits in the bytes
+// that follow it, every array has at most one element per following byte and
+// every map at most one entry per two, nesting is at most maxMsgpackDepth
+// deep and the reserved code 0xc1 does not occur. It fills v.guard for b.
 //
 // It works in one pass with an explicit stack, so hostile nesting cannot
 // exhaust the goroutine stack.
-func validateMsgpack(b []byte, guard []int) ([]int, error) {
-	// pending[d] counts the values still due at depth d; depth 0 holds the
-	// single top-level value.
-	var pending [maxMsgpackDepth + 1]uint64
-	pending[0] = 1
-	depth := 0
+func (v *msgpackValidator) validate(b []byte) error {
+	const (
+		kindFixed = iota
+		kindBytes
+		kindExt
+		kindArray
+		kindMap
+	)
+	v.guard = v.guard[:0]
+	v.pending = append(v.pending[:0], 1)
 	i := 0
 	for {
-		for pending[depth] == 0 {
-			if depth == 0 {
+		top := len(v.pending) - 1
+		for v.pending[top] == 0 {
+			if top == 0 {
 				if i != len(b) {
-					return guard, malformed(i, "%d trailing bytes", len(b)-i)
+					return malformed(i, "%d trailing bytes", len(b)-i)
 				}
-				return guard, nil
+				return nil
 			}
-			depth--
+			top--
+			v.pending = v.pending[:top+1]
 		}
-		pending[depth]--
+		v.pending[top]--
 
 		if i >= len(b) {
-			return guard, malformed(i, "unexpected end of input")
+			return malformed(i, "unexpected end of input")
 		}
 		start := i
 		c := b[i]
@@ -264,13 +279,6 @@ func validateMsgpack(b []byte, guard []int) ([]int, error) {
 		// Each code has a fixed-size body, or a length field of lenSize
 		// bytes giving the size of a str/bin/ext body or the element count
 		// of an array/map.
-		const (
-			kindFixed = iota
-			kindBytes
-			kindExt
-			kindArray
-			kindMap
-		)
 		kind, lenSize := kindFixed, 0
 		var n uint64
 		switch {
@@ -283,7 +291,7 @@ func validateMsgpack(b []byte, guard []int) ([]int, error) {
 		case c <= 0xbf:
 			kind, n = kindBytes, uint64(c&0x1f)
 		case c == 0xc1:
-			return guard, malformed(start, "reserved code 0xc1")
+			return malformed(start, "reserved code 0xc1")
 		case c == 0xc4, c == 0xd9: // bin8, str8
 			kind, lenSize = kindBytes, 1
 		case c == 0xc5, c == 0xda: // bin16, str16
@@ -310,7 +318,7 @@ func validateMsgpack(b []byte, guard []int) ([]int, error) {
 
 		if lenSize > 0 {
 			if len(b)-i < lenSize {
-				return guard, malformed(start, "truncated length of code %#x", c)
+				return malformed(start, "truncated length of code %#x", c)
 			}
 			switch lenSize {
 			case 1:
@@ -327,39 +335,38 @@ func validateMsgpack(b []byte, guard []int) ([]int, error) {
 		switch kind {
 		case kindFixed, kindBytes:
 			if n > left {
-				return guard, malformed(start, "code %#x needs %d bytes, %d left", c, n, left)
+				return malformed(start, "code %#x needs %d bytes, %d left", c, n, left)
 			}
 			i += int(n)
 		case kindExt:
 			// One type byte, then the payload.
 			if n >= left {
-				return guard, malformed(start, "extension of %d bytes, %d left", n, left)
+				return malformed(start, "extension of %d bytes, %d left", n, left)
 			}
 			p := i + 1
 			// Read as a map code, a 1-byte payload that is a fixmap or nil
 			// leaves the decoder on the next checked value; map16 and map32
 			// would take their count from the bytes after it.
 			if n > 1 || n == 1 && (b[p] == 0xde || b[p] == 0xdf) {
-				guard = append(guard, p)
+				v.guard = append(v.guard, p)
 			}
 			i = p + int(n)
 		case kindArray, kindMap:
 			if kind == kindMap {
 				if n > left/2 {
-					return guard, malformed(start, "map of %d entries, %d bytes left", n, left)
+					return malformed(start, "map of %d entries, %d bytes left", n, left)
 				}
 				n *= 2
 			} else if n > left {
-				return guard, malformed(start, "array of %d elements, %d bytes left", n, left)
+				return malformed(start, "array of %d elements, %d bytes left", n, left)
 			}
 			if n == 0 {
 				continue
 			}
-			if depth == maxMsgpackDepth {
-				return guard, malformed(start, "nesting deeper than %d", maxMsgpackDepth)
+			if len(v.pending) > maxMsgpackDepth {
+				return malformed(start, "nesting deeper than %d", maxMsgpackDepth)
 			}
-			depth++
-			pending[depth] = n
+			v.pending = append(v.pending, n)
 		}
 	}
 }

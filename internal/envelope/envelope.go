@@ -4,7 +4,8 @@
 // Layout (16 bytes, big endian):
 //
 //	0      magic 0xCE
-//	1      high nibble: format version (1); low nibble: flags (bit 0: negative entry)
+//	1      high nibble: format version (1); low nibble: flags (bit 0: negative
+//	       entry, bit 1: a tag section precedes the payload)
 //	2      codec ID
 //	3      compressor ID (0: payload stored as encoded)
 //	4..9   fresh-until, Unix milliseconds, 48 bits
@@ -12,7 +13,9 @@
 //	12..15 uncompressed payload length (0 when not compressed)
 //
 // The header names the codec and compressor, so a change of default needs
-// no flush: older entries still decode.
+// no flush: older entries still decode. A tagged value carries a tag section
+// between header and payload (see AppendTags); compression covers only the
+// payload after it.
 package envelope
 
 import (
@@ -29,7 +32,8 @@ const (
 	magic        = 0xCE
 	version      = 1
 	flagNegative = 1 << 0
-	knownFlags   = flagNegative
+	flagTagged   = 1 << 1
+	knownFlags   = flagNegative | flagTagged
 	maxFresh     = 1<<48 - 1
 	maxLoadMS    = 1<<16 - 1
 )
@@ -45,6 +49,8 @@ type Header struct {
 	Compressor byte
 	// Negative marks a cached "not found"; its payload is empty.
 	Negative bool
+	// Tagged marks a tag section before the payload.
+	Tagged bool
 	// FreshUntil is when the value stops being fresh, in Unix milliseconds.
 	FreshUntil int64
 	// Load is how long the loader took to produce the value.
@@ -61,6 +67,9 @@ func Append(dst []byte, h Header) []byte {
 	b[1] = version << 4
 	if h.Negative {
 		b[1] |= flagNegative
+	}
+	if h.Tagged {
+		b[1] |= flagTagged
 	}
 	b[2] = h.Codec
 	b[3] = h.Compressor
@@ -94,6 +103,7 @@ func Parse(b []byte, maxRaw int) (Header, []byte, error) {
 		Codec:      b[2],
 		Compressor: b[3],
 		Negative:   flags&flagNegative != 0,
+		Tagged:     flags&flagTagged != 0,
 		FreshUntil: int64(b[4])<<40 | int64(b[5])<<32 | int64(binary.BigEndian.Uint32(b[6:10])),
 		Load:       time.Duration(binary.BigEndian.Uint16(b[10:12])) * time.Millisecond,
 		RawLen:     int(binary.BigEndian.Uint32(b[12:16])),
@@ -102,7 +112,7 @@ func Parse(b []byte, maxRaw int) (Header, []byte, error) {
 	switch {
 	case h.Codec == 0:
 		return Header{}, nil, fmt.Errorf("%w: codec 0", ErrCorrupt)
-	case h.Negative && (len(payload) != 0 || h.Compressor != 0):
+	case h.Negative && h.Compressor != 0, h.Negative && !h.Tagged && len(payload) != 0:
 		return Header{}, nil, fmt.Errorf("%w: negative entry with payload", ErrCorrupt)
 	case h.Compressor == 0 && h.RawLen != 0:
 		return Header{}, nil, fmt.Errorf("%w: raw length %d without compression", ErrCorrupt, h.RawLen)
@@ -112,4 +122,47 @@ func Parse(b []byte, maxRaw int) (Header, []byte, error) {
 		return Header{}, nil, fmt.Errorf("%w: payload of %d bytes over limit %d", ErrCorrupt, len(payload), maxRaw)
 	}
 	return h, payload, nil
+}
+
+// Limits of a tag section.
+const (
+	MaxTags   = 32
+	MaxTagLen = 1024
+)
+
+// AppendTags appends a tag section: the entry's stamp (Unix milliseconds;
+// the entry is valid only while every tag's last invalidation is older)
+// and its tags, each a uvarint length and the bytes. The caller enforces
+// MaxTags and MaxTagLen.
+func AppendTags(dst []byte, stamp int64, tags []string) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
+	dst = append(dst, byte(len(tags)))
+	for _, t := range tags {
+		dst = binary.AppendUvarint(dst, uint64(len(t)))
+		dst = append(dst, t...)
+	}
+	return dst
+}
+
+// ParseTags splits the tag section off the front of b.
+func ParseTags(b []byte) (stamp int64, tags []string, rest []byte, err error) {
+	if len(b) < 9 {
+		return 0, nil, nil, fmt.Errorf("%w: tag section of %d bytes", ErrCorrupt, len(b))
+	}
+	stamp = int64(binary.BigEndian.Uint64(b))
+	n := int(b[8])
+	if n == 0 || n > MaxTags {
+		return 0, nil, nil, fmt.Errorf("%w: %d tags", ErrCorrupt, n)
+	}
+	b = b[9:]
+	tags = make([]string, n)
+	for i := range tags {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l == 0 || l > MaxTagLen || l > uint64(len(b)-k) {
+			return 0, nil, nil, fmt.Errorf("%w: tag %d length", ErrCorrupt, i)
+		}
+		tags[i] = string(b[k : k+int(l)])
+		b = b[k+int(l):]
+	}
+	return stamp, tags, b, nil
 }

@@ -3,6 +3,7 @@ package envelope
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,6 +17,8 @@ func TestRoundTrip(t *testing.T) {
 		{"plain", Header{Codec: 1, FreshUntil: 1_700_000_000_123, Load: 20 * time.Millisecond}, []byte("hello")},
 		{"compressed", Header{Codec: 2, Compressor: 1, FreshUntil: 1, RawLen: 4096}, []byte{1, 2, 3}},
 		{"negative", Header{Codec: 1, Negative: true, FreshUntil: 42}, nil},
+		{"tagged", Header{Codec: 1, Tagged: true, FreshUntil: 42}, AppendTags(nil, 7, []string{"a", "b"})},
+		{"tagged negative", Header{Codec: 1, Negative: true, Tagged: true}, AppendTags(nil, 7, []string{"a"})},
 		{"empty payload", Header{Codec: 3, FreshUntil: maxFresh, Load: maxLoadMS * time.Millisecond}, []byte{}},
 	}
 	for _, tt := range tests {
@@ -67,6 +70,7 @@ func TestParseRejects(t *testing.T) {
 		{"bad magic", mutate(func(b []byte) []byte { b[0] = 0; return b })},
 		{"future version", mutate(func(b []byte) []byte { b[1] = 2 << 4; return b })},
 		{"unknown flag", mutate(func(b []byte) []byte { b[1] |= 0x8; return b })},
+		{"compressed negative", mutate(func(b []byte) []byte { b[1] |= flagNegative; b[3] = 1; b[15] = 4; return append(b, 1) })},
 		{"codec zero", mutate(func(b []byte) []byte { b[2] = 0; return b })},
 		{"negative with payload", mutate(func(b []byte) []byte { b[1] |= flagNegative; return append(b, 'x') })},
 		{"raw length without compression", mutate(func(b []byte) []byte { b[15] = 9; return append(b, 'x') })},
@@ -101,6 +105,52 @@ func FuzzParse(f *testing.F) {
 		again := append(Append(nil, h), p...)
 		if !bytes.Equal(again, b) {
 			t.Fatalf("Append(Parse(%x)) = %x", b, again)
+		}
+	})
+}
+
+func TestTagsRoundTrip(t *testing.T) {
+	tags := []string{"user:42", "category:7", strings.Repeat("x", MaxTagLen)}
+	b := append(AppendTags(nil, 1_700_000_000_000, tags), "payload"...)
+	stamp, got, rest, err := ParseTags(b)
+	if err != nil || stamp != 1_700_000_000_000 || len(got) != 3 || got[2] != tags[2] || string(rest) != "payload" {
+		t.Errorf("ParseTags(AppendTags()) = %d, %q, %q, %v", stamp, got, rest, err)
+	}
+}
+
+func TestParseTagsRejects(t *testing.T) {
+	valid := AppendTags(nil, 1, []string{"abc"})
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"short", valid[:5]},
+		{"no tags", AppendTags(nil, 1, nil)},
+		{"too many", append(AppendTags(nil, 1, nil)[:8], MaxTags+1)},
+		{"truncated tag", valid[:len(valid)-1]},
+		{"forged length", append(append([]byte(nil), valid[:9]...), 0xff, 0xff, 0xff, 0xff, 0x0f)},
+		{"empty tag", append(append([]byte(nil), valid[:9]...), 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, _, _, err := ParseTags(tt.b); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("ParseTags(%x) error = %v, want ErrCorrupt", tt.b, err)
+			}
+		})
+	}
+}
+
+func FuzzParseTags(f *testing.F) {
+	f.Add(AppendTags(nil, 1, []string{"a", "bb"}))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		stamp, tags, rest, err := ParseTags(b)
+		if err != nil {
+			return
+		}
+		again := append(AppendTags(nil, stamp, tags), rest...)
+		if len(again) > len(b) {
+			t.Fatalf("re-encoding grew: %d > %d", len(again), len(b))
 		}
 	})
 }

@@ -1,12 +1,15 @@
 // Package keys builds the Redis keys cachemgr writes.
 //
-// A data key is "prefix:name:{=key}". The braces are a Redis Cluster hash
-// tag, so a key and its companions (invalidation marker, lease) share one
-// slot and one script can touch them all, while different keys of a cache
-// spread over every slot. The prefix and name may not contain braces, so the
-// first "{" of a key is always ours and user input cannot pick the slot. A
-// user key longer than the limit is replaced by "#" and its SHA-256 in
-// base64url; "=" and "#" keep the two forms apart.
+// A data key is "prefix:name:{=key}", or "prefix:name:v<version>:{=key}" in
+// a versioned cache. The braces are a Redis Cluster hash tag, so a key and
+// its companions (invalidation marker, lease) share one slot and one script
+// can touch them all, while different keys of a cache spread over every
+// slot. The prefix and name may not contain braces, so the first "{" of a key
+// is always ours and user input cannot pick the slot. A user key longer than
+// the limit is replaced by "#", its SHA-256 in base64url, ":" and its first
+// HashKeep bytes (so prefix scans still find it); "=" and "#" keep the two
+// forms apart. Tag keys are "prefix:~tag:{t=tag}" and never collide with
+// data keys, which always have "{=" or "{#".
 package keys
 
 import (
@@ -68,14 +71,87 @@ func New(prefix, name string, maxLen int) Builder {
 // Base returns "prefix:name:", the part every key of the cache starts with.
 func (b Builder) Base() string { return b.base }
 
+// HashKeep is how many leading bytes of a hashed user key stay readable in
+// its Redis key.
+const HashKeep = 32
+
+// hashLen is the length of a SHA-256 in unpadded base64url.
+const hashLen = 43
+
 // Key returns the data key for the user key k.
 func (b Builder) Key(k string) string {
-	if len(k) > b.maxLen {
-		sum := sha256.Sum256([]byte(k))
-		return b.base + "{#" + base64.RawURLEncoding.EncodeToString(sum[:]) + "}"
-	}
-	return b.base + "{=" + k + "}"
+	return b.base + tagged('=', k, b.maxLen)
 }
+
+// KeyAt returns the data key for the user key k under namespace version v.
+func (b Builder) KeyAt(v, k string) string {
+	return b.base + "v" + v + ":" + tagged('=', k, b.maxLen)
+}
+
+// Version returns the key holding the cache's current namespace version.
+func (b Builder) Version() string { return b.base + "~v" }
+
+// tagged returns "{" + kind + k + "}", or its hashed form when k is longer
+// than maxLen.
+func tagged(kind byte, k string, maxLen int) string {
+	if len(k) <= maxLen {
+		return "{" + string(kind) + k + "}"
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "{#" + string(kind) + base64.RawURLEncoding.EncodeToString(sum[:]) + ":" + k[:min(HashKeep, maxLen)] + "}"
+}
+
+// Tag returns the key of the sorted set that lists the members of tag. Its
+// companion TagStamp holds the time of the tag's last invalidation; both
+// share a slot.
+func Tag(prefix, tag string, maxLen int) string {
+	base := "~tag:"
+	if prefix != "" {
+		base = prefix + ":" + base
+	}
+	return base + tagged('t', tag, maxLen)
+}
+
+// TagStamp returns the key that holds the last invalidation time of the
+// tag whose set is tagKey.
+func TagStamp(tagKey string) string { return tagKey + ":ts" }
+
+// Patterns returns SCAN MATCH patterns that match the data keys of user keys
+// starting with p in namespace base (Base() or a versioned base). Glob
+// characters in p are escaped. Hashed keys are matched by their readable
+// head, so a p longer than HashKeep does not find them. The patterns also
+// match companion keys; IsData tells them apart.
+func Patterns(base, p string, maxLen int) []string {
+	out := []string{EscapeGlob(base) + "{=" + EscapeGlob(p) + "*"}
+	if len(p) <= min(HashKeep, maxLen) {
+		out = append(out, EscapeGlob(base)+"{#="+strings.Repeat("?", hashLen)+":"+EscapeGlob(p)+"*")
+	}
+	return out
+}
+
+// IsData reports whether key is a data key rather than a companion.
+func IsData(key string) bool { return strings.HasSuffix(key, "}") }
+
+// EscapeGlob escapes the characters that Redis glob patterns give a meaning:
+// * ? [ ] and backslash.
+func EscapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// VersionedBase returns the part every key of namespace version v starts
+// with.
+func (b Builder) VersionedBase(v string) string { return b.base + "v" + v + ":" }
 
 // Marker returns the invalidation marker key that belongs to data key key.
 func Marker(key string) string { return key + markerSuffix }
