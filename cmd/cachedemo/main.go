@@ -19,8 +19,9 @@
 //
 //	go run ./cmd/cachedemo -redis redis://127.0.0.1:6379
 //
-// Keys are written under the "cachedemo" prefix. Ctrl-C ends the run early
-// and still prints the report.
+// Keys are written under the "cachedemo" prefix; on a real server they
+// outlive the run for -ttl, so a second run starts warm. Ctrl-C ends the
+// run early and still prints the report.
 package main
 
 import (
@@ -182,16 +183,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		})
 	}
 
-	// Loads that the last requests started can outlive them; Close waits
-	// for them, so the counters below are final.
-	m.Close()
-	report(stdout, reportData{
+	// Counters are read before Close: Close cancels the loads and Redis
+	// calls that the last requests left running, and those would show up
+	// as load and Redis errors that no measured request saw.
+	r := reportData{
 		base:        base,
 		cached:      cached,
 		stats:       m.Stats(),
 		loaderCalls: repo.calls.Load() - callsBefore,
 		interrupted: ctx.Err() != nil,
-	})
+	}
+	if err := m.Close(); err != nil {
+		return err
+	}
+	report(stdout, r)
 	return nil
 }
 
