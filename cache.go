@@ -3,6 +3,7 @@ package cachemgr
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -138,7 +139,7 @@ func (c *Cache[T]) lookup(ctx context.Context, rkey string) (T, envelope.Header,
 	cmd := redis.NewStringCmd(ctx, "get", rkey)
 	if err := c.m.do(ctx, cmd); err != nil {
 		switch {
-		case err == redis.Nil:
+		case errors.Is(err, redis.Nil):
 			c.m.stats.misses.Add(1)
 			return v, envelope.Header{}, ErrMiss
 		case isReply(err):

@@ -24,7 +24,8 @@ var (
 	// ErrTooLarge reports a value whose encoding is over the Manager's
 	// maximum value size; nothing was written.
 	ErrTooLarge = errors.New("cachemgr: value too large")
-	// ErrInvalidOption reports a bad argument to New or NewCache.
+	// ErrInvalidOption reports a bad argument to New, NewCache or a
+	// per-call option; a bad TTL also matches ErrInvalidTTL.
 	ErrInvalidOption = errors.New("cachemgr: invalid option")
 	// ErrLoaderPanic reports a loader that panicked; the panic value is in
 	// the error text and every caller waiting on that load receives it.

@@ -74,6 +74,9 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if load == nil {
 		return zero, ErrNilLoader
 	}
+	if ctx.Err() != nil {
+		return zero, context.Cause(ctx)
+	}
 	w, err := writeOptions(opts)
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
@@ -85,6 +88,8 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 		return v, nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrClosed):
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
+	case ctx.Err() != nil:
+		return zero, context.Cause(ctx)
 	}
 	v, err = c.share(ctx, rkey, load, w, !errors.Is(err, ErrUnavailable))
 	if err != nil {
@@ -162,7 +167,9 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 	c.m.stats.loads.Add(1)
 	notFound := errors.Is(err, ErrNotFound)
 	if err != nil && !notFound {
-		c.m.stats.loadErrors.Add(1)
+		if !c.m.done.Load() { // a load cut short by Close is not the loader's fault
+			c.m.stats.loadErrors.Add(1)
+		}
 		return &loaded[T]{err: err}
 	}
 	if notFound && c.ttl.negativeTTL == 0 {
@@ -191,7 +198,7 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 	// skipped: it could undo a Delete that happened during the load.
 	if markerOK && time.Since(markerAt) < c.m.loadTimeout+c.m.opTimeout {
 		_, werr := c.m.runScript(ctx, writeBackScript, []string{rkey, keys.Marker(rkey)}, marker, *buf, millis(exp))
-		if werr != nil {
+		if werr != nil && !errors.Is(werr, ErrClosed) {
 			c.m.stats.writeErrors.Add(1)
 			c.m.logError("write back loaded value", werr, "key", rkey)
 		}

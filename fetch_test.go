@@ -400,3 +400,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestCancelledContextIsNotRedisFailure(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	c := newCache[int](t, m, "cancel")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	loads := 0
+	if _, err := c.Fetch(ctx, "k", func(context.Context) (int, error) { loads++; return 1, nil }); !errors.Is(err, context.Canceled) || loads != 0 {
+		t.Errorf("Fetch(cancelled ctx) = %v with %d loads, want Canceled and no load", err, loads)
+	}
+	_, err := c.Get(ctx, "k")
+	if !errors.Is(err, context.Canceled) || errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Errorf("Get(cancelled ctx) error = %v, want Canceled, not ErrUnavailable", err)
+	}
+	if st := m.Stats(); st.RedisErrors != 0 || st.Breaker != "closed" {
+		t.Errorf("Stats() after cancelled calls = %+v, want no Redis errors", st)
+	}
+}

@@ -276,6 +276,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		m.compressor = nil
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if !m.direct {
+		m.logger.Info("cachemgr: client does not bound socket I/O by context deadlines; each Redis call runs on its own goroutine to honour the op timeout (set ContextTimeoutEnabled: true to avoid that cost)")
+	}
 	return m, nil
 }
 
@@ -340,8 +343,8 @@ func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
 		m.stats.skipped.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	callCtx, cancel := ctx, context.CancelFunc(nil)
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
@@ -367,8 +370,12 @@ func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
 // deadline. go-redis closes a connection whose reply timed out, so a late
 // reply is never read as the answer to another command.
 func (m *Manager) guarded(ctx context.Context, cmd redis.Cmder) error {
+	return m.guardedFn(ctx, func() error { return m.client.Process(ctx, cmd) })
+}
+
+func (m *Manager) guardedFn(ctx context.Context, fn func() error) error {
 	done := make(chan error, 1)
-	if !m.goTracked(func() { done <- m.client.Process(ctx, cmd) }) {
+	if !m.goTracked(func() { done <- fn() }) {
 		return ErrClosed
 	}
 	select {
@@ -379,6 +386,85 @@ func (m *Manager) guarded(ctx context.Context, cmd redis.Cmder) error {
 	}
 }
 
+// doAll sends cmds in one pipeline (one round trip per node) within the op
+// timeout, through the breaker, and answers NOSCRIPT replies by sending the
+// script source. The returned error is non-nil only when Redis could not
+// answer (ErrUnavailable), the caller's ctx ended, or the Manager is closed;
+// replies, redis.Nil included, are in each cmd.
+func (m *Manager) doAll(ctx context.Context, cmds ...redis.Cmder) error {
+	if err := m.doPipeline(ctx, cmds); err != nil {
+		return err
+	}
+	var retry []redis.Cmder
+	var orig []*redis.Cmd
+	for _, c := range cmds {
+		if cmd, ok := c.(*redis.Cmd); ok && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			args := append([]any(nil), cmd.Args()...)
+			args[0], args[1] = "eval", scriptSources[args[1].(string)]
+			retry = append(retry, redis.NewCmd(ctx, args...))
+			orig = append(orig, cmd)
+		}
+	}
+	if len(retry) == 0 {
+		return nil
+	}
+	err := m.doPipeline(ctx, retry)
+	for i, c := range retry {
+		orig[i].SetVal(c.(*redis.Cmd).Val())
+		orig[i].SetErr(c.Err())
+	}
+	return err
+}
+
+func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
+	if len(cmds) == 1 {
+		err := m.do(ctx, cmds[0])
+		if err == nil || errors.Is(err, redis.Nil) || isReply(err) {
+			return nil
+		}
+		return err
+	}
+	if m.done.Load() {
+		return ErrClosed
+	}
+	if !m.breaker.Allow() {
+		m.stats.skipped.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, m.opTimeout)
+	defer cancel()
+	exec := func() error {
+		pipe := m.client.Pipeline()
+		for _, c := range cmds {
+			_ = pipe.Process(callCtx, c)
+		}
+		_, err := pipe.Exec(callCtx)
+		return err
+	}
+	var err error
+	if m.direct {
+		err = exec()
+	} else {
+		err = m.guardedFn(callCtx, exec)
+	}
+	// Exec reports the first failed command; only a failure to reach Redis
+	// concerns the breaker.
+	err = nil
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {
+			err = e
+			break
+		}
+	}
+	if rerr := m.record(ctx, err); rerr != nil {
+		return rerr
+	}
+	return nil
+}
+
 // record feeds the breaker and the counters. A caller that gave up is
 // neither a success nor a failure of Redis.
 func (m *Manager) record(ctx context.Context, err error) error {
@@ -386,8 +472,9 @@ func (m *Manager) record(ctx context.Context, err error) error {
 	case err == nil || errors.Is(err, redis.Nil):
 		m.breaker.Success()
 		return err
-	case errors.Is(err, ErrClosed):
-		return err
+	case errors.Is(err, ErrClosed) || m.done.Load():
+		// Calls cut short by Close say nothing about Redis.
+		return ErrClosed
 	case isReply(err):
 		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up. NOSCRIPT
 		// is routine, runScript answers it by sending the source.
@@ -397,23 +484,13 @@ func (m *Manager) record(ctx context.Context, err error) error {
 		}
 		return err
 	case ctx.Err() != nil:
-		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+		// The caller gave up: its error, not Redis'.
+		return context.Cause(ctx)
 	default:
 		m.breaker.Failure()
 		m.stats.redisErrors.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-}
-
-// script is a Lua script run by hash, with its source at hand for the
-// first run on a server that does not know it yet.
-type script struct {
-	src, hash string
-}
-
-func newScript(src string) script {
-	sum := sha1.Sum([]byte(src))
-	return script{src: src, hash: hex.EncodeToString(sum[:])}
 }
 
 // isReply reports whether err is an error reply from Redis (WRONGTYPE,
@@ -423,25 +500,43 @@ func isReply(err error) bool {
 	return errors.As(err, &rerr)
 }
 
-// runScript runs s with EVALSHA, sending the source with EVAL when Redis
-// does not have it yet (first use, SCRIPT FLUSH, a restart, a new node).
-func (m *Manager) runScript(ctx context.Context, s script, keys []string, args ...any) (*redis.Cmd, error) {
-	cmd := redis.NewCmd(ctx, scriptArgs("evalsha", s.hash, keys, args)...)
-	err := m.do(ctx, cmd)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmd = redis.NewCmd(ctx, scriptArgs("eval", s.src, keys, args)...)
-		err = m.do(ctx, cmd)
-	}
-	return cmd, err
+// script is a Lua script, run by its SHA-1 hash; doAll sends the source
+// when a server does not know it yet (first use, SCRIPT FLUSH, a restart,
+// a new cluster node).
+type script string
+
+// scriptSources maps each script's hash to its source, for that fallback.
+// It is filled once, from the constants below, and never changes.
+var scriptSources = map[string]string{}
+
+func newScript(src string) script {
+	sum := sha1.Sum([]byte(src))
+	hash := hex.EncodeToString(sum[:])
+	scriptSources[hash] = src
+	return script(hash)
 }
 
-func scriptArgs(verb, body string, keys []string, args []any) []any {
+// cmd returns an EVALSHA command for s.
+func (s script) cmd(ctx context.Context, keys []string, args ...any) *redis.Cmd {
 	out := make([]any, 0, 3+len(keys)+len(args))
-	out = append(out, verb, body, len(keys))
+	out = append(out, "evalsha", string(s), len(keys))
 	for _, k := range keys {
 		out = append(out, k)
 	}
-	return append(out, args...)
+	return redis.NewCmd(ctx, append(out, args...)...)
+}
+
+// runScript runs s and returns its reply; the error is the reply's error or
+// ErrUnavailable.
+func (m *Manager) runScript(ctx context.Context, s script, keys []string, args ...any) (*redis.Cmd, error) {
+	cmd := s.cmd(ctx, keys, args...)
+	if err := m.doAll(ctx, cmd); err != nil {
+		return cmd, err
+	}
+	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return cmd, err
+	}
+	return cmd, nil
 }
 
 // random returns a uniform float64 in [0, 1) from the Manager's source.
