@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -19,17 +20,20 @@ import (
 // T. Create it with NewCache; it is safe for concurrent use and needs no
 // closing of its own.
 type Cache[T any] struct {
-	m     *Manager
-	name  string
-	keys  keys.Builder
-	codec codec.Codec
-	ttl   ttlPolicy
-	group singleflight.Group
+	m         *Manager
+	name      string
+	keys      keys.Builder
+	codec     codec.Codec
+	ttl       ttlPolicy
+	versioned bool
+	version   atomic.Pointer[string] // last namespace version seen
+	group     singleflight.Group
 }
 
 type cacheConfig struct {
-	ttl   ttlPolicy
-	codec codec.Codec
+	ttl       ttlPolicy
+	codec     codec.Codec
+	versioned bool
 }
 
 // CacheOption configures NewCache.
@@ -75,11 +79,12 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		}
 	}
 	return &Cache[T]{
-		m:     m,
-		name:  name,
-		keys:  keys.New(m.prefix, name, m.maxKey),
-		codec: cfg.codec,
-		ttl:   cfg.ttl,
+		m:         m,
+		name:      name,
+		keys:      keys.New(m.prefix, name, m.maxKey),
+		codec:     cfg.codec,
+		ttl:       cfg.ttl,
+		versioned: cfg.versioned,
 	}, nil
 }
 
@@ -90,18 +95,19 @@ func (c *Cache[T]) Name() string { return c.name }
 type WriteOption func(*writeConfig)
 
 type writeConfig struct {
-	ttl time.Duration
-	err error
+	ttl  time.Duration
+	tags []string
+	err  error
 }
 
 // TTL sets how long this one value stays fresh, overriding the cache's
 // WithTTL (jitter still applies). It must be positive and at most MaxTTL;
-// anything else makes the call return ErrInvalidTTL. Durations below a
+// anything else makes the call return ErrInvalidTTL (and ErrInvalidOption). Durations below a
 // millisecond are rounded up to one.
 func TTL(d time.Duration) WriteOption {
 	return func(w *writeConfig) {
 		if err := checkTTL(d); err != nil {
-			w.err = err
+			w.err = fmt.Errorf("%w: %w", ErrInvalidOption, err)
 			return
 		}
 		w.ttl = d
@@ -115,75 +121,98 @@ func writeOptions(opts []WriteOption) (writeConfig, error) {
 			opt(&w)
 		}
 	}
+	if w.err == nil {
+		w.tags, w.err = checkTags(w.tags)
+	}
 	return w, w.err
 }
 
 // Get returns the value stored under key. A key that holds nothing returns
 // ErrMiss; a cached negative entry returns ErrNotFound; a stored value that
-// does not decode is counted, deleted and returned as ErrMiss. When Redis
-// fails, times out or the breaker is open, Get returns an error wrapping
-// ErrUnavailable within the op timeout.
+// does not decode, or that an invalidation (Delete, Bump, InvalidateTags)
+// made stale, is a miss too. When Redis fails, times out or the breaker is
+// open, Get returns an error wrapping ErrUnavailable within the op timeout.
 func (c *Cache[T]) Get(ctx context.Context, key string) (T, error) {
-	v, _, err := c.lookup(ctx, c.keys.Key(key))
+	v, _, err := c.lookup(ctx, key)
 	if err != nil {
 		return v, fmt.Errorf("get %.64q: %w", key, err)
 	}
 	return v, nil
 }
 
-// lookup reads and decodes rkey, counting hits, misses and decode errors.
-// The error is ErrMiss, ErrNotFound, ErrUnavailable or ErrClosed, possibly
-// wrapping a cause.
-func (c *Cache[T]) lookup(ctx context.Context, rkey string) (T, envelope.Header, error) {
+// lookup reads and decodes key, counting hits and misses. It returns the
+// data key it read (in the namespace version it saw). The error is ErrMiss,
+// ErrNotFound, ErrUnavailable, ErrClosed or the caller's ctx error,
+// possibly wrapping a cause.
+func (c *Cache[T]) lookup(ctx context.Context, key string) (T, string, error) {
 	var v T
-	cmd := redis.NewStringCmd(ctx, "get", rkey)
-	if err := c.m.do(ctx, cmd); err != nil {
+	var cmd *redis.StringCmd
+	rkey, err := c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+		cmd = redis.NewStringCmd(ctx, "get", rkey)
+		return []redis.Cmder{cmd}
+	})
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, redis.Nil):
 			c.m.stats.misses.Add(1)
-			return v, envelope.Header{}, ErrMiss
+			return v, rkey, ErrMiss
 		case isReply(err):
 			// WRONGTYPE and the like: not ours to delete.
 			c.m.stats.misses.Add(1)
-			return v, envelope.Header{}, fmt.Errorf("%w: %w", ErrMiss, err)
+			return v, rkey, fmt.Errorf("%w: %w", ErrMiss, err)
 		}
-		return v, envelope.Header{}, err
+		return v, rkey, err
 	}
 	s := cmd.Val()
 	// The reply string is never written to; decode only reads it.
-	h, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &v)
+	h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &v)
+	if err == nil && len(ti.tags) > 0 {
+		err = c.m.checkTags(ctx, ti)
+	}
 	if err != nil {
-		c.m.stats.decodeErrors.Add(1)
-		c.m.stats.misses.Add(1)
-		c.dropCorrupt(ctx, rkey, s)
 		var zero T
-		return zero, h, fmt.Errorf("%w: %w", ErrMiss, err)
+		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			return zero, rkey, err
+		}
+		if errors.Is(err, errInvalidated) {
+			c.m.stats.invalidated.Add(1)
+		} else {
+			c.m.stats.decodeErrors.Add(1)
+		}
+		c.m.stats.misses.Add(1)
+		c.drop(ctx, rkey, s)
+		return zero, rkey, fmt.Errorf("%w: %w", ErrMiss, err)
 	}
 	c.m.stats.hits.Add(1)
 	if h.Negative {
 		c.m.stats.negativeHits.Add(1)
-		return v, h, ErrNotFound
+		return v, rkey, ErrNotFound
 	}
-	return v, h, nil
+	return v, rkey, nil
 }
 
-// dropCorruptScript deletes a key only if it still holds the bytes that
-// failed to decode, so a good value written meanwhile survives.
-var dropCorruptScript = newScript(`
+// dropScript deletes a key only if it still holds the bytes that were
+// found unusable (undecodable, or invalidated by a tag), so a good value
+// written meanwhile survives.
+var dropScript = newScript(`
 local v = redis.call('GET', KEYS[1])
 if v and redis.sha1hex(v) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
-func (c *Cache[T]) dropCorrupt(ctx context.Context, rkey, bad string) {
-	if _, err := c.m.runScript(ctx, dropCorruptScript, []string{rkey}, sha1hex(bad)); err != nil {
-		c.m.logError("delete undecodable value", err, "key", rkey)
+func (c *Cache[T]) drop(ctx context.Context, rkey, bad string) {
+	if _, err := c.m.runScript(ctx, dropScript, []string{rkey}, sha1hex(bad)); err != nil && !errors.Is(err, ErrClosed) {
+		c.m.logError("delete unusable value", err, "key", rkey)
 	}
 }
 
 // Set stores v under key, replacing any value, fresh for the cache's TTL
-// or the TTL option. It returns ErrTooLarge for a value over the Manager's
-// size limit, ErrInvalidTTL for a bad TTL option, and an error wrapping
-// ErrUnavailable when Redis cannot take the write.
+// or the TTL option, carrying the Tags option's tags. It returns
+// ErrTooLarge for a value over the Manager's size limit, ErrInvalidOption
+// for a bad per-call option, and an error wrapping ErrUnavailable when Redis
+// cannot take the write.
 func (c *Cache[T]) Set(ctx context.Context, key string, v T, opts ...WriteOption) error {
 	if err := c.set(ctx, key, v, opts); err != nil {
 		return fmt.Errorf("set %.64q: %w", key, err)
@@ -199,13 +228,22 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 	if err != nil {
 		return err
 	}
+	now := c.m.now()
 	exp := c.ttl.expiry(firstSet(w.ttl, c.ttl.ttl), c.m.random())
-	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli()})
+	ti := tagInfo{stamp: now.UnixMilli(), tags: w.tags}
+	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: now.Add(exp).UnixMilli()}, ti)
 	if err != nil {
 		return err
 	}
-	err = c.m.do(ctx, redis.NewStatusCmd(ctx, "set", c.keys.Key(key), *buf, "px", millis(exp)))
+	var set *redis.StatusCmd
+	_, err = c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+		set = redis.NewStatusCmd(ctx, "set", rkey, *buf, "px", millis(exp))
+		return append(c.m.tagWrites(ctx, ti, exp), set)
+	})
 	c.release(buf)
+	if err == nil {
+		err = set.Err()
+	}
 	return err
 }
 
@@ -224,6 +262,11 @@ redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1`)
 
+// deleteCmd returns the command that deletes data key rkey.
+func (m *Manager) deleteCmd(ctx context.Context, rkey string) *redis.Cmd {
+	return deleteScript.cmd(ctx, []string{rkey, keys.Marker(rkey)}, rand.Text(), millis(m.markerTTL()))
+}
+
 // Delete removes key. A Fetch whose load was already running when Delete
 // returned does not write its (possibly outdated) result back: the next read
 // loads again. Delete returns an error wrapping ErrUnavailable when Redis
@@ -232,8 +275,14 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 	if c.m.done.Load() {
 		return ErrClosed
 	}
-	rkey := c.keys.Key(key)
-	_, err := c.m.runScript(ctx, deleteScript, []string{rkey, keys.Marker(rkey)}, rand.Text(), millis(c.m.markerTTL()))
+	var del *redis.Cmd
+	_, err := c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+		del = c.m.deleteCmd(ctx, rkey)
+		return []redis.Cmder{del}
+	})
+	if err == nil {
+		err = del.Err()
+	}
 	if err != nil {
 		return fmt.Errorf("delete %.64q: %w", key, err)
 	}

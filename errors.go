@@ -27,6 +27,9 @@ var (
 	// ErrInvalidOption reports a bad argument to New, NewCache or a
 	// per-call option; a bad TTL also matches ErrInvalidTTL.
 	ErrInvalidOption = errors.New("cachemgr: invalid option")
+	// ErrNotVersioned reports Bump on a cache made without
+	// WithVersioned(true).
+	ErrNotVersioned = errors.New("cachemgr: cache not versioned")
 	// ErrLoaderPanic reports a loader that panicked; the panic value is in
 	// the error text and every caller waiting on that load receives it.
 	ErrLoaderPanic = errors.New("cachemgr: loader panicked")

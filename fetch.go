@@ -17,9 +17,10 @@ import (
 // how long it stays good only by loading it. Get it with EntryFrom inside a
 // loader.
 type Entry struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	err error
+	mu   sync.Mutex
+	ttl  time.Duration
+	tags []string
+	err  error
 }
 
 type entryKey struct{}
@@ -44,10 +45,10 @@ func (e *Entry) SetTTL(d time.Duration) {
 	e.ttl, e.err = d, checkTTL(d)
 }
 
-func (e *Entry) get() (time.Duration, error) {
+func (e *Entry) get() (time.Duration, []string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.ttl, e.err
+	return e.ttl, e.tags, e.err
 }
 
 // loaded is the outcome of one load, shared by everyone who waited for it.
@@ -81,8 +82,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
-	rkey := c.keys.Key(key)
-	v, _, err := c.lookup(ctx, rkey)
+	v, rkey, err := c.lookup(ctx, key)
 	switch {
 	case err == nil:
 		return v, nil
@@ -124,7 +124,7 @@ func (c *Cache[T]) share(ctx context.Context, rkey string, load func(context.Con
 			return r.val, nil
 		}
 		var own T
-		if _, err := c.m.decode(r.enc, c.codec, &own); err != nil {
+		if _, _, err := c.m.decode(r.enc, c.codec, &own); err != nil {
 			return r.val, nil
 		}
 		return own, nil
@@ -135,30 +135,17 @@ func (c *Cache[T]) share(ctx context.Context, rkey string, load func(context.Con
 
 // loadAndStore reads the key's invalidation marker, calls the loader and
 // writes the result back only if the marker has not changed, so a Delete
-// that ran during the load wins.
+// that ran during the load wins. A tagged result is stamped with the load's
+// start, so an InvalidateTags during the load makes it unreadable.
 func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
+	start := c.m.now()
 	marker, markerOK := "", false
 	if redisOK {
-		// Read the value again with the marker, in one round trip: a caller
-		// that missed just before the previous load of this key wrote back
-		// would otherwise start a second load.
-		cmd := redis.NewSliceCmd(ctx, "mget", rkey, keys.Marker(rkey))
-		if err := c.m.do(ctx, cmd); err == nil {
-			vals := cmd.Val()
-			if s, ok := vals[0].(string); ok {
-				var v T
-				h, err := c.m.decode([]byte(s), c.codec, &v)
-				switch {
-				case err == nil && h.Negative:
-					return &loaded[T]{err: ErrNotFound}
-				case err == nil:
-					return &loaded[T]{val: v, enc: []byte(s)}
-				}
-			}
-			marker, _ = vals[1].(string)
-			markerOK = true
+		if r, ok := c.recheck(ctx, rkey, &marker); ok {
+			return r
 		}
+		markerOK = true
 	}
 	markerAt := time.Now()
 
@@ -176,28 +163,38 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 		return &loaded[T]{err: err}
 	}
 
-	ttl, terr := entry.get()
+	ttl, tags, terr := entry.get()
 	if notFound {
-		ttl, terr = c.ttl.negativeTTL, nil
+		ttl = c.ttl.negativeTTL
+	}
+	ti := tagInfo{stamp: start.Add(-c.m.skew).UnixMilli()}
+	if terr == nil {
+		ti.tags, terr = checkTags(append(tags, w.tags...))
 	}
 	exp := c.ttl.expiry(firstSet(ttl, w.ttl, c.ttl.ttl), c.m.random())
 	h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Load: took}
 	var buf *[]byte
-	if notFound {
-		buf = c.m.encodeNegative(c.codec, h)
-	} else if terr == nil {
-		buf, terr = c.m.encode(c.codec, &v, h)
+	switch {
+	case terr != nil:
+	case notFound:
+		buf = c.m.encodeNegative(c.codec, h, ti)
+	default:
+		buf, terr = c.m.encode(c.codec, &v, h, ti)
 	}
 	if terr != nil {
 		c.m.stats.writeErrors.Add(1)
 		c.m.logError("loaded value not cached", terr, "key", rkey)
-		return &loaded[T]{val: v}
+		return &loaded[T]{val: v, err: err}
 	}
 	res := &loaded[T]{val: v, enc: append([]byte(nil), *buf...), err: err}
 	// A write that would land after the marker could have expired is
 	// skipped: it could undo a Delete that happened during the load.
 	if markerOK && time.Since(markerAt) < c.m.loadTimeout+c.m.opTimeout {
-		_, werr := c.m.runScript(ctx, writeBackScript, []string{rkey, keys.Marker(rkey)}, marker, *buf, millis(exp))
+		wb := writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey)}, marker, *buf, millis(exp))
+		werr := c.m.doAll(ctx, append(c.m.tagWrites(ctx, ti, exp), wb)...)
+		if werr == nil {
+			werr = wb.Err()
+		}
 		if werr != nil && !errors.Is(werr, ErrClosed) {
 			c.m.stats.writeErrors.Add(1)
 			c.m.logError("write back loaded value", werr, "key", rkey)
@@ -205,6 +202,38 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 	}
 	c.release(buf)
 	return res
+}
+
+// recheck reads rkey again with its invalidation marker, in one round
+// trip, from inside the flight: a caller that missed just before the
+// previous load of this key wrote back would otherwise load a second time.
+// It reports a usable value (or negative entry) as done; an unusable one is
+// dropped so the write-back can replace it. It stores the marker it read.
+func (c *Cache[T]) recheck(ctx context.Context, rkey string, marker *string) (*loaded[T], bool) {
+	cmd := redis.NewSliceCmd(ctx, "mget", rkey, keys.Marker(rkey))
+	if err := c.m.doAll(ctx, cmd); err != nil || cmd.Err() != nil {
+		return nil, false
+	}
+	vals := cmd.Val()
+	*marker, _ = vals[1].(string)
+	s, ok := vals[0].(string)
+	if !ok {
+		return nil, false
+	}
+	var v T
+	h, ti, err := c.m.decode([]byte(s), c.codec, &v)
+	if err == nil && len(ti.tags) > 0 {
+		err = c.m.checkTags(ctx, ti)
+	}
+	switch {
+	case err == nil && h.Negative:
+		return &loaded[T]{err: ErrNotFound}, true
+	case err == nil:
+		return &loaded[T]{val: v, enc: []byte(s)}, true
+	case !errors.Is(err, ErrUnavailable):
+		c.drop(ctx, rkey, s)
+	}
+	return nil, false
 }
 
 // writeBackScript stores a loaded value only if the key's invalidation

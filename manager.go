@@ -37,6 +37,7 @@ type Manager struct {
 	maxKey      int
 	logger      *slog.Logger
 	now         func() time.Time
+	skew        time.Duration
 	breaker     *breaker.Breaker
 	// direct is true when the client bounds its socket I/O by the context
 	// deadline, so a call can run on the caller's goroutine. Otherwise go-redis
@@ -71,6 +72,7 @@ type config struct {
 	cooldown    time.Duration
 	logger      *slog.Logger
 	now         func() time.Time
+	skew        time.Duration
 }
 
 // Option configures New.
@@ -241,6 +243,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		cooldown:    time.Second,
 		logger:      slog.Default(),
 		now:         time.Now,
+		skew:        250 * time.Millisecond,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -262,6 +265,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		maxKey:      cfg.maxKey,
 		logger:      cfg.logger,
 		now:         cfg.now,
+		skew:        cfg.skew,
 		breaker:     breaker.New(cfg.failures, cfg.cooldown, cfg.now),
 		direct:      honoursContext(client),
 		rand:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),

@@ -21,6 +21,9 @@ type Stats struct {
 	// DecodeErrors counts stored values that did not decode; each is
 	// treated as a miss and deleted.
 	DecodeErrors uint64
+	// Invalidated counts reads that found an entry made stale by
+	// InvalidateTags; each is treated as a miss and deleted.
+	Invalidated uint64
 	// WriteErrors counts failed writes of loaded values (Fetch still
 	// returned the value).
 	WriteErrors uint64
@@ -41,6 +44,7 @@ type counters struct {
 	loads, loadErrors          atomic.Uint64
 	redisErrors, skipped       atomic.Uint64
 	decodeErrors, writeErrors  atomic.Uint64
+	invalidated atomic.Uint64
 }
 
 // Stats returns a snapshot of the Manager's counters. It is safe to call
@@ -56,6 +60,7 @@ func (m *Manager) Stats() Stats {
 		RedisErrors:  c.redisErrors.Load(),
 		Skipped:      c.skipped.Load(),
 		DecodeErrors: c.decodeErrors.Load(),
+		Invalidated:  c.invalidated.Load(),
 		WriteErrors:  c.writeErrors.Load(),
 		Breaker:      m.breaker.State().String(),
 	}

@@ -28,19 +28,30 @@ func (m *Manager) putBuf(b *[]byte) {
 	}
 }
 
+// tagInfo is what the tag section of an envelope carries.
+type tagInfo struct {
+	stamp int64 // Unix ms; valid while every tag's last invalidation is older
+	tags  []string
+}
+
 // encode returns the envelope for v in a pooled buffer, which the caller
 // returns with putBuf once Redis has the bytes. h carries the freshness and
-// load time; encode fills in codec, compression and lengths.
-func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header) (*[]byte, error) {
-	h.Codec = cd.ID()
+// load time; encode fills in codec, compression, tags and lengths.
+func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header, ti tagInfo) (*[]byte, error) {
+	h.Codec, h.Tagged = cd.ID(), len(ti.tags) > 0
 	buf := m.getBuf()
-	out, err := cd.Append(envelope.Append((*buf)[:0], h), v)
+	out := envelope.Append((*buf)[:0], h)
+	if h.Tagged {
+		out = envelope.AppendTags(out, ti.stamp, ti.tags)
+	}
+	off := len(out)
+	out, err := cd.Append(out, v)
 	*buf = out
 	if err != nil {
 		m.putBuf(buf)
 		return nil, fmt.Errorf("encode with %s: %w", cd.Name(), err)
 	}
-	payload := out[envelope.HeaderSize:]
+	payload := out[off:]
 	if len(payload) > m.maxValue {
 		m.putBuf(buf)
 		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(payload), m.maxValue)
@@ -50,59 +61,73 @@ func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header) (*[]byte, err
 	}
 	zbuf := m.getBuf()
 	h.Compressor, h.RawLen = m.compressor.ID(), len(payload)
-	z, ok, err := m.compressor.Compress(envelope.Append((*zbuf)[:0], h), payload)
+	z, ok, err := m.compressor.Compress(append((*zbuf)[:0], out[:off]...), payload)
 	*zbuf = z
 	if err != nil || !ok {
 		// Incompressible (or a compressor fault): store the payload as it is.
 		m.putBuf(zbuf)
 		return buf, nil
 	}
+	envelope.Append(z[:0], h) // rewrite the header in place with the compression fields
 	m.putBuf(buf)
 	return zbuf, nil
 }
 
 // encodeNegative returns the envelope of a cached "not found".
-func (m *Manager) encodeNegative(cd codec.Codec, h envelope.Header) *[]byte {
-	h.Codec, h.Negative = cd.ID(), true
+func (m *Manager) encodeNegative(cd codec.Codec, h envelope.Header, ti tagInfo) *[]byte {
+	h.Codec, h.Negative, h.Tagged = cd.ID(), true, len(ti.tags) > 0
 	buf := m.getBuf()
-	*buf = envelope.Append((*buf)[:0], h)
+	out := envelope.Append((*buf)[:0], h)
+	if h.Tagged {
+		out = envelope.AppendTags(out, ti.stamp, ti.tags)
+	}
+	*buf = out
 	return buf
 }
 
 // decode parses b and, unless it is a negative entry, decodes its payload
 // into v. preferred is the cache's codec, used when the envelope names it
 // even if the Manager does not know its ID. b is only read.
-func (m *Manager) decode(b []byte, preferred codec.Codec, v any) (envelope.Header, error) {
+func (m *Manager) decode(b []byte, preferred codec.Codec, v any) (envelope.Header, tagInfo, error) {
+	var ti tagInfo
 	h, payload, err := envelope.Parse(b, m.maxValue)
 	if err != nil {
-		return h, err
+		return h, ti, err
+	}
+	if h.Tagged {
+		if ti.stamp, ti.tags, payload, err = envelope.ParseTags(payload); err != nil {
+			return h, ti, err
+		}
 	}
 	if h.Negative {
-		return h, nil
+		if len(payload) != 0 {
+			return h, ti, fmt.Errorf("%w: negative entry with payload", envelope.ErrCorrupt)
+		}
+		return h, ti, nil
 	}
 	cd := m.codecs[h.Codec]
 	if h.Codec == preferred.ID() {
 		cd = preferred
 	}
 	if cd == nil {
-		return h, fmt.Errorf("%w: unknown codec %d", envelope.ErrCorrupt, h.Codec)
+		return h, ti, fmt.Errorf("%w: unknown codec %d", envelope.ErrCorrupt, h.Codec)
 	}
 	if h.Compressor != 0 {
 		cp := m.compressors[h.Compressor]
 		if cp == nil {
-			return h, fmt.Errorf("%w: unknown compressor %d", envelope.ErrCorrupt, h.Compressor)
+			return h, ti, fmt.Errorf("%w: unknown compressor %d", envelope.ErrCorrupt, h.Compressor)
 		}
 		buf := m.getBuf()
 		defer m.putBuf(buf)
 		out, err := cp.Decompress((*buf)[:0], payload, h.RawLen)
 		*buf = out
 		if err != nil {
-			return h, fmt.Errorf("decompress with %s: %w", cp.Name(), err)
+			return h, ti, fmt.Errorf("decompress with %s: %w", cp.Name(), err)
 		}
 		payload = out
 	}
 	if err := cd.Unmarshal(payload, v); err != nil {
-		return h, fmt.Errorf("decode with %s: %w", cd.Name(), err)
+		return h, ti, fmt.Errorf("decode with %s: %w", cd.Name(), err)
 	}
-	return h, nil
+	return h, ti, nil
 }

@@ -5,19 +5,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/cachemgr/cachemgr"
 	"github.com/cachemgr/cachemgr/codec"
 	"github.com/cachemgr/cachemgr/compress"
+	"github.com/cachemgr/cachemgr/internal/envelope"
+	"github.com/cachemgr/cachemgr/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
-
-// headerSize is the length of the envelope cachemgr puts before every
-// stored payload (internal/envelope.HeaderSize, which a command outside the
-// module's internal tree cannot import).
-const headerSize = 16
 
 // compressors are the compressions every codec is tried with.
 func compressors() []compress.Compressor {
@@ -167,28 +165,42 @@ func measure[T any](ctx context.Context, bn *bench, name string, cd codec.Codec,
 		return fail("cache", err)
 	}
 
-	// The stored size, as Redis has it.
+	// What Redis holds after a Set: its length is the stored size, and its
+	// header says whether the Manager compressed the payload.
 	if err := c.Set(ctx, "v", v); err != nil {
 		return fail("set", err)
 	}
-	if r.StoredBytes, err = bn.storedSize(ctx, cacheName); err != nil {
-		return fail("stored size", err)
+	value, err := bn.storedValue(ctx, cacheName)
+	if err != nil {
+		return fail("read back", err)
 	}
+	h, payload, err := envelope.Parse(value, math.MaxInt32)
+	if err != nil {
+		return fail("read back", err)
+	}
+	r.StoredBytes = int64(len(value))
+	r.Compressed = h.Compressor != compress.NoneID
+	r.EncodedBytes = len(payload)
+	if r.Compressed {
+		r.EncodedBytes = h.RawLen
+	}
+	r.Ratio = float64(r.EncodedBytes) / float64(len(payload))
 
-	// Encoding and decoding as the Manager does them, without Redis:
-	// append the encoding, compress it when at least the threshold, and
-	// keep the compressed form only when lz4 managed to shrink it.
-	var encoded, stored []byte
+	// Encoding as Cache.Set does it, without Redis: append the encoding,
+	// compress it when at least the threshold, and keep the compressed form
+	// only when that made it smaller.
+	var encoded, zbuf []byte
+	var compressed bool
 	encode := func() error {
 		var err error
 		if encoded, err = cd.Append(encoded[:0], &v); err != nil {
 			return err
 		}
-		r.Compressed = false
+		compressed = false
 		if cp.ID() == compress.NoneID || len(encoded) < bn.threshold {
 			return nil
 		}
-		stored, r.Compressed, err = cp.Compress(stored[:0], encoded)
+		zbuf, compressed, err = cp.Compress(zbuf[:0], encoded)
 		return err
 	}
 	enc, err := benchmark(ctx, encode)
@@ -196,18 +208,19 @@ func measure[T any](ctx context.Context, bn *bench, name string, cd codec.Codec,
 		return fail("encode", err)
 	}
 	r.EncodeNs, r.EncodeAllocs = nsPerOp(enc), enc.AllocsPerOp()
-	r.EncodedBytes = len(encoded)
-	if !r.Compressed {
-		stored = encoded
+	if len(encoded) != r.EncodedBytes || compressed != r.Compressed {
+		// Then the encode timings would be of something else.
+		return fail("encode", fmt.Errorf("%d bytes, compressed %t; cachemgr stored %d bytes, compressed %t",
+			len(encoded), compressed, r.EncodedBytes, r.Compressed))
 	}
-	r.Ratio = float64(len(encoded)) / float64(len(stored))
 
+	// Decoding as Cache.Get does it once Redis has answered.
 	var buf []byte
 	decode := func() error {
-		data := stored
+		data := payload
 		if r.Compressed {
 			var err error
-			if buf, err = cp.Decompress(buf[:0], stored, len(encoded)); err != nil {
+			if buf, err = cp.Decompress(buf[:0], payload, h.RawLen); err != nil {
 				return err
 			}
 			data = buf
@@ -236,20 +249,27 @@ func measure[T any](ctx context.Context, bn *bench, name string, cd codec.Codec,
 	return r, nil
 }
 
-// storedSize returns the length of the one value stored in the cache
-// called cacheName. cachemgr does not say which Redis key a cache key maps
-// to, so the key is found by its "prefix:cache:" start.
-func (bn *bench) storedSize(ctx context.Context, cacheName string) (int64, error) {
+// storedValue returns the one value stored in the cache called cacheName.
+// cachemgr does not say which Redis key a cache key maps to, so the key is
+// found by its "prefix:cache:" start, as the one data key there (not a
+// companion such as an invalidation marker).
+func (bn *bench) storedValue(ctx context.Context, cacheName string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ks, err := bn.keys(ctx, bn.prefix+":"+cacheName+":*")
+	all, err := bn.keys(ctx, keys.EscapeGlob(bn.prefix+":"+cacheName+":")+"*")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if len(ks) != 1 {
-		return 0, fmt.Errorf("found %d keys for cache %q, want 1", len(ks), cacheName)
+	var data []string
+	for _, k := range all {
+		if keys.IsData(k) {
+			data = append(data, k)
+		}
 	}
-	return bn.rdb.StrLen(ctx, ks[0]).Result()
+	if len(data) != 1 {
+		return nil, fmt.Errorf("found data keys %q for cache %q, want one", data, cacheName)
+	}
+	return bn.rdb.Get(ctx, data[0]).Bytes()
 }
 
 // keys returns the keys that match pattern.
@@ -267,7 +287,7 @@ func (bn *bench) keys(ctx context.Context, pattern string) ([]string, error) {
 func (bn *bench) cleanup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	ks, err := bn.keys(ctx, bn.prefix+":*")
+	ks, err := bn.keys(ctx, keys.EscapeGlob(bn.prefix+":")+"*")
 	if err != nil {
 		return fmt.Errorf("clean up: %w", err)
 	}

@@ -13,11 +13,13 @@ type product struct {
 	ID        int64     `json:"id"`
 	SKU       string    `json:"sku"`
 	Name      string    `json:"name"`
+	Brand     string    `json:"brand"`
 	Price     float64   `json:"price"`
 	Currency  string    `json:"currency"`
 	Stock     int       `json:"stock"`
 	Active    bool      `json:"active"`
 	Tags      []string  `json:"tags"`
+	Rating    float64   `json:"rating"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -92,10 +94,10 @@ type sampleGen struct {
 // vocabulary is the generated text. Real payloads repeat words and keys
 // much like this, which is what gives compression something to find.
 type vocabulary struct {
-	adjectives, nouns, categories, colours, sizes []string
-	firstNames, lastNames, streets, cities, countries []string
-	segments, channels, statuses, notes []string
-	shipping []float64
+	adjectives, nouns, brands, categories, colours, sizes []string
+	firstNames, lastNames, streets, cities, countries     []string
+	segments, channels, statuses, notes                   []string
+	shipping                                              []float64
 }
 
 func newSampleGen(seed uint64) *sampleGen {
@@ -105,6 +107,7 @@ func newSampleGen(seed uint64) *sampleGen {
 		words: vocabulary{
 			adjectives: []string{"Compact", "Rugged", "Classic", "Wireless", "Ergonomic", "Premium", "Foldable", "Quiet", "Smart", "Vintage"},
 			nouns:      []string{"Kettle", "Backpack", "Desk Lamp", "Headphones", "Office Chair", "Blender", "Tent", "Keyboard", "Water Bottle", "Monitor Arm"},
+			brands:     []string{"Acme Home", "Northwind", "Globex Outdoor", "Initech Office", "Umbrella Audio"},
 			categories: []string{"kitchen", "outdoor", "office", "audio", "home", "travel", "sale", "new"},
 			colours:    []string{"black", "white", "graphite", "forest green", "navy", "sand"},
 			sizes:      []string{"S", "M", "L", "XL"},
@@ -151,11 +154,13 @@ func (g *sampleGen) product() product {
 		ID:        id,
 		SKU:       fmt.Sprintf("SKU-%06d", id),
 		Name:      pick(g, g.words.adjectives) + " " + pick(g, g.words.nouns),
+		Brand:     pick(g, g.words.brands),
 		Price:     g.money(5, 400),
 		Currency:  "EUR",
 		Stock:     g.r.IntN(500),
 		Active:    g.r.IntN(10) > 0,
 		Tags:      tags,
+		Rating:    float64(30+g.r.IntN(21)) / 10,
 		UpdatedAt: g.at(30),
 	}
 }
@@ -243,7 +248,7 @@ func samples() []payload {
 	g := newSampleGen(1)
 	return []payload{
 		structured("small", g.product()),
-		structured("medium", g.order(5)),
-		structured("large", g.orderPage(36)),
+		structured("medium", g.order(10)),
+		structured("large", g.orderPage(50)),
 	}
 }

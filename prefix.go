@@ -1,0 +1,121 @@
+package cachemgr
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// scanBatch is the SCAN COUNT hint and the most keys deleted per pipeline.
+const scanBatch = 500
+
+// InvalidatePrefix deletes every entry of the cache whose key starts with
+// prefix, and returns how many it deleted. It walks the keyspace with SCAN
+// (never KEYS), on every master of a Cluster, so it costs time in
+// proportion to the whole database: prefer tags or Bump where they fit.
+// Glob characters in prefix match only themselves. Keys longer than the
+// Manager's maximum key length are stored hashed and are found only by a
+// prefix of at most 32 bytes. Each key is deleted as by Delete, so loads of
+// found keys that are in flight do not write back; a load of a key that
+// was not cached when the scan passed can still write its result.
+func (c *Cache[T]) InvalidatePrefix(ctx context.Context, prefix string) (int, error) {
+	if c.m.done.Load() {
+		return 0, ErrClosed
+	}
+	base := c.keys.Base()
+	if c.versioned {
+		v, err := c.currentVersion(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("invalidate prefix %.64q: %w", prefix, err)
+		}
+		base = c.keys.VersionedBase(v)
+	}
+	n := 0
+	for _, pattern := range keys.Patterns(base, prefix, c.m.maxKey) {
+		err := c.m.scan(ctx, pattern, func(found []string) error {
+			var cmds []redis.Cmder
+			for _, k := range found {
+				if keys.IsData(k) {
+					cmds = append(cmds, c.m.deleteCmd(ctx, k))
+				}
+			}
+			if len(cmds) == 0 {
+				return nil
+			}
+			if err := c.m.doAll(ctx, cmds...); err != nil {
+				return err
+			}
+			for _, cmd := range cmds {
+				if err := cmd.Err(); err != nil {
+					return err
+				}
+			}
+			n += len(cmds)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("invalidate prefix %.64q: %w", prefix, err)
+		}
+	}
+	return n, nil
+}
+
+// scan calls fn with each batch of keys matching pattern, on every master
+// when the client is a Cluster (SCAN is per node). Each SCAN call is
+// bounded by the op timeout.
+func (m *Manager) scan(ctx context.Context, pattern string, fn func([]string) error) error {
+	var mu sync.Mutex // ForEachMaster scans the masters in parallel
+	each := func(ctx context.Context, node processor) error {
+		var cursor uint64
+		for {
+			cmd := redis.NewScanCmd(ctx, nil, "scan", cursor, "match", pattern, "count", scanBatch)
+			if err := m.doOn(ctx, node, cmd); err != nil {
+				return err
+			}
+			found, next, err := cmd.Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			err = fn(found)
+			mu.Unlock()
+			if err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := m.client.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return each(ctx, node)
+		})
+	}
+	return each(ctx, m.client)
+}
+
+// processor is what doOn needs of a client or cluster node.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// doOn sends cmd to one node within the op timeout. It does not touch the
+// breaker: a scan is an administrative walk, not a request path.
+func (m *Manager) doOn(ctx context.Context, node processor, cmd redis.Cmder) error {
+	ctx, cancel := context.WithTimeout(ctx, m.opTimeout)
+	defer cancel()
+	var err error
+	if m.direct {
+		err = node.Process(ctx, cmd)
+	} else {
+		err = m.guardedFn(ctx, func() error { return node.Process(ctx, cmd) })
+	}
+	if err != nil && !isReply(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,122 @@
+package cachemgr
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// versionTTL is how long a namespace version lives without a Bump. When it
+// expires (or is evicted) the next call starts a new random version: every
+// older entry becomes unreachable, never readable again.
+const versionTTL = 30 * 24 * time.Hour
+
+// WithVersioned makes the cache versioned: its keys carry a namespace
+// version, and Bump moves every entry out of reach in one O(1) call. Reads
+// check the version in the same round trip as the value (a pipeline), so a
+// read that starts after Bump returns never sees an entry written before
+// it: there is no staleness window. Default: false.
+func WithVersioned(on bool) CacheOption {
+	return func(c *cacheConfig) error {
+		c.versioned = on
+		return nil
+	}
+}
+
+// Bump invalidates every entry of a versioned cache at once by moving it to
+// a new namespace version; old entries are never read again and expire by
+// their TTL. A load that began before Bump writes into the old namespace,
+// where nobody reads. Bump on a cache without WithVersioned(true) returns
+// ErrNotVersioned; when Redis cannot be reached it returns an error wrapping
+// ErrUnavailable and the entries stay readable.
+func (c *Cache[T]) Bump(ctx context.Context) error {
+	if !c.versioned {
+		return fmt.Errorf("bump %q: %w", c.name, ErrNotVersioned)
+	}
+	if c.m.done.Load() {
+		return ErrClosed
+	}
+	v := newVersion()
+	cmd := redis.NewStatusCmd(ctx, "set", c.keys.Version(), v, "px", millis(versionTTL))
+	err := c.m.doAll(ctx, cmd)
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("bump %q: %w", c.name, err)
+	}
+	c.version.Store(&v)
+	return nil
+}
+
+// newVersion returns a random namespace version. Random, not a counter: a
+// version key that expires or is evicted must never lead back to a
+// namespace that still holds old entries.
+func newVersion() string { return rand.Text()[:12] }
+
+// versionInitScript returns the current version, creating one if there is
+// none.
+var versionInitScript = newScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]`)
+
+// currentVersion reads the version from Redis, creating it if needed, and
+// remembers it.
+func (c *Cache[T]) currentVersion(ctx context.Context) (string, error) {
+	cmd, err := c.m.runScript(ctx, versionInitScript, []string{c.keys.Version()}, newVersion(), millis(versionTTL))
+	if err != nil {
+		return "", err
+	}
+	v, ok := cmd.Val().(string)
+	if !ok {
+		return "", fmt.Errorf("%w: version reply %T", ErrUnavailable, cmd.Val())
+	}
+	c.version.Store(&v)
+	return v, nil
+}
+
+// inVersion sends the commands that build returns for the data key of key.
+// In a versioned cache it reads the version in the same pipeline, before
+// them, and sends them again under the new version if it moved (at most
+// twice more, then the caller sees the last attempt). It returns the data
+// key used; errors are those of doAll, replies are in the commands.
+func (c *Cache[T]) inVersion(ctx context.Context, key string, build func(rkey string) []redis.Cmder) (string, error) {
+	if !c.versioned {
+		rkey := c.keys.Key(key)
+		return rkey, c.m.doAll(ctx, build(rkey)...)
+	}
+	var ver string
+	if p := c.version.Load(); p != nil {
+		ver = *p
+	} else {
+		var err error
+		if ver, err = c.currentVersion(ctx); err != nil {
+			return c.keys.Key(key), err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		rkey := c.keys.KeyAt(ver, key)
+		get := redis.NewStringCmd(ctx, "get", c.keys.Version())
+		if err := c.m.doAll(ctx, append([]redis.Cmder{get}, build(rkey)...)...); err != nil {
+			return rkey, err
+		}
+		cur, err := get.Result()
+		if errors.Is(err, redis.Nil) {
+			cur, err = c.currentVersion(ctx)
+		}
+		if err != nil {
+			return rkey, err
+		}
+		if cur == ver || attempt == 2 {
+			return rkey, nil
+		}
+		c.version.Store(&cur)
+		ver = cur
+	}
+}
