@@ -56,6 +56,20 @@ type loaded[T any] struct {
 	val T
 	enc []byte // the envelope, so each waiter decodes a private copy
 	err error
+	// stale reports that an invalidation of the key ran during the load:
+	// the value is not cached, and callers who joined the flight late must
+	// not take it either.
+	stale bool
+	// checked is when the flight last confirmed with Redis that no
+	// invalidation had happened (zero: it could not). A caller whose own
+	// lookup began later missed for a newer reason and must not take it.
+	checked time.Time
+}
+
+// usableBy reports whether a caller that did not run the load, and began
+// its lookup at start, may return this result.
+func (r *loaded[T]) usableBy(start time.Time) bool {
+	return !r.stale && (r.checked.IsZero() || !start.After(r.checked))
 }
 
 // Fetch returns the value under key, calling load to produce it on a miss
@@ -78,6 +92,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if ctx.Err() != nil {
 		return zero, context.Cause(ctx)
 	}
+	start := time.Now()
 	w, err := writeOptions(opts)
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
@@ -91,32 +106,47 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	case ctx.Err() != nil:
 		return zero, context.Cause(ctx)
 	}
-	v, err = c.share(ctx, rkey, load, w, !errors.Is(err, ErrUnavailable))
+	v, err = c.share(ctx, start, rkey, load, w, !errors.Is(err, ErrUnavailable))
 	if err != nil {
 		return v, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
 	return v, nil
 }
 
+// maxJoins bounds how many flights a caller joins before it takes a result
+// that an invalidation overtook (see loaded.usableBy).
+const maxJoins = 3
+
 // share runs one load per key in this process and hands its result to
 // every caller. The load runs on a goroutine the Manager owns, so a caller
-// can leave on ctx.Done without cancelling the load for the others.
-func (c *Cache[T]) share(ctx context.Context, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
+// can leave on ctx.Done without cancelling the load for the others. A caller
+// that joined a flight which an invalidation overtook joins the next one: a
+// load that began before an invalidation is never returned to a caller that
+// began after it.
+func (c *Cache[T]) share(ctx context.Context, start time.Time, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
 	var zero T
-	ch := make(chan *loaded[T], 1)
-	var ran bool
-	started := c.m.goTracked(func() {
-		r, _, _ := c.group.Do(rkey, func() (any, error) {
-			ran = true
-			return c.loadAndStore(ctx, rkey, load, w, redisOK), nil
+	for join := 1; ; join++ {
+		ch := make(chan *loaded[T], 1)
+		var ran bool
+		started := c.m.goTracked(func() {
+			r, _, _ := c.group.Do(rkey, func() (any, error) {
+				ran = true
+				return c.loadAndStore(ctx, rkey, load, w, redisOK), nil
+			})
+			ch <- r.(*loaded[T])
 		})
-		ch <- r.(*loaded[T])
-	})
-	if !started {
-		return zero, ErrClosed
-	}
-	select {
-	case r := <-ch:
+		if !started {
+			return zero, ErrClosed
+		}
+		var r *loaded[T]
+		select {
+		case r = <-ch:
+		case <-ctx.Done():
+			return zero, context.Cause(ctx)
+		}
+		if !ran && !r.usableBy(start) && join < maxJoins {
+			continue
+		}
 		if r.err != nil {
 			return zero, r.err
 		}
@@ -128,8 +158,6 @@ func (c *Cache[T]) share(ctx context.Context, rkey string, load func(context.Con
 			return r.val, nil
 		}
 		return own, nil
-	case <-ctx.Done():
-		return zero, context.Cause(ctx)
 	}
 }
 
@@ -190,12 +218,18 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 	// A write that would land after the marker could have expired is
 	// skipped: it could undo a Delete that happened during the load.
 	if markerOK && time.Since(markerAt) < c.m.loadTimeout+c.m.opTimeout {
+		checked := time.Now()
+		tw := c.m.tagWrites(ctx, ti, exp)
 		wb := writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey)}, marker, *buf, millis(exp))
-		werr := c.m.doAll(ctx, append(c.m.tagWrites(ctx, ti, exp), wb)...)
+		werr := c.m.doAll(ctx, append(tw, wb)...)
 		if werr == nil {
 			werr = wb.Err()
 		}
-		if werr != nil && !errors.Is(werr, ErrClosed) {
+		switch {
+		case werr == nil:
+			res.checked = checked
+			res.stale = wb.Val() == int64(-1) || tagsMoved(tw, ti.stamp)
+		case !errors.Is(werr, ErrClosed):
 			c.m.stats.writeErrors.Add(1)
 			c.m.logError("write back loaded value", werr, "key", rkey)
 		}
@@ -210,6 +244,7 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 // It reports a usable value (or negative entry) as done; an unusable one is
 // dropped so the write-back can replace it. It stores the marker it read.
 func (c *Cache[T]) recheck(ctx context.Context, rkey string, marker *string) (*loaded[T], bool) {
+	checked := time.Now()
 	cmd := redis.NewSliceCmd(ctx, "mget", rkey, keys.Marker(rkey))
 	if err := c.m.doAll(ctx, cmd); err != nil || cmd.Err() != nil {
 		return nil, false
@@ -227,9 +262,9 @@ func (c *Cache[T]) recheck(ctx context.Context, rkey string, marker *string) (*l
 	}
 	switch {
 	case err == nil && h.Negative:
-		return &loaded[T]{err: ErrNotFound}, true
+		return &loaded[T]{err: ErrNotFound, checked: checked}, true
 	case err == nil:
-		return &loaded[T]{val: v, enc: []byte(s)}, true
+		return &loaded[T]{val: v, enc: []byte(s), checked: checked}, true
 	case !errors.Is(err, ErrUnavailable):
 		c.drop(ctx, rkey, s)
 	}
@@ -237,10 +272,11 @@ func (c *Cache[T]) recheck(ctx context.Context, rkey string, marker *string) (*l
 }
 
 // writeBackScript stores a loaded value only if the key's invalidation
-// marker is what it was before the load, and no value arrived meanwhile.
+// marker is what it was before the load (else -1), and no value arrived
+// meanwhile (else 0).
 var writeBackScript = newScript(`
 local m = redis.call('GET', KEYS[2])
-if (m or '') ~= ARGV[1] then return 0 end
+if (m or '') ~= ARGV[1] then return -1 end
 if redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') then return 1 end
 return 0`)
 

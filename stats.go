@@ -44,7 +44,7 @@ type counters struct {
 	loads, loadErrors          atomic.Uint64
 	redisErrors, skipped       atomic.Uint64
 	decodeErrors, writeErrors  atomic.Uint64
-	invalidated atomic.Uint64
+	invalidated                atomic.Uint64
 }
 
 // Stats returns a snapshot of the Manager's counters. It is safe to call

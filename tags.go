@@ -72,18 +72,29 @@ var errInvalidated = errors.New("invalidated by tag")
 func (m *Manager) tagKey(tag string) string { return keys.Tag(m.prefix, tag, m.maxKey) }
 
 // tagWriteScript makes sure a tag's stamp exists before an entry carrying
-// the tag is written, creating it just older than the entry, and keeps it
-// at least as long as the entry lives.
+// the tag is written, creating it just older than the entry, keeps it at
+// least as long as the entry lives, and returns it.
 var tagWriteScript = newScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  return tonumber(ARGV[1])
 end
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return 0`)
+return tonumber(v) or 0`)
+
+// tagsMoved reports whether the stamps returned by tag writes show an
+// invalidation at or after stamp.
+func tagsMoved(cmds []redis.Cmder, stamp int64) bool {
+	for _, c := range cmds {
+		if v, ok := c.(*redis.Cmd).Val().(int64); !ok || v >= stamp {
+			return true
+		}
+	}
+	return false
+}
 
 // tagWrites returns the commands that prepare the stamps of ti's tags for
 // an entry that lives exp; they go in the same pipeline as the write.

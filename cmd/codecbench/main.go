@@ -31,13 +31,14 @@
 //
 // There is one row per payload, codec and compression:
 //
-//   - stored B: the length of the value in Redis (STRLEN), including the
-//     16-byte header cachemgr puts before every payload. This is the memory
-//     that the choice saves or costs, per key.
+//   - stored B: the length of the value in Redis, read back after a Set,
+//     with the 16-byte header cachemgr puts before every payload. This is
+//     the memory that the choice saves or costs, per key.
 //   - ratio: the codec's output over the stored payload, header excluded.
 //     1.00 means stored uncompressed: compression none, a payload under the
 //     -threshold (default 1024 bytes, the library's default), or one lz4
-//     could not shrink.
+//     could not shrink. msgpack writes map entries in Go's random map
+//     order, so its lz4 sizes can differ by a few bytes between runs.
 //   - encode ns/op and allocs: the codec's Append plus compression, as
 //     Cache.Set does them before talking to Redis. decode ns/op and allocs:
 //     decompression plus the codec's Unmarshal into a new value, as
@@ -55,9 +56,13 @@
 // Timings come from testing.Benchmark, so they are averages over many calls
 // with allocations counted. Each measurement runs for -min (default
 // 400ms), which keeps a run on the built-in samples under half a minute;
-// -rounds N runs each exactly N times instead, for a quick look. -format csv
-// and -format json print the same rows for a spreadsheet or a script, with
-// the encoded size before compression as an extra column.
+// -rounds N runs each exactly N times instead, for a quick look. Round
+// trips that differ by a few percent are within the noise of one run.
+//
+// -format csv and -format json print the same rows for a spreadsheet or a
+// script, with two more columns: the encoded size before compression, and
+// whether the stored payload is compressed. The JSON form also records the
+// settings and each payload's size as JSON.
 package main
 
 import (
