@@ -149,3 +149,94 @@ func BenchmarkSet(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGetKinds compares a Redis-tier hit of a plain, a versioned and
+// a tagged 1 KiB entry in the same run.
+func BenchmarkGetKinds(b *testing.B) {
+	ctx := context.Background()
+	rdb := benchServer(b).Client(b)
+	v := newBenchValue(1 << 10)
+	kinds := []struct {
+		name string
+		opts []cachemgr.CacheOption
+		tags []string
+	}{
+		{"plain", nil, nil},
+		{"versioned", []cachemgr.CacheOption{cachemgr.WithVersioned(true)}, nil},
+		{"tagged", nil, []string{"category:7"}},
+	}
+	for _, k := range kinds {
+		b.Run(k.name, func(b *testing.B) {
+			m, err := cachemgr.New(rdb, cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { m.Close() })
+			c, err := cachemgr.NewCache[benchValue](m, k.name, append(k.opts, cachemgr.WithTTL(time.Hour))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := c.Set(ctx, "k", v, cachemgr.Tags(k.tags...)); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Get(ctx, "k"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInvalidateTags measures InvalidateTags on a tag carried by 10,
+// 1,000 and 100,000 entries: one round trip whatever the count.
+func BenchmarkInvalidateTags(b *testing.B) {
+	ctx := context.Background()
+	rdb := benchServer(b).Client(b)
+	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	c, err := cachemgr.NewCache[int](m, "t", cachemgr.WithTTL(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	written := 0
+	for _, n := range []int{10, 1000, 100000} {
+		tag := "shared"
+		for ; written < n; written++ {
+			// Entries are written through the cache so they carry the tag.
+			if err := c.Set(ctx, fmt.Sprint(written), written, cachemgr.Tags(tag)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.InvalidateTags(ctx, tag); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSetTags compares Set without tags and with one and three tags.
+func BenchmarkSetTags(b *testing.B) {
+	ctx := context.Background()
+	rdb := benchServer(b).Client(b)
+	c := newBenchCache(b, rdb)
+	v := newBenchValue(1 << 10)
+	for _, tags := range [][]string{nil, {"a"}, {"a", "b", "c"}} {
+		b.Run(fmt.Sprintf("%dtags", len(tags)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Set(ctx, "k", v, cachemgr.Tags(tags...)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

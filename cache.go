@@ -146,14 +146,7 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, error) {
 // possibly wrapping a cause.
 func (c *Cache[T]) lookup(ctx context.Context, key string) (T, string, error) {
 	var v T
-	var cmd *redis.StringCmd
-	rkey, err := c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
-		cmd = redis.NewStringCmd(ctx, "get", rkey)
-		return []redis.Cmder{cmd}
-	})
-	if err == nil {
-		err = cmd.Err()
-	}
+	rkey, s, err := c.read(ctx, key)
 	if err != nil {
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -166,7 +159,6 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, string, error) {
 		}
 		return v, rkey, err
 	}
-	s := cmd.Val()
 	// The reply string is never written to; decode only reads it.
 	h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &v)
 	if err == nil && len(ti.tags) > 0 {
@@ -192,6 +184,31 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, string, error) {
 		return v, rkey, ErrNotFound
 	}
 	return v, rkey, nil
+}
+
+// read returns the stored bytes of key and the data key they came from.
+// The error is the reply's (redis.Nil for a miss) or doAll's.
+func (c *Cache[T]) read(ctx context.Context, key string) (string, string, error) {
+	if !c.versioned {
+		rkey := c.keys.Key(key)
+		cmd := redis.NewStringCmd(ctx, "get", rkey)
+		if err := c.m.do(ctx, cmd); err != nil {
+			return rkey, "", err // an abandoned cmd may still be written to
+		}
+		return rkey, cmd.Val(), nil
+	}
+	if c.m.single {
+		return c.readVersioned(ctx, key)
+	}
+	var cmd *redis.StringCmd
+	rkey, err := c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+		cmd = redis.NewStringCmd(ctx, "get", rkey)
+		return []redis.Cmder{cmd}
+	})
+	if err != nil {
+		return rkey, "", err
+	}
+	return rkey, cmd.Val(), cmd.Err()
 }
 
 // dropScript deletes a key only if it still holds the bytes that were

@@ -39,6 +39,9 @@ type Manager struct {
 	now         func() time.Time
 	skew        time.Duration
 	breaker     *breaker.Breaker
+	// single is true for a *redis.Client (one node, or Sentinel failover),
+	// where keys of different slots may share one command.
+	single bool
 	// direct is true when the client bounds its socket I/O by the context
 	// deadline, so a call can run on the caller's goroutine. Otherwise go-redis
 	// would wait its own ReadTimeout, with retries, whatever our deadline says.
@@ -268,6 +271,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		skew:        cfg.skew,
 		breaker:     breaker.New(cfg.failures, cfg.cooldown, cfg.now),
 		direct:      honoursContext(client),
+		single:      isSingle(client),
 		rand:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
@@ -298,6 +302,11 @@ func honoursContext(client redis.UniversalClient) bool {
 		return c.Options().ContextTimeoutEnabled
 	}
 	return false
+}
+
+func isSingle(client redis.UniversalClient) bool {
+	_, ok := client.(*redis.Client)
+	return ok
 }
 
 // Prefix returns the key prefix set with WithPrefix.
@@ -373,20 +382,25 @@ func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
 // guarded runs cmd on a tracked goroutine and stops waiting at the
 // deadline. go-redis closes a connection whose reply timed out, so a late
 // reply is never read as the answer to another command.
+// The caller must not touch cmd after an abandoned call: the goroutine may
+// still be writing its reply.
 func (m *Manager) guarded(ctx context.Context, cmd redis.Cmder) error {
-	return m.guardedFn(ctx, func() error { return m.client.Process(ctx, cmd) })
+	err, _ := m.guardedFn(ctx, func() error { return m.client.Process(ctx, cmd) })
+	return err
 }
 
-func (m *Manager) guardedFn(ctx context.Context, fn func() error) error {
+// guardedFn runs fn on a tracked goroutine until ctx ends; abandoned
+// reports that it stopped waiting while fn still runs.
+func (m *Manager) guardedFn(ctx context.Context, fn func() error) (err error, abandoned bool) {
 	done := make(chan error, 1)
 	if !m.goTracked(func() { done <- fn() }) {
-		return ErrClosed
+		return ErrClosed, false
 	}
 	select {
 	case err := <-done:
-		return err
+		return err, false
 	case <-ctx.Done():
-		return ctx.Err()
+		return ctx.Err(), true
 	}
 }
 
@@ -412,12 +426,14 @@ func (m *Manager) doAll(ctx context.Context, cmds ...redis.Cmder) error {
 	if len(retry) == 0 {
 		return nil
 	}
-	err := m.doPipeline(ctx, retry)
+	if err := m.doPipeline(ctx, retry); err != nil {
+		return err
+	}
 	for i, c := range retry {
 		orig[i].SetVal(c.(*redis.Cmd).Val())
 		orig[i].SetErr(c.Err())
 	}
-	return err
+	return nil
 }
 
 func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
@@ -449,18 +465,21 @@ func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
 		return err
 	}
 	var err error
+	abandoned := false
 	if m.direct {
 		err = exec()
 	} else {
-		err = m.guardedFn(callCtx, exec)
+		err, abandoned = m.guardedFn(callCtx, exec)
 	}
-	// Exec reports the first failed command; only a failure to reach Redis
-	// concerns the breaker.
-	err = nil
-	for _, c := range cmds {
-		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {
-			err = e
-			break
+	if !abandoned {
+		// Exec reports the first failed command; only a failure to reach
+		// Redis concerns the breaker.
+		err = nil
+		for _, c := range cmds {
+			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {
+				err = e
+				break
+			}
 		}
 	}
 	if rerr := m.record(ctx, err); rerr != nil {

@@ -112,7 +112,7 @@ func (m *Manager) doOn(ctx context.Context, node processor, cmd redis.Cmder) err
 	if m.direct {
 		err = node.Process(ctx, cmd)
 	} else {
-		err = m.guardedFn(ctx, func() error { return node.Process(ctx, cmd) })
+		err, _ = m.guardedFn(ctx, func() error { return node.Process(ctx, cmd) })
 	}
 	if err != nil && !isReply(err) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -81,24 +81,44 @@ func (c *Cache[T]) currentVersion(ctx context.Context) (string, error) {
 	return v, nil
 }
 
+// localVersion returns the last version seen, reading it on first use.
+func (c *Cache[T]) localVersion(ctx context.Context) (string, error) {
+	if p := c.version.Load(); p != nil {
+		return *p, nil
+	}
+	return c.currentVersion(ctx)
+}
+
+// observed takes the version read in the same round trip as an operation
+// done under ver (redis.Nil: the key is gone) and reports whether the
+// operation must be redone under the returned version.
+func (c *Cache[T]) observed(ctx context.Context, ver, cur string, err error) (string, bool, error) {
+	if errors.Is(err, redis.Nil) {
+		cur, err = c.currentVersion(ctx)
+	}
+	if err != nil || cur == ver {
+		return ver, false, err
+	}
+	c.version.Store(&cur)
+	return cur, true, nil
+}
+
+// maxVersionRetries bounds how often an operation is redone because the
+// version moved under it; after that the caller sees the last attempt.
+const maxVersionRetries = 2
+
 // inVersion sends the commands that build returns for the data key of key.
 // In a versioned cache it reads the version in the same pipeline, before
-// them, and sends them again under the new version if it moved (at most
-// twice more, then the caller sees the last attempt). It returns the data
-// key used; errors are those of doAll, replies are in the commands.
+// them, and sends them again under the new version if it moved. It returns
+// the data key used; errors are those of doAll, replies are in the commands.
 func (c *Cache[T]) inVersion(ctx context.Context, key string, build func(rkey string) []redis.Cmder) (string, error) {
 	if !c.versioned {
 		rkey := c.keys.Key(key)
 		return rkey, c.m.doAll(ctx, build(rkey)...)
 	}
-	var ver string
-	if p := c.version.Load(); p != nil {
-		ver = *p
-	} else {
-		var err error
-		if ver, err = c.currentVersion(ctx); err != nil {
-			return c.keys.Key(key), err
-		}
+	ver, err := c.localVersion(ctx)
+	if err != nil {
+		return c.keys.Key(key), err
 	}
 	for attempt := 0; ; attempt++ {
 		rkey := c.keys.KeyAt(ver, key)
@@ -106,17 +126,46 @@ func (c *Cache[T]) inVersion(ctx context.Context, key string, build func(rkey st
 		if err := c.m.doAll(ctx, append([]redis.Cmder{get}, build(rkey)...)...); err != nil {
 			return rkey, err
 		}
-		cur, err := get.Result()
-		if errors.Is(err, redis.Nil) {
-			cur, err = c.currentVersion(ctx)
-		}
-		if err != nil {
+		var again bool
+		ver, again, err = c.observed(ctx, ver, get.Val(), get.Err())
+		if err != nil || !again || attempt == maxVersionRetries {
 			return rkey, err
 		}
-		if cur == ver || attempt == 2 {
-			return rkey, nil
+	}
+}
+
+// readVersioned is inVersion for a plain read on a single-node client: one
+// MGET of the version and the value, cheaper than a pipeline. (On Cluster
+// and Ring the two keys live on different nodes, so they go through
+// inVersion's pipeline.)
+func (c *Cache[T]) readVersioned(ctx context.Context, key string) (string, string, error) {
+	ver, err := c.localVersion(ctx)
+	if err != nil {
+		return c.keys.Key(key), "", err
+	}
+	for attempt := 0; ; attempt++ {
+		rkey := c.keys.KeyAt(ver, key)
+		cmd := redis.NewSliceCmd(ctx, "mget", c.keys.Version(), rkey)
+		if err := c.m.do(ctx, cmd); err != nil {
+			return rkey, "", err
 		}
-		c.version.Store(&cur)
-		ver = cur
+		vals := cmd.Val()
+		cur, ok := vals[0].(string)
+		var again bool
+		if ok {
+			ver, again, err = c.observed(ctx, ver, cur, nil)
+		} else {
+			ver, again, err = c.observed(ctx, ver, "", redis.Nil)
+		}
+		if err != nil {
+			return rkey, "", err
+		}
+		if !again || attempt == maxVersionRetries {
+			s, ok := vals[1].(string)
+			if !ok {
+				return rkey, "", redis.Nil
+			}
+			return rkey, s, nil
+		}
 	}
 }
