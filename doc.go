@@ -14,15 +14,36 @@
 // when data changes. It is always on: no key is ever written without a TTL.
 //
 // Explicit delete ([Cache.Delete]): after a write to the source of truth,
-// delete the key. A load that started before the Delete does not write its
-// outdated result back, which closes the cache-aside race that most cache
-// libraries leave open: Delete rotates a per-key invalidation marker, and a
-// load writes back only if the marker is unchanged, in one script.
+// delete the key. Pick it when the writer knows exactly which keys changed.
 //
-// Version-bump namespaces, tag sets, stale-while-revalidate with a refresh
-// lease, and pub/sub events for an in-process L1 tier are designed in
-// DESIGN.md and build on the same envelope and key layout; they are not in
-// this version yet.
+// Version-bump namespaces ([WithVersioned], [Cache.Bump]): one O(1) call
+// makes every entry of a cache unreadable, for bulk changes (an import, a
+// schema change). Reads check the version in the same round trip as the
+// value (one MGET on a single node, a pipeline on Cluster), so there is no
+// staleness window.
+//
+// Tags ([Tags], [Entry.AddTags], [Manager.InvalidateTags]): entries carry
+// tags ("category:7"); invalidating a tag makes every entry carrying it
+// unreadable, across caches, in O(1) per tag. Pick it for relations that
+// cut across keys. Reading a tagged entry costs a second round trip (its
+// tags' invalidation stamps); untagged entries pay nothing.
+//
+// Prefix scans ([Cache.InvalidatePrefix]): SCAN for keys starting with a
+// prefix, on every Cluster master. It costs time in proportion to the
+// database, so keep it for what tags cannot express.
+//
+// All of them close the cache-aside race that most cache libraries leave
+// open: a load that began before an invalidation returned never makes its
+// result readable after it, and a caller that began after the invalidation
+// never receives it from a shared load. Delete rotates a per-key marker that
+// the write-back checks in the same script; Bump moves readers to a
+// namespace the old load does not write to; tagged entries carry the time
+// their load began, which reads compare with the tag's invalidation time
+// (allowing [WithClockSkew] between processes' clocks).
+//
+// Stale-while-revalidate with a refresh lease, and pub/sub events for an
+// in-process L1 tier, are designed in DESIGN.md and build on the same
+// envelope and key layout; they are not in this version yet.
 //
 // # Failure behaviour
 //

@@ -152,3 +152,72 @@ func ExampleManager_Stats() {
 	fmt.Printf("hits=%d misses=%d loads=%d ratio=%.2f\n", st.Hits, st.Misses, st.Loads, st.HitRatio())
 	// Output: hits=3 misses=1 loads=1 ratio=0.75
 }
+
+func ExampleCache_Bump() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	prices, _ := cachemgr.NewCache[int](m, "price", cachemgr.WithVersioned(true))
+
+	_ = prices.Set(ctx, "apple", 3)
+	_ = prices.Set(ctx, "pear", 4)
+	// A new price list was imported: every cached price is outdated at once.
+	_ = prices.Bump(ctx)
+	_, err := prices.Get(ctx, "apple")
+	fmt.Println(errors.Is(err, cachemgr.ErrMiss))
+	// Output: true
+}
+
+func ExampleManager_InvalidateTags() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	products, _ := cachemgr.NewCache[string](m, "product")
+
+	_ = products.Set(ctx, "1", "apple", cachemgr.Tags("category:fruit"))
+	_ = products.Set(ctx, "2", "pear", cachemgr.Tags("category:fruit"))
+	_ = products.Set(ctx, "3", "leek", cachemgr.Tags("category:vegetable"))
+	// Category "fruit" changed: drop every product in it, in O(1).
+	_ = m.InvalidateTags(ctx, "category:fruit")
+	for _, id := range []string{"1", "2", "3"} {
+		v, err := products.Get(ctx, id)
+		fmt.Println(id, v, errors.Is(err, cachemgr.ErrMiss))
+	}
+	// Output:
+	// 1  true
+	// 2  true
+	// 3 leek false
+}
+
+func ExampleEntry_AddTags() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	products, _ := cachemgr.NewCache[string](m, "product")
+
+	load := func(ctx context.Context) (string, error) {
+		// The category is known only once the product is loaded.
+		cachemgr.EntryFrom(ctx).AddTags("category:fruit")
+		return "apple", nil
+	}
+	_, _ = products.Fetch(ctx, "1", load)
+	_ = m.InvalidateTags(ctx, "category:fruit")
+	_, err := products.Get(ctx, "1")
+	fmt.Println(errors.Is(err, cachemgr.ErrMiss))
+	// Output: true
+}
+
+func ExampleCache_InvalidatePrefix() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	pages, _ := cachemgr.NewCache[string](m, "page")
+
+	_ = pages.Set(ctx, "/docs/a", "A")
+	_ = pages.Set(ctx, "/docs/b", "B")
+	_ = pages.Set(ctx, "/blog/c", "C")
+	n, _ := pages.InvalidatePrefix(ctx, "/docs/")
+	_, err := pages.Get(ctx, "/blog/c")
+	fmt.Println(n, err)
+	// Output: 2 <nil>
+}
