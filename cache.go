@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -27,13 +28,17 @@ type Cache[T any] struct {
 	ttl       ttlPolicy
 	versioned bool
 	version   atomic.Pointer[string] // last namespace version seen
+	swr       swrPolicy
 	group     singleflight.Group
+	// refreshing holds the data keys this process is refreshing.
+	refreshing sync.Map
 }
 
 type cacheConfig struct {
 	ttl       ttlPolicy
 	codec     codec.Codec
 	versioned bool
+	swr       swrPolicy
 }
 
 // CacheOption configures NewCache.
@@ -69,6 +74,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 	cfg := cacheConfig{
 		ttl:   ttlPolicy{ttl: time.Minute, jitter: 0.1, negativeTTL: 10 * time.Second},
 		codec: m.codec,
+		swr:   swrPolicy{lease: 5 * time.Second},
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -85,6 +91,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		codec:     cfg.codec,
 		ttl:       cfg.ttl,
 		versioned: cfg.versioned,
+		swr:       cfg.swr,
 	}, nil
 }
 
@@ -140,34 +147,42 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, error) {
 	return v, nil
 }
 
-// lookup reads and decodes key, counting hits and misses. It returns the
-// data key it read (in the namespace version it saw). The error is ErrMiss,
-// ErrNotFound, ErrUnavailable, ErrClosed or the caller's ctx error,
-// possibly wrapping a cause.
-func (c *Cache[T]) lookup(ctx context.Context, key string) (T, string, error) {
+// found is what a lookup read from Redis.
+type found struct {
+	rkey string // the data key, in the namespace version read
+	raw  string // the stored bytes
+	h    envelope.Header
+}
+
+// lookup reads and decodes key, counting hits and misses. The error is
+// ErrMiss, ErrNotFound, ErrUnavailable, ErrClosed or the caller's ctx
+// error, possibly wrapping a cause.
+func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 	var v T
 	rkey, s, err := c.read(ctx, key)
+	f := found{rkey: rkey, raw: s}
 	if err != nil {
 		switch {
 		case errors.Is(err, redis.Nil):
 			c.m.stats.misses.Add(1)
-			return v, rkey, ErrMiss
+			return v, f, ErrMiss
 		case isReply(err):
 			// WRONGTYPE and the like: not ours to delete.
 			c.m.stats.misses.Add(1)
-			return v, rkey, fmt.Errorf("%w: %w", ErrMiss, err)
+			return v, f, fmt.Errorf("%w: %w", ErrMiss, err)
 		}
-		return v, rkey, err
+		return v, f, err
 	}
 	// The reply string is never written to; decode only reads it.
 	h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &v)
+	f.h = h
 	if err == nil && len(ti.tags) > 0 {
 		err = c.m.checkTags(ctx, ti)
 	}
 	if err != nil {
 		var zero T
 		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
-			return zero, rkey, err
+			return zero, f, err
 		}
 		if errors.Is(err, errInvalidated) {
 			c.m.stats.invalidated.Add(1)
@@ -176,14 +191,14 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, string, error) {
 		}
 		c.m.stats.misses.Add(1)
 		c.drop(ctx, rkey, s)
-		return zero, rkey, fmt.Errorf("%w: %w", ErrMiss, err)
+		return zero, f, fmt.Errorf("%w: %w", ErrMiss, err)
 	}
 	c.m.stats.hits.Add(1)
 	if h.Negative {
 		c.m.stats.negativeHits.Add(1)
-		return v, rkey, ErrNotFound
+		return v, f, ErrNotFound
 	}
-	return v, rkey, nil
+	return v, f, nil
 }
 
 // read returns the stored bytes of key and the data key they came from.
@@ -254,19 +269,19 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 	}
 	var set *redis.StatusCmd
 	_, err = c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
-		set = redis.NewStatusCmd(ctx, "set", rkey, *buf, "px", millis(exp))
+		set = redis.NewStatusCmd(ctx, "set", rkey, *buf, "px", millis(exp+c.swr.stale))
 		return append(c.m.tagWrites(ctx, ti, exp), set)
 	})
-	c.release(buf)
+	c.releaseBuf(buf)
 	if err == nil {
 		err = set.Err()
 	}
 	return err
 }
 
-// release returns buf to the pool once no goroutine can still be sending
+// releaseBuf returns buf to the pool once no goroutine can still be sending
 // it: in guarded mode an abandoned call may still hold it.
-func (c *Cache[T]) release(buf *[]byte) {
+func (c *Cache[T]) releaseBuf(buf *[]byte) {
 	if c.m.direct {
 		c.m.putBuf(buf)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
 	"github.com/cachemgr/cachemgr/internal/keys"
-	"github.com/redis/go-redis/v9"
 )
 
 // Entry lets a loader describe the value it is producing, when it learns
@@ -97,16 +96,16 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
-	v, rkey, err := c.lookup(ctx, key)
+	v, f, err := c.lookup(ctx, key)
 	switch {
 	case err == nil:
-		return v, nil
+		return c.serve(ctx, v, f, load, w), nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrClosed):
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	case ctx.Err() != nil:
 		return zero, context.Cause(ctx)
 	}
-	v, err = c.share(ctx, start, rkey, load, w, !errors.Is(err, ErrUnavailable))
+	v, err = c.share(ctx, start, f.rkey, load, w, !errors.Is(err, ErrUnavailable))
 	if err != nil {
 		return v, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
@@ -161,45 +160,63 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, rkey string, load
 	}
 }
 
-// loadAndStore reads the key's invalidation marker, calls the loader and
-// writes the result back only if the marker has not changed, so a Delete
-// that ran during the load wins. A tagged result is stamped with the load's
-// start, so an InvalidateTags during the load makes it unreadable.
+// loadAndStore claims the key (its invalidation marker, and the lease that
+// keeps other processes from loading it too), calls the loader and writes
+// the result back only if the marker has not changed, so a Delete that ran
+// during the load wins. A tagged result is stamped with the load's start,
+// so an InvalidateTags during the load makes it unreadable.
 func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
-	start := c.m.now()
-	marker, markerOK := "", false
+	st := storeRequest{rkey: rkey, start: c.m.now()}
 	if redisOK {
-		if r, ok := c.recheck(ctx, rkey, &marker); ok {
+		if r := c.claimLoad(ctx, &st); r != nil {
 			return r
 		}
-		markerOK = true
 	}
-	markerAt := time.Now()
-
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
+	return c.store(ctx, st, v, took, err, entry, w)
+}
+
+// storeRequest is what a load learned from Redis before it began.
+type storeRequest struct {
+	rkey     string
+	start    time.Time // when the load began, by the Manager's clock
+	marker   string    // invalidation marker before the load
+	markerOK bool      // marker read: the result may be written back
+	markerAt time.Time // when it was read (monotonic)
+	token    string    // lease held, released by the write-back; "" none
+	replace  string    // SHA-1 of the stale value a refresh replaces; "" write only if absent
+	refresh  bool      // a background refresh: keep the lease after a failure
+}
+
+// store counts the load, encodes its result and writes it back when st
+// allows, releasing the lease. It returns what the flight's callers get.
+func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Duration, err error, entry *Entry, w writeConfig) *loaded[T] {
 	c.m.stats.loads.Add(1)
 	notFound := errors.Is(err, ErrNotFound)
-	if err != nil && !notFound {
-		if !c.m.done.Load() { // a load cut short by Close is not the loader's fault
+	if err != nil && !notFound || notFound && c.ttl.negativeTTL == 0 {
+		if !notFound && !c.m.done.Load() { // a load cut short by Close is not the loader's fault
 			c.m.stats.loadErrors.Add(1)
 		}
-		return &loaded[T]{err: err}
-	}
-	if notFound && c.ttl.negativeTTL == 0 {
+		if st.token != "" && !st.refresh {
+			// Waiting processes may try themselves now. A failed refresh
+			// keeps its lease until it expires: a back-off for a sick source.
+			c.release(ctx, st)
+		}
 		return &loaded[T]{err: err}
 	}
 
 	ttl, tags, terr := entry.get()
+	fresh, stale := firstSet(ttl, w.ttl, c.ttl.ttl), c.swr.stale
 	if notFound {
-		ttl = c.ttl.negativeTTL
+		fresh, stale = c.ttl.negativeTTL, 0
 	}
-	ti := tagInfo{stamp: start.Add(-c.m.skew).UnixMilli()}
+	ti := tagInfo{stamp: st.start.Add(-c.m.skew).UnixMilli()}
 	if terr == nil {
 		ti.tags, terr = checkTags(append(tags, w.tags...))
 	}
-	exp := c.ttl.expiry(firstSet(ttl, w.ttl, c.ttl.ttl), c.m.random())
+	exp := c.ttl.expiry(fresh, c.m.random())
 	h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Load: took}
 	var buf *[]byte
 	switch {
@@ -211,16 +228,18 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 	}
 	if terr != nil {
 		c.m.stats.writeErrors.Add(1)
-		c.m.logError("loaded value not cached", terr, "key", rkey)
+		c.m.logError("loaded value not cached", terr, "key", st.rkey)
+		c.release(ctx, st)
 		return &loaded[T]{val: v, err: err}
 	}
 	res := &loaded[T]{val: v, enc: append([]byte(nil), *buf...), err: err}
 	// A write that would land after the marker could have expired is
 	// skipped: it could undo a Delete that happened during the load.
-	if markerOK && time.Since(markerAt) < c.m.loadTimeout+c.m.opTimeout {
+	if st.markerOK && time.Since(st.markerAt) < c.m.loadTimeout+c.m.opTimeout {
 		checked := time.Now()
 		tw := c.m.tagWrites(ctx, ti, exp)
-		wb := writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey)}, marker, *buf, millis(exp))
+		wb := writeBackScript.cmd(ctx, []string{st.rkey, keys.Marker(st.rkey), keys.Lease(st.rkey)},
+			st.marker, *buf, millis(exp+stale), st.token, st.replace)
 		werr := c.m.doAll(ctx, append(tw, wb)...)
 		if werr == nil {
 			werr = wb.Err()
@@ -231,54 +250,33 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 			res.stale = wb.Val() == int64(-1) || tagsMoved(tw, ti.stamp)
 		case !errors.Is(werr, ErrClosed):
 			c.m.stats.writeErrors.Add(1)
-			c.m.logError("write back loaded value", werr, "key", rkey)
+			c.m.logError("write back loaded value", werr, "key", st.rkey)
 		}
 	}
-	c.release(buf)
+	c.releaseBuf(buf)
 	return res
 }
 
-// recheck reads rkey again with its invalidation marker, in one round
-// trip, from inside the flight: a caller that missed just before the
-// previous load of this key wrote back would otherwise load a second time.
-// It reports a usable value (or negative entry) as done; an unusable one is
-// dropped so the write-back can replace it. It stores the marker it read.
-func (c *Cache[T]) recheck(ctx context.Context, rkey string, marker *string) (*loaded[T], bool) {
-	checked := time.Now()
-	cmd := redis.NewSliceCmd(ctx, "mget", rkey, keys.Marker(rkey))
-	if err := c.m.doAll(ctx, cmd); err != nil || cmd.Err() != nil {
-		return nil, false
-	}
-	vals := cmd.Val()
-	*marker, _ = vals[1].(string)
-	s, ok := vals[0].(string)
-	if !ok {
-		return nil, false
-	}
-	var v T
-	h, ti, err := c.m.decode([]byte(s), c.codec, &v)
-	if err == nil && len(ti.tags) > 0 {
-		err = c.m.checkTags(ctx, ti)
-	}
-	switch {
-	case err == nil && h.Negative:
-		return &loaded[T]{err: ErrNotFound, checked: checked}, true
-	case err == nil:
-		return &loaded[T]{val: v, enc: []byte(s), checked: checked}, true
-	case !errors.Is(err, ErrUnavailable):
-		c.drop(ctx, rkey, s)
-	}
-	return nil, false
-}
-
 // writeBackScript stores a loaded value only if the key's invalidation
-// marker is what it was before the load (else -1), and no value arrived
-// meanwhile (else 0).
+// marker is what it was before the load (else -1), and either no value
+// arrived meanwhile or, for a refresh, the value is still the stale one it
+// replaces (else 0). It releases the lease if the caller still holds it.
 var writeBackScript = newScript(`
-local m = redis.call('GET', KEYS[2])
-if (m or '') ~= ARGV[1] then return -1 end
-if redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') then return 1 end
-return 0`)
+local rc = -1
+if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
+  if ARGV[5] == '' then
+    rc = redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') and 1 or 0
+  else
+    local cur = redis.call('GET', KEYS[1])
+    rc = 0
+    if not cur or redis.sha1hex(cur) == ARGV[5] then
+      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+      rc = 1
+    end
+  end
+end
+if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+return rc`)
 
 // callLoader runs load under the load timeout and the Manager's lifetime,
 // turning a panic into ErrLoaderPanic.

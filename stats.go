@@ -4,8 +4,20 @@ import "sync/atomic"
 
 // Stats is a snapshot of a Manager's counters, summed over all its caches.
 type Stats struct {
-	// Hits counts reads answered from Redis, negative entries included.
+	// Hits counts reads answered from Redis, negative entries and stale
+	// values included.
 	Hits uint64
+	// StaleHits counts Fetches answered with a value past its fresh TTL
+	// (WithStale); each starts a background refresh.
+	StaleHits uint64
+	// Refreshes counts background refreshes this process ran;
+	// RefreshesElsewhere those it left to another process (which held the
+	// lease or had already refreshed); RefreshErrors those whose loader
+	// failed (the stale value stays in service).
+	Refreshes, RefreshesElsewhere, RefreshErrors uint64
+	// LeaseWaits counts loads of a missing key that waited for another
+	// process holding the key's lease.
+	LeaseWaits uint64
 	// NegativeHits counts reads answered by a cached ErrNotFound.
 	NegativeHits uint64
 	// Misses counts reads that found no usable value.
@@ -40,11 +52,13 @@ func (s Stats) HitRatio() float64 {
 }
 
 type counters struct {
-	hits, negativeHits, misses atomic.Uint64
-	loads, loadErrors          atomic.Uint64
-	redisErrors, skipped       atomic.Uint64
-	decodeErrors, writeErrors  atomic.Uint64
-	invalidated                atomic.Uint64
+	hits, negativeHits, misses               atomic.Uint64
+	loads, loadErrors                        atomic.Uint64
+	redisErrors, skipped                     atomic.Uint64
+	decodeErrors, writeErrors                atomic.Uint64
+	invalidated                              atomic.Uint64
+	staleHits, refreshes, refreshesElsewhere atomic.Uint64
+	refreshErrors, leaseWaits                atomic.Uint64
 }
 
 // Stats returns a snapshot of the Manager's counters. It is safe to call
@@ -52,16 +66,21 @@ type counters struct {
 func (m *Manager) Stats() Stats {
 	c := &m.stats
 	return Stats{
-		Hits:         c.hits.Load(),
-		NegativeHits: c.negativeHits.Load(),
-		Misses:       c.misses.Load(),
-		Loads:        c.loads.Load(),
-		LoadErrors:   c.loadErrors.Load(),
-		RedisErrors:  c.redisErrors.Load(),
-		Skipped:      c.skipped.Load(),
-		DecodeErrors: c.decodeErrors.Load(),
-		Invalidated:  c.invalidated.Load(),
-		WriteErrors:  c.writeErrors.Load(),
-		Breaker:      m.breaker.State().String(),
+		Hits:               c.hits.Load(),
+		StaleHits:          c.staleHits.Load(),
+		Refreshes:          c.refreshes.Load(),
+		RefreshesElsewhere: c.refreshesElsewhere.Load(),
+		RefreshErrors:      c.refreshErrors.Load(),
+		LeaseWaits:         c.leaseWaits.Load(),
+		NegativeHits:       c.negativeHits.Load(),
+		Misses:             c.misses.Load(),
+		Loads:              c.loads.Load(),
+		LoadErrors:         c.loadErrors.Load(),
+		RedisErrors:        c.redisErrors.Load(),
+		Skipped:            c.skipped.Load(),
+		DecodeErrors:       c.decodeErrors.Load(),
+		Invalidated:        c.invalidated.Load(),
+		WriteErrors:        c.writeErrors.Load(),
+		Breaker:            m.breaker.State().String(),
 	}
 }

@@ -1,0 +1,304 @@
+package cachemgr
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cachemgr/cachemgr/internal/keys"
+)
+
+// swrPolicy is a cache's stale-while-revalidate and lease configuration.
+type swrPolicy struct {
+	stale       time.Duration // how long a value is served after its fresh TTL
+	softTimeout time.Duration // how long a stale hit waits for its refresh
+	beta        float64       // XFetch early-refresh factor; 0 off
+	lease       time.Duration // cross-process load lease; 0 off
+}
+
+// WithStale keeps each value for d after its fresh TTL ends. A Fetch that
+// finds such a stale value returns it at once and starts one background
+// refresh, across every process sharing the Redis (a lease decides which).
+// If the refresh fails, the stale value keeps being served (fail-safe) until
+// the stale window ends; then the next Fetch loads in the foreground. Get
+// returns stale values as they are. 0 turns stale serving off.
+// Default: 0.
+func WithStale(d time.Duration) CacheOption {
+	return func(c *cacheConfig) error {
+		if d == 0 {
+			c.swr.stale = 0
+			return nil
+		}
+		if err := checkTTL(d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		c.swr.stale = d
+		return nil
+	}
+}
+
+// WithSoftTimeout lets a Fetch that found a stale value wait up to d for
+// the refresh it started: a fast loader gives the caller the fresh value, a
+// slower one is not waited for (the stale value is returned and the refresh
+// goes on in the background). The load timeout (WithLoadTimeout) bounds the
+// refresh itself. Default: 0 (return the stale value at once).
+func WithSoftTimeout(d time.Duration) CacheOption {
+	return func(c *cacheConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: soft timeout %v", ErrInvalidOption, d)
+		}
+		c.swr.softTimeout = d
+		return nil
+	}
+}
+
+// WithEarlyRefresh refreshes hot values before they expire, with the
+// probabilistic rule of Vattani, Chierichetti and Lowenstein (XFetch, VLDB
+// 2015): a hit refreshes in the background when
+// now - loadTime*beta*ln(rand) >= freshUntil, so values that took long to
+// load, and keys read often, refresh earlier. beta 1 is the paper's
+// choice; larger refreshes earlier. 0 turns it off. Default: 0.
+func WithEarlyRefresh(beta float64) CacheOption {
+	return func(c *cacheConfig) error {
+		if !(beta >= 0 && beta <= 100) {
+			return fmt.Errorf("%w: early refresh beta %v outside [0, 100]", ErrInvalidOption, beta)
+		}
+		c.swr.beta = beta
+		return nil
+	}
+}
+
+// WithLease sets how long the lease lives that makes one process, of all
+// those sharing the Redis, load a missing key while the others wait for its
+// value (polling with back-off, at most the lease time plus an op timeout,
+// then they load themselves). A holder that dies frees the key after d. The
+// lease also elects the one process that refreshes a stale value. 0 turns
+// cross-process protection off (singleflight still works per process).
+// Default: 5s.
+func WithLease(d time.Duration) CacheOption {
+	return func(c *cacheConfig) error {
+		if d == 0 {
+			c.swr.lease = 0
+			return nil
+		}
+		if err := checkTTL(d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		c.swr.lease = d
+		return nil
+	}
+}
+
+// Back-off of processes that wait for another's load.
+const (
+	leasePollMin = 2 * time.Millisecond
+	leasePollMax = 25 * time.Millisecond
+)
+
+// claimScript re-reads a missing key from inside the flight and, if it is
+// still missing, takes the lease. It returns {value or nil, marker or nil,
+// 1 if the caller may load}.
+var claimScript = newScript(`
+local v = redis.call('GET', KEYS[1])
+local m = redis.call('GET', KEYS[2]) or false
+if v then return {v, m, 0} end
+if ARGV[2] == '0' then return {false, m, 1} end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1} end
+return {false, m, 0}`)
+
+// claimLoad prepares the load of a missing key: it re-reads the key (a
+// caller that missed just before the previous load wrote back must not
+// load again), reads the invalidation marker and takes the lease, in one
+// round trip. While another process holds the lease it waits for that
+// process's value. It returns a result when no load is needed, and fills
+// st otherwise.
+func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
+	k := []string{st.rkey, keys.Marker(st.rkey), keys.Lease(st.rkey)}
+	token := rand.Text()
+	deadline := time.Now().Add(c.swr.lease + c.m.opTimeout)
+	wait := leasePollMin
+	for waited := false; ; waited = true {
+		checked := time.Now()
+		cmd, err := c.m.runScript(ctx, claimScript, k, token, millis0(c.swr.lease))
+		if err != nil {
+			return nil // fail open: load, but do not write back
+		}
+		vals, ok := cmd.Val().([]any)
+		if !ok || len(vals) != 3 {
+			return nil
+		}
+		st.marker, _ = vals[1].(string)
+		st.markerOK, st.markerAt = true, time.Now()
+		if raw, ok := vals[0].(string); ok {
+			if r := c.usable(ctx, st.rkey, raw, checked); r != nil {
+				return r
+			}
+			continue // it was unusable and is dropped: claim again
+		}
+		if acquired, _ := vals[2].(int64); acquired == 1 {
+			if c.swr.lease > 0 {
+				st.token = token
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return nil // the holder is slow or gone: load ourselves
+		}
+		if !waited {
+			c.m.stats.leaseWaits.Add(1)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.m.ctx.Done():
+			t.Stop()
+			return &loaded[T]{err: ErrClosed}
+		}
+		wait = min(2*wait, leasePollMax)
+	}
+}
+
+// usable decodes raw, found by a flight, and returns it as the flight's
+// result; nil means it was unusable (undecodable, or invalidated by a tag)
+// and has been dropped.
+func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Time) *loaded[T] {
+	var v T
+	h, ti, err := c.m.decode([]byte(raw), c.codec, &v)
+	if err == nil && len(ti.tags) > 0 {
+		err = c.m.checkTags(ctx, ti)
+	}
+	switch {
+	case err == nil && h.Negative:
+		return &loaded[T]{err: ErrNotFound, checked: checked}
+	case err == nil:
+		return &loaded[T]{val: v, enc: []byte(raw), checked: checked}
+	case errors.Is(err, ErrUnavailable):
+		return &loaded[T]{err: err}
+	}
+	c.drop(ctx, rkey, raw)
+	return nil
+}
+
+// releaseScript deletes a lease only if the caller still holds it: a
+// holder that stalled past its lease never frees the next holder's.
+var releaseScript = newScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+func (c *Cache[T]) release(ctx context.Context, st storeRequest) {
+	if st.token == "" {
+		return
+	}
+	if _, err := c.m.runScript(ctx, releaseScript, []string{keys.Lease(st.rkey)}, st.token); err != nil && !errors.Is(err, ErrClosed) {
+		c.m.logError("release lease", err, "key", st.rkey)
+	}
+}
+
+// serve returns a hit's value, starting a background refresh when the value
+// is stale or XFetch says so.
+func (c *Cache[T]) serve(ctx context.Context, v T, f found, load func(context.Context) (T, error), w writeConfig) T {
+	if c.swr.stale == 0 && c.swr.beta == 0 || f.h.Negative {
+		return v
+	}
+	now := c.m.now().UnixMilli()
+	switch {
+	case now >= f.h.FreshUntil:
+		c.m.stats.staleHits.Add(1)
+		ch := c.refresh(ctx, f, load, w)
+		if ch == nil || c.swr.softTimeout <= 0 {
+			return v
+		}
+		t := time.NewTimer(c.swr.softTimeout)
+		defer t.Stop()
+		select {
+		case r := <-ch:
+			if r != nil && r.err == nil && !r.stale {
+				return r.val
+			}
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	case c.swr.beta > 0 && xfetch(now, f.h.FreshUntil, f.h.Load, c.swr.beta, c.m.random()):
+		c.refresh(ctx, f, load, w)
+	}
+	return v
+}
+
+// xfetch reports whether a value fresh until freshUntil (Unix ms), which
+// took load to produce, should be refreshed now. u is uniform in [0, 1).
+func xfetch(now, freshUntil int64, load time.Duration, beta, u float64) bool {
+	gap := -float64(load.Milliseconds()) * beta * math.Log(1-u) // 1-u is in (0, 1]
+	return float64(now)+gap >= float64(freshUntil)
+}
+
+// refresh starts a background refresh of a stale (or nearly stale) value,
+// unless this process already runs one for the key. The channel receives
+// the result (nil if another process refreshed instead, or nothing could
+// be done); it is nil when no refresh was started.
+func (c *Cache[T]) refresh(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) <-chan *loaded[T] {
+	if _, busy := c.refreshing.LoadOrStore(f.rkey, struct{}{}); busy {
+		return nil
+	}
+	ch := make(chan *loaded[T], 1)
+	detached := context.WithoutCancel(ctx)
+	if !c.m.goTracked(func() {
+		defer c.refreshing.Delete(f.rkey)
+		ch <- c.refreshOnce(detached, f, load, w)
+	}) {
+		c.refreshing.Delete(f.rkey)
+		return nil
+	}
+	return ch
+}
+
+// refreshClaimScript takes the lease to refresh a stale value, unless the
+// value changed meanwhile (someone refreshed it: -1) or another process
+// holds the lease (0). On success it returns {1, marker}.
+var refreshClaimScript = newScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and redis.sha1hex(cur) ~= ARGV[3] then return {-1, false} end
+if ARGV[2] ~= '0' and not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, false} end
+return {1, redis.call('GET', KEYS[2]) or false}`)
+
+func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) *loaded[T] {
+	st := storeRequest{rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
+	token := rand.Text()
+	cmd, err := c.m.runScript(ctx, refreshClaimScript, []string{f.rkey, keys.Marker(f.rkey), keys.Lease(f.rkey)},
+		token, millis0(c.swr.lease), st.replace)
+	if err != nil {
+		return nil
+	}
+	vals, _ := cmd.Val().([]any)
+	if len(vals) != 2 {
+		return nil
+	}
+	if code, _ := vals[0].(int64); code != 1 {
+		c.m.stats.refreshesElsewhere.Add(1)
+		return nil
+	}
+	st.marker, _ = vals[1].(string)
+	st.markerOK, st.markerAt = true, time.Now()
+	if c.swr.lease > 0 {
+		st.token = token
+	}
+	c.m.stats.refreshes.Add(1)
+	entry := &Entry{}
+	v, took, err := c.callLoader(ctx, entry, load)
+	r := c.store(ctx, st, v, took, err, entry, w)
+	if r.err != nil && !errors.Is(r.err, ErrNotFound) {
+		c.m.stats.refreshErrors.Add(1)
+		c.m.logError("refresh failed; serving the stale value", r.err, "key", f.rkey)
+	}
+	return r
+}
+
+// millis0 is millis for durations where 0 means "off" and stays 0.
+func millis0(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return millis(d)
+}
