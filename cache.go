@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,8 +60,9 @@ func WithCacheCodec(cd codec.Codec) CacheOption {
 
 // NewCache returns the cache called name on m. The name becomes part of
 // every key ("prefix:name:…"): it must be non-empty, at most 128 bytes, with
-// no colon or brace. Two caches of one name share their keys, so give each
-// type its own name.
+// no colon or brace. Caches of one name share their keys: NewCache refuses
+// (ErrInvalidOption) a second name with another type on the same Manager,
+// but cannot see other processes, so give each type its own name.
 func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: nil manager", ErrInvalidOption)
@@ -83,6 +85,9 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		if err := opt(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := m.claimName(name, reflect.TypeFor[T]()); err != nil {
+		return nil, err
 	}
 	return &Cache[T]{
 		m:         m,
@@ -262,6 +267,10 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 	}
 	now := c.m.now()
 	exp := c.ttl.expiry(firstSet(w.ttl, c.ttl.ttl), c.m.random())
+	// A Set is stamped with the writer's clock, with no skew allowance: the
+	// caller hands over data it holds to be current, and a Set just after
+	// an InvalidateTags must be readable. (A Set that races an
+	// InvalidateTags from a process whose clock is behind may survive it.)
 	ti := tagInfo{stamp: now.UnixMilli(), tags: w.tags}
 	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: now.Add(exp).UnixMilli()}, ti)
 	if err != nil {

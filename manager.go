@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,9 @@ type Manager struct {
 
 	randMu sync.Mutex
 	rand   *rand.Rand
+
+	namesMu sync.Mutex
+	names   map[string]reflect.Type // cache name -> value type
 
 	mu     sync.RWMutex // guards closed against wg.Add
 	closed bool
@@ -307,6 +311,22 @@ func honoursContext(client redis.UniversalClient) bool {
 func isSingle(client redis.UniversalClient) bool {
 	_, ok := client.(*redis.Client)
 	return ok
+}
+
+// claimName records that cache name holds values of type t, refusing a
+// name already used for another type: entries of one would decode, half
+// filled, as the other.
+func (m *Manager) claimName(name string, t reflect.Type) error {
+	m.namesMu.Lock()
+	defer m.namesMu.Unlock()
+	if prev, ok := m.names[name]; ok && prev != t {
+		return fmt.Errorf("%w: cache %q already holds %v, not %v", ErrInvalidOption, name, prev, t)
+	}
+	if m.names == nil {
+		m.names = map[string]reflect.Type{}
+	}
+	m.names[name] = t
+	return nil
 }
 
 // Prefix returns the key prefix set with WithPrefix.

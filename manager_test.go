@@ -112,6 +112,15 @@ func TestNewCacheRejectsBadInput(t *testing.T) {
 			}
 		})
 	}
+	if _, err := cachemgr.NewCache[int](m, "ok"); err != nil {
+		t.Fatalf("NewCache[int](ok) error = %v", err)
+	}
+	if _, err := cachemgr.NewCache[string](m, "ok"); !errors.Is(err, cachemgr.ErrInvalidOption) {
+		t.Errorf("NewCache[string](name used for int) error = %v, want ErrInvalidOption", err)
+	}
+	if _, err := cachemgr.NewCache[int](m, "ok"); err != nil {
+		t.Errorf("NewCache[int](same name, same type) error = %v, want a second handle", err)
+	}
 	if _, err := cachemgr.NewCache[int](nil, "x"); !errors.Is(err, cachemgr.ErrInvalidOption) {
 		t.Errorf("NewCache(nil manager) error = %v, want ErrInvalidOption", err)
 	}

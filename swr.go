@@ -99,11 +99,17 @@ const (
 )
 
 // claimScript re-reads a missing key from inside the flight and, if it is
-// still missing, takes the lease. It returns {value or nil, marker or nil,
-// 1 if the caller may load}.
+// still missing, takes the lease. It creates the invalidation marker when
+// there is none, so a marker lost during the load (eviction, a restart with
+// empty data) fails the write-back instead of passing for "unchanged". It
+// returns {value or nil, marker, 1 if the caller may load}.
 var claimScript = newScript(`
 local v = redis.call('GET', KEYS[1])
-local m = redis.call('GET', KEYS[2]) or false
+local m = redis.call('GET', KEYS[2])
+if not m then
+  m = ARGV[3]
+  redis.call('SET', KEYS[2], m, 'PX', ARGV[4])
+end
 if v then return {v, m, 0} end
 if ARGV[2] == '0' then return {false, m, 1} end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1} end
@@ -122,7 +128,7 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	wait := leasePollMin
 	for waited := false; ; waited = true {
 		checked := time.Now()
-		cmd, err := c.m.runScript(ctx, claimScript, k, token, millis0(c.swr.lease))
+		cmd, err := c.m.runScript(ctx, claimScript, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()))
 		if err != nil {
 			return nil // fail open: load, but do not write back
 		}
@@ -256,18 +262,24 @@ func (c *Cache[T]) refresh(ctx context.Context, f found, load func(context.Conte
 
 // refreshClaimScript takes the lease to refresh a stale value, unless the
 // value changed meanwhile (someone refreshed it: -1) or another process
-// holds the lease (0). On success it returns {1, marker}.
+// holds the lease (0). On success it returns {1, marker}, creating the
+// marker as claimScript does.
 var refreshClaimScript = newScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and redis.sha1hex(cur) ~= ARGV[3] then return {-1, false} end
 if ARGV[2] ~= '0' and not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, false} end
-return {1, redis.call('GET', KEYS[2]) or false}`)
+local m = redis.call('GET', KEYS[2])
+if not m then
+  m = ARGV[4]
+  redis.call('SET', KEYS[2], m, 'PX', ARGV[5])
+end
+return {1, m}`)
 
 func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) *loaded[T] {
 	st := storeRequest{rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
 	token := rand.Text()
 	cmd, err := c.m.runScript(ctx, refreshClaimScript, []string{f.rkey, keys.Marker(f.rkey), keys.Lease(f.rkey)},
-		token, millis0(c.swr.lease), st.replace)
+		token, millis0(c.swr.lease), st.replace, rand.Text(), millis(c.m.markerTTL()))
 	if err != nil {
 		return nil
 	}
