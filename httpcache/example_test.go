@@ -1,0 +1,104 @@
+package httpcache_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/httpcache"
+	"github.com/redis/go-redis/v9"
+)
+
+// exampleManager returns a Manager on an embedded miniredis, so the
+// examples run anywhere. The cleanup closes the Manager, client and server.
+func exampleManager() (*cachemgr.Manager, func()) {
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		panic(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
+	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("web"))
+	if err != nil {
+		panic(err)
+	}
+	return m, func() { m.Close(); rdb.Close(); mr.Close() }
+}
+
+// get serves one GET request to h and prints what came back.
+func get(h http.Handler, target, user string) {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	req.Header.Set("X-User", user)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Header().Get(httpcache.StatusHeader), rec.Body.String())
+}
+
+func ExampleCache_Middleware() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	pages, err := httpcache.New(m, "page",
+		httpcache.WithTTL(5*time.Minute),
+		// The page greets the user, so each user needs their own entry.
+		httpcache.WithVary(func(r *http.Request) string { return r.Header.Get("X-User") }),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	renders := 0 // the loads that run the handler synchronize with the requests
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		renders++
+		fmt.Fprintf(w, "hello %s, page %s", r.Header.Get("X-User"), r.URL.Query().Get("page"))
+	})
+	h := pages.Middleware(hello)
+
+	get(h, "/hello?page=1&sort=asc", "ada")
+	get(h, "/hello?sort=asc&page=1", "ada") // same query, other order
+	get(h, "/hello?page=1&sort=asc", "bob")
+	fmt.Println("renders:", renders)
+	// Output:
+	// MISS hello ada, page 1
+	// HIT hello ada, page 1
+	// MISS hello bob, page 1
+	// renders: 2
+}
+
+func ExampleCache_InvalidatePath() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+
+	pages, _ := httpcache.New(m, "page",
+		httpcache.WithTags(func(r *http.Request) []string { return []string{"path:" + r.URL.Path} }),
+	)
+	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+	}))
+	for _, p := range []string{"/products/1", "/products/2", "/about"} {
+		get(h, p, "")
+	}
+
+	n, err := pages.InvalidatePath(ctx, "/products/")
+	fmt.Println("invalidated:", n, err)
+	get(h, "/products/1", "")
+	get(h, "/about", "")
+
+	// Tags from WithTags are invalidated through the Manager, for example
+	// by the handler of a write.
+	_ = m.InvalidateTags(ctx, "path:/about")
+	get(h, "/about", "")
+	// Output:
+	// MISS /products/1
+	// MISS /products/2
+	// MISS /about
+	// invalidated: 2 <nil>
+	// MISS /products/1
+	// HIT /about
+	// MISS /about
+}
