@@ -33,6 +33,10 @@ type Cache[T any] struct {
 	group     singleflight.Group
 	// refreshing holds the data keys this process is refreshing.
 	refreshing sync.Map
+	// inflight holds the data keys this process is loading; flights counts
+	// them, so hits skip the map.
+	inflight sync.Map
+	flights  atomic.Int64
 }
 
 type cacheConfig struct {

@@ -96,6 +96,15 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
+	if rkey, ok := c.flying(key); ok {
+		// A load of this key is under way here: join it rather than send
+		// one more GET that would only miss (a stampede's 999 others).
+		v, err := c.share(ctx, start, rkey, load, w, true)
+		if err != nil {
+			return v, fmt.Errorf("fetch %.64q: %w", key, err)
+		}
+		return v, nil
+	}
 	v, f, err := c.lookup(ctx, key)
 	switch {
 	case err == nil:
@@ -125,23 +134,35 @@ const maxJoins = 3
 func (c *Cache[T]) share(ctx context.Context, start time.Time, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
 	var zero T
 	for join := 1; ; join++ {
-		ch := make(chan *loaded[T], 1)
 		var ran bool
-		started := c.m.goTracked(func() {
-			r, _, _ := c.group.Do(rkey, func() (any, error) {
-				ran = true
-				return c.loadAndStore(ctx, rkey, load, w, redisOK), nil
-			})
-			ch <- r.(*loaded[T])
-		})
-		if !started {
-			return zero, ErrClosed
+		flight := func() (any, error) {
+			ran = true
+			c.flights.Add(1)
+			c.inflight.Store(rkey, struct{}{})
+			defer func() {
+				c.inflight.Delete(rkey)
+				c.flights.Add(-1)
+			}()
+			return c.loadAndStore(ctx, rkey, load, w, redisOK), nil
 		}
 		var r *loaded[T]
-		select {
-		case r = <-ch:
-		case <-ctx.Done():
-			return zero, context.Cause(ctx)
+		if ctx.Done() == nil {
+			// The caller cannot leave early: wait on its own goroutine.
+			v, _, _ := c.group.Do(rkey, flight)
+			r = v.(*loaded[T])
+		} else {
+			ch := make(chan *loaded[T], 1)
+			if !c.m.goTracked(func() {
+				v, _, _ := c.group.Do(rkey, flight)
+				ch <- v.(*loaded[T])
+			}) {
+				return zero, ErrClosed
+			}
+			select {
+			case r = <-ch:
+			case <-ctx.Done():
+				return zero, context.Cause(ctx)
+			}
 		}
 		if !ran && !r.usableBy(start) && join < maxJoins {
 			continue
@@ -158,6 +179,23 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, rkey string, load
 		}
 		return own, nil
 	}
+}
+
+// flying reports whether this process is loading key, and its data key.
+func (c *Cache[T]) flying(key string) (string, bool) {
+	if c.flights.Load() == 0 {
+		return "", false
+	}
+	rkey := c.keys.Key(key)
+	if c.versioned {
+		p := c.version.Load()
+		if p == nil {
+			return "", false
+		}
+		rkey = c.keys.KeyAt(*p, key)
+	}
+	_, ok := c.inflight.Load(rkey)
+	return rkey, ok
 }
 
 // loadAndStore claims the key (its invalidation marker, and the lease that
