@@ -37,6 +37,7 @@ type Cache[T any] struct {
 	// them, so hits skip the map.
 	inflight sync.Map
 	flights  atomic.Int64
+	l1       *l1Store[T] // nil without WithL1
 }
 
 type cacheConfig struct {
@@ -93,7 +94,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 	if err := m.claimName(name, reflect.TypeFor[T]()); err != nil {
 		return nil, err
 	}
-	return &Cache[T]{
+	c := &Cache[T]{
 		m:         m,
 		name:      name,
 		keys:      keys.New(m.prefix, name, m.maxKey),
@@ -101,11 +102,19 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		ttl:       cfg.ttl,
 		versioned: cfg.versioned,
 		swr:       cfg.swr,
-	}, nil
+	}
+	if m.l1Size > 0 {
+		c.l1 = newL1[T](m.l1Size, &m.stats.l1Evictions)
+		m.addHolder(c)
+	}
+	return c, nil
 }
 
 // Name returns the cache's name.
 func (c *Cache[T]) Name() string { return c.name }
+
+// Manager returns the Manager the cache belongs to.
+func (c *Cache[T]) Manager() *Manager { return c.m }
 
 // WriteOption configures one Set or Fetch.
 type WriteOption func(*writeConfig)
@@ -156,11 +165,13 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, error) {
 	return v, nil
 }
 
-// found is what a lookup read from Redis.
+// found is what a lookup read.
 type found struct {
+	key  string // the user's key
 	rkey string // the data key, in the namespace version read
 	raw  string // the stored bytes
 	h    envelope.Header
+	l1   bool // answered by the L1 tier: no Redis, nothing to refresh
 }
 
 // lookup reads and decodes key, counting hits and misses. The error is
@@ -168,8 +179,19 @@ type found struct {
 // error, possibly wrapping a cause.
 func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 	var v T
+	if c.l1 != nil && c.m.l1Trusted.Load() {
+		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() {
+			c.m.stats.hits.Add(1)
+			c.m.stats.l1Hits.Add(1)
+			if e.negative {
+				c.m.stats.negativeHits.Add(1)
+				return v, found{l1: true}, ErrNotFound
+			}
+			return e.val, found{l1: true}, nil
+		}
+	}
 	rkey, s, err := c.read(ctx, key)
-	f := found{rkey: rkey, raw: s}
+	f := found{key: key, rkey: rkey, raw: s}
 	if err != nil {
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -203,11 +225,70 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 		return zero, f, fmt.Errorf("%w: %w", ErrMiss, err)
 	}
 	c.m.stats.hits.Add(1)
+	c.fillL1(key, c.localVersionOrEmpty(), s, h, ti)
 	if h.Negative {
 		c.m.stats.negativeHits.Add(1)
 		return v, f, ErrNotFound
 	}
 	return v, f, nil
+}
+
+// localVersionOrEmpty is the namespace version an L1 entry must carry.
+func (c *Cache[T]) localVersionOrEmpty() string {
+	if p := c.version.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// fillL1 keeps a private decoded copy of a fresh value read from (or
+// written to) Redis, until the L1 TTL or the end of its freshness.
+func (c *Cache[T]) fillL1(key, version, raw string, h envelope.Header, ti tagInfo) {
+	if c.l1 == nil || !c.m.l1Trusted.Load() {
+		return
+	}
+	now := c.m.now()
+	expires := min(now.Add(c.m.l1TTL).UnixNano(), h.FreshUntil*int64(time.Millisecond))
+	if expires <= now.UnixNano() {
+		return // stale: Redis and the refresh decide
+	}
+	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: expires}
+	if !h.Negative {
+		if _, _, err := c.m.decode([]byte(raw), c.codec, &e.val); err != nil {
+			return
+		}
+	}
+	c.l1.put(e)
+}
+
+// invalidated applies an invalidation of keys to this process's L1 tier
+// at once and tells the other processes.
+func (c *Cache[T]) invalidated(ctx context.Context, keys ...string) {
+	if c.l1 != nil {
+		c.dropKeys(keys)
+	}
+	c.m.publish(ctx, event{Kind: "key", Cache: c.name, Keys: keys})
+}
+
+func (c *Cache[T]) dropKeys(keys []string) {
+	for _, k := range keys {
+		c.l1.remove(k)
+	}
+}
+
+func (c *Cache[T]) dropAll() { c.l1.clear() }
+
+func (c *Cache[T]) dropTags(tags []string) {
+	c.l1.removeIf(func(e *l1Entry[T]) bool {
+		for _, t := range e.tags {
+			for _, x := range tags {
+				if t == x {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // read returns the stored bytes of key and the data key they came from.
@@ -289,6 +370,9 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 	if err == nil {
 		err = set.Err()
 	}
+	if err == nil {
+		c.invalidated(ctx, key)
+	}
 	return err
 }
 
@@ -331,6 +415,7 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("delete %.64q: %w", key, err)
 	}
+	c.invalidated(ctx, key)
 	return nil
 }
 

@@ -99,7 +99,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if rkey, ok := c.flying(key); ok {
 		// A load of this key is under way here: join it rather than send
 		// one more GET that would only miss (a stampede's 999 others).
-		v, err := c.share(ctx, start, rkey, load, w, true)
+		v, err := c.share(ctx, start, key, rkey, load, w, true)
 		if err != nil {
 			return v, fmt.Errorf("fetch %.64q: %w", key, err)
 		}
@@ -114,7 +114,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	case ctx.Err() != nil:
 		return zero, context.Cause(ctx)
 	}
-	v, err = c.share(ctx, start, f.rkey, load, w, !errors.Is(err, ErrUnavailable))
+	v, err = c.share(ctx, start, key, f.rkey, load, w, !errors.Is(err, ErrUnavailable))
 	if err != nil {
 		return v, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
@@ -131,7 +131,7 @@ const maxJoins = 3
 // that joined a flight which an invalidation overtook joins the next one: a
 // load that began before an invalidation is never returned to a caller that
 // began after it.
-func (c *Cache[T]) share(ctx context.Context, start time.Time, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
+func (c *Cache[T]) share(ctx context.Context, start time.Time, key, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
 	var zero T
 	for join := 1; ; join++ {
 		var ran bool
@@ -143,7 +143,7 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, rkey string, load
 				c.inflight.Delete(rkey)
 				c.flights.Add(-1)
 			}()
-			return c.loadAndStore(ctx, rkey, load, w, redisOK), nil
+			return c.loadAndStore(ctx, key, rkey, load, w, redisOK), nil
 		}
 		var r *loaded[T]
 		if ctx.Done() == nil {
@@ -203,9 +203,9 @@ func (c *Cache[T]) flying(key string) (string, bool) {
 // the result back only if the marker has not changed, so a Delete that ran
 // during the load wins. A tagged result is stamped with the load's start,
 // so an InvalidateTags during the load makes it unreadable.
-func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
+func (c *Cache[T]) loadAndStore(ctx context.Context, key, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
-	st := storeRequest{rkey: rkey, start: c.m.now()}
+	st := storeRequest{key: key, version: c.localVersionOrEmpty(), rkey: rkey, start: c.m.now()}
 	if redisOK {
 		if r := c.claimLoad(ctx, &st); r != nil {
 			return r
@@ -218,6 +218,8 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, rkey string, load func(cont
 
 // storeRequest is what a load learned from Redis before it began.
 type storeRequest struct {
+	key      string // the user's key, for the L1 tier
+	version  string // the namespace version of rkey
 	rkey     string
 	start    time.Time // when the load began, by the Manager's clock
 	marker   string    // invalidation marker before the load
@@ -286,6 +288,10 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 		case werr == nil:
 			res.checked = checked
 			res.stale = wb.Val() == int64(-1) || tagsMoved(tw, ti.stamp)
+			if wb.Val() == int64(1) && !res.stale {
+				h.Negative = notFound
+				c.fillL1(st.key, st.version, string(res.enc), h, ti)
+			}
 		case !errors.Is(werr, ErrClosed):
 			c.m.stats.writeErrors.Add(1)
 			c.m.logError("write back loaded value", werr, "key", st.rkey)

@@ -39,6 +39,8 @@ type Manager struct {
 	logger      *slog.Logger
 	now         func() time.Time
 	skew        time.Duration
+	l1Size      int
+	l1TTL       time.Duration
 	breaker     *breaker.Breaker
 	// single is true for a *redis.Client (one node, or Sentinel failover),
 	// where keys of different slots may share one command.
@@ -50,6 +52,10 @@ type Manager struct {
 
 	stats     counters
 	deadlines deadlines
+	ev        *events
+	// l1Trusted is true while the event subscription is up: only then are
+	// L1 tiers read and filled.
+	l1Trusted atomic.Bool
 	bufs      sync.Pool // *[]byte encode and decompression buffers
 
 	randMu sync.Mutex
@@ -80,6 +86,9 @@ type config struct {
 	logger      *slog.Logger
 	now         func() time.Time
 	skew        time.Duration
+	l1Size      int
+	l1TTL       time.Duration
+	events      bool
 }
 
 // Option configures New.
@@ -251,6 +260,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		logger:      slog.Default(),
 		now:         time.Now,
 		skew:        250 * time.Millisecond,
+		l1TTL:       5 * time.Second,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -273,6 +283,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		logger:      cfg.logger,
 		now:         cfg.now,
 		skew:        cfg.skew,
+		l1Size:      cfg.l1Size,
+		l1TTL:       cfg.l1TTL,
+		ev:          newEvents(cfg.prefix),
 		breaker:     breaker.New(cfg.failures, cfg.cooldown, cfg.now),
 		direct:      honoursContext(client),
 		single:      isSingle(client),
@@ -288,6 +301,10 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		m.compressor = nil
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.ev.enabled = cfg.events || m.l1Size > 0
+	if m.l1Size > 0 {
+		m.startEvents()
+	}
 	if !m.direct {
 		m.logger.Info("cachemgr: client does not bound socket I/O by context deadlines; each Redis call runs on its own goroutine to honour the op timeout (set ContextTimeoutEnabled: true to avoid that cost)")
 	}
@@ -342,6 +359,10 @@ func (m *Manager) Close() error {
 	m.done.Store(true)
 	m.mu.Unlock()
 	m.cancel()
+	m.ev.once.Do(func() {}) // no subscription may start from now on
+	if m.ev.ps != nil {
+		m.ev.ps.Close() // unblocks the listener's Receive
+	}
 	m.wg.Wait()
 	return nil
 }

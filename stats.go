@@ -15,6 +15,14 @@ type Stats struct {
 	// lease or had already refreshed); RefreshErrors those whose loader
 	// failed (the stale value stays in service).
 	Refreshes, RefreshesElsewhere, RefreshErrors uint64
+	// L1Hits counts reads answered by the in-process tier (also counted
+	// in Hits); L1Evictions entries it dropped for room.
+	L1Hits, L1Evictions uint64
+	// EventsSent and EventsReceived count invalidation and user events on
+	// the Manager's channel; BadEvents those that did not parse (or whose
+	// handler failed to decode them); Resyncs the L1 flushes after the
+	// subscription came back.
+	EventsSent, EventsReceived, BadEvents, Resyncs uint64
 	// LeaseWaits counts loads of a missing key that waited for another
 	// process holding the key's lease.
 	LeaseWaits uint64
@@ -43,7 +51,8 @@ type Stats struct {
 	Breaker string
 }
 
-// HitRatio returns Hits / (Hits + Misses), or 0 before any read.
+// HitRatio returns Hits / (Hits + Misses), or 0 before any read. L1 hits
+// are in Hits.
 func (s Stats) HitRatio() float64 {
 	if s.Hits+s.Misses == 0 {
 		return 0
@@ -52,13 +61,15 @@ func (s Stats) HitRatio() float64 {
 }
 
 type counters struct {
-	hits, negativeHits, misses               atomic.Uint64
-	loads, loadErrors                        atomic.Uint64
-	redisErrors, skipped                     atomic.Uint64
-	decodeErrors, writeErrors                atomic.Uint64
-	invalidated                              atomic.Uint64
-	staleHits, refreshes, refreshesElsewhere atomic.Uint64
-	refreshErrors, leaseWaits                atomic.Uint64
+	hits, negativeHits, misses                     atomic.Uint64
+	loads, loadErrors                              atomic.Uint64
+	redisErrors, skipped                           atomic.Uint64
+	decodeErrors, writeErrors                      atomic.Uint64
+	invalidated                                    atomic.Uint64
+	staleHits, refreshes, refreshesElsewhere       atomic.Uint64
+	refreshErrors, leaseWaits                      atomic.Uint64
+	l1Hits, l1Evictions                            atomic.Uint64
+	eventsSent, eventsReceived, badEvents, resyncs atomic.Uint64
 }
 
 // Stats returns a snapshot of the Manager's counters. It is safe to call
@@ -72,6 +83,12 @@ func (m *Manager) Stats() Stats {
 		RefreshesElsewhere: c.refreshesElsewhere.Load(),
 		RefreshErrors:      c.refreshErrors.Load(),
 		LeaseWaits:         c.leaseWaits.Load(),
+		L1Hits:             c.l1Hits.Load(),
+		L1Evictions:        c.l1Evictions.Load(),
+		EventsSent:         c.eventsSent.Load(),
+		EventsReceived:     c.eventsReceived.Load(),
+		BadEvents:          c.badEvents.Load(),
+		Resyncs:            c.resyncs.Load(),
 		NegativeHits:       c.negativeHits.Load(),
 		Misses:             c.misses.Load(),
 		Loads:              c.loads.Load(),

@@ -206,7 +206,7 @@ func (c *Cache[T]) release(ctx context.Context, st storeRequest) {
 // serve returns a hit's value, starting a background refresh when the value
 // is stale or XFetch says so.
 func (c *Cache[T]) serve(ctx context.Context, v T, f found, load func(context.Context) (T, error), w writeConfig) T {
-	if c.swr.stale == 0 && c.swr.beta == 0 || f.h.Negative {
+	if c.swr.stale == 0 && c.swr.beta == 0 || f.h.Negative || f.l1 {
 		return v
 	}
 	now := c.m.now().UnixMilli()
@@ -276,7 +276,7 @@ end
 return {1, m}`)
 
 func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) *loaded[T] {
-	st := storeRequest{rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
+	st := storeRequest{key: f.key, version: c.localVersionOrEmpty(), rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
 	token := rand.Text()
 	cmd, err := c.m.runScript(ctx, refreshClaimScript, []string{f.rkey, keys.Marker(f.rkey), keys.Lease(f.rkey)},
 		token, millis0(c.swr.lease), st.replace, rand.Text(), millis(c.m.markerTTL()))

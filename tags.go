@@ -173,6 +173,10 @@ func (m *Manager) InvalidateTags(ctx context.Context, tags ...string) error {
 			return fmt.Errorf("invalidate tag %.64q: %w", tags[i], err)
 		}
 	}
+	for _, h := range m.holdersOf("") {
+		h.dropTags(tags)
+	}
+	m.publish(ctx, event{Kind: "tags", Tags: tags})
 	return nil
 }
 

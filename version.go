@@ -50,6 +50,10 @@ func (c *Cache[T]) Bump(ctx context.Context) error {
 		return fmt.Errorf("bump %q: %w", c.name, err)
 	}
 	c.version.Store(&v)
+	if c.l1 != nil {
+		c.l1.clear()
+	}
+	c.m.publish(ctx, event{Kind: "version", Cache: c.name})
 	return nil
 }
 
