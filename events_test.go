@@ -233,4 +233,3 @@ func TestUserEvents(t *testing.T) {
 		t.Errorf("handler called with an undecodable event")
 	}
 }
-
