@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -239,4 +241,104 @@ func BenchmarkSetTags(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkL1 compares an L1 hit with a Redis-tier hit of the same 1 KiB
+// struct in the same run, and measures parallel L1 hits.
+func BenchmarkL1(b *testing.B) {
+	ctx := context.Background()
+	rdb := benchServer(b).Client(b)
+	v := newBenchValue(1 << 10)
+	for _, l1 := range []int{0, 10000} {
+		m, err := cachemgr.New(rdb, cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet), cachemgr.WithL1(l1), cachemgr.WithL1TTL(time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		c, err := cachemgr.NewCache[benchValue](m, "l1", cachemgr.WithTTL(time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Set(ctx, "k", v); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for l1 > 0 && m.Stats().L1Hits == 0 && time.Now().Before(deadline) {
+			c.Get(ctx, "k") // until the subscription is up and the entry cached
+			time.Sleep(time.Millisecond)
+		}
+		name := map[bool]string{false: "redis", true: "l1"}[l1 > 0]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Get(ctx, "k"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		if l1 > 0 {
+			b.Run("l1-parallel", func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := c.Get(ctx, "k"); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkInvalidationLatency measures the time from A's Delete returning
+// to B's L1 no longer serving the key, over b.N events; it reports the
+// median and p99 as custom metrics.
+func BenchmarkInvalidationLatency(b *testing.B) {
+	ctx := context.Background()
+	s := benchServer(b)
+	newM := func() (*cachemgr.Manager, *cachemgr.Cache[int]) {
+		m, err := cachemgr.New(s.Client(b), cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet), cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		c, err := cachemgr.NewCache[int](m, "inv", cachemgr.WithTTL(time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m, c
+	}
+	_, ca := newM()
+	mb, cb := newM()
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		if err := ca.Set(ctx, "k", i); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			before := mb.Stats().L1Hits
+			if v, err := cb.Get(ctx, "k"); err == nil && v == i && mb.Stats().L1Hits > before {
+				break // B serves i from its L1
+			}
+			runtime.Gosched()
+		}
+		if err := ca.Delete(ctx, "k"); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			before := mb.Stats().L1Hits
+			cb.Get(ctx, "k")
+			if mb.Stats().L1Hits == before {
+				break
+			}
+			runtime.Gosched() // leave the listener goroutine a core
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

@@ -178,18 +178,23 @@ type found struct {
 // ErrMiss, ErrNotFound, ErrUnavailable, ErrClosed or the caller's ctx
 // error, possibly wrapping a cause.
 func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
-	var v T
 	if c.l1 != nil && c.m.l1Trusted.Load() {
 		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() {
 			c.m.stats.hits.Add(1)
 			c.m.stats.l1Hits.Add(1)
 			if e.negative {
 				c.m.stats.negativeHits.Add(1)
-				return v, found{l1: true}, ErrNotFound
+				return e.val, found{l1: true}, ErrNotFound
 			}
 			return e.val, found{l1: true}, nil
 		}
 	}
+	return c.lookupRedis(ctx, key)
+}
+
+// lookupRedis is lookup's Redis tier.
+func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error) {
+	var v T
 	rkey, s, err := c.read(ctx, key)
 	f := found{key: key, rkey: rkey, raw: s}
 	if err != nil {
