@@ -106,11 +106,11 @@ const (
 var claimScript = newScript(`
 local v = redis.call('GET', KEYS[1])
 local m = redis.call('GET', KEYS[2])
+if v then return {v, m or false, 0} end
 if not m then
   m = ARGV[3]
   redis.call('SET', KEYS[2], m, 'PX', ARGV[4])
 end
-if v then return {v, m, 0} end
 if ARGV[2] == '0' then return {false, m, 1} end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1} end
 return {false, m, 0}`)

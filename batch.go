@@ -1,0 +1,374 @@
+package cachemgr
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/cachemgr/cachemgr/internal/envelope"
+	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
+)
+
+// GetMany reads keys in one round trip (one MGET on a single node, one
+// pipelined batch per node on Cluster and Ring) and returns their values in
+// the caller's order, with one error per key: nil for a hit, ErrMiss or
+// ErrNotFound. Tagged entries cost one more round trip for all their tags
+// together. The last result is set only when the read as a whole failed
+// (ErrUnavailable, ErrClosed, the caller's ctx).
+func (c *Cache[T]) GetMany(ctx context.Context, keys []string) ([]T, []error, error) {
+	vals := make([]T, len(keys))
+	errs := make([]error, len(keys))
+	raws, rkeys, err := c.readMany(ctx, keys, vals, errs, false)
+	if err != nil {
+		return vals, errs, fmt.Errorf("get many: %w", err)
+	}
+	c.decodeMany(ctx, keys, rkeys, raws, vals, errs)
+	return vals, errs, nil
+}
+
+// FetchMany is Fetch for many keys: it reads them in one round trip, calls
+// loadMany once with exactly the keys that missed, and writes the loaded
+// values back in one more. Keys that loadMany leaves out of its map are
+// not found: they get ErrNotFound and a negative entry. A loadMany error
+// fails every missing key (hits are still returned). Results keep the
+// caller's order. As with Fetch, a Delete or InvalidateTags that runs during
+// the load keeps its results out of Redis; unlike Fetch, concurrent
+// FetchManys of the same keys do not share loads, and there is no
+// cross-process lease. When Redis is unavailable every key is loaded.
+func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(ctx context.Context, missing []string) (map[string]T, error), opts ...WriteOption) ([]T, []error, error) {
+	vals := make([]T, len(keys))
+	errs := make([]error, len(keys))
+	if loadMany == nil {
+		return vals, errs, ErrNilLoader
+	}
+	w, err := writeOptions(opts)
+	if err != nil {
+		return vals, errs, fmt.Errorf("fetch many: %w", err)
+	}
+	start := c.m.now()
+	raws, rkeys, rerr := c.readMany(ctx, keys, vals, errs, true)
+	switch {
+	case errors.Is(rerr, ErrClosed), ctx.Err() != nil:
+		return vals, errs, fmt.Errorf("fetch many: %w", rerr)
+	case rerr == nil:
+		c.decodeMany(ctx, keys, rkeys, raws, vals, errs)
+	default:
+		for i := range errs {
+			errs[i] = ErrMiss
+		}
+	}
+	var missing []string
+	var at []int
+	seen := map[string]bool{}
+	for i, e := range errs {
+		if errors.Is(e, ErrMiss) && !seen[keys[i]] {
+			seen[keys[i]] = true
+			missing = append(missing, keys[i])
+		}
+		if errors.Is(e, ErrMiss) {
+			at = append(at, i)
+		}
+	}
+	if len(missing) == 0 {
+		return vals, errs, nil
+	}
+	loaded, lerr := c.callLoadMany(ctx, missing, loadMany)
+	c.m.stats.loads.Add(1)
+	if lerr != nil {
+		c.m.stats.loadErrors.Add(1)
+		for _, i := range at {
+			errs[i] = lerr
+		}
+		return vals, errs, nil
+	}
+	for _, i := range at {
+		if v, ok := loaded[keys[i]]; ok {
+			vals[i], errs[i] = v, nil
+		} else {
+			errs[i] = ErrNotFound
+		}
+	}
+	if rerr == nil {
+		c.storeMany(ctx, missing, rkeys, raws, keys, loaded, start, w)
+	}
+	return vals, errs, nil
+}
+
+// readMany reads keys (with their invalidation markers when claim is set,
+// creating absent markers as claimScript does), filling vals and errs for
+// L1 hits. It returns the raw replies by index ("" with errs[i] == nil
+// meaning "read, see raws") and the data keys.
+func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error, claim bool) ([]any, []string, error) {
+	if c.m.done.Load() {
+		return nil, nil, ErrClosed
+	}
+	if ctx.Err() != nil {
+		return nil, nil, context.Cause(ctx)
+	}
+	raws := make([]any, len(keyList))
+	rkeys := make([]string, len(keyList))
+	var ver string
+	if c.versioned {
+		var err error
+		if ver, err = c.localVersion(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		var cmds []redis.Cmder
+		var getVer *redis.StringCmd
+		if c.versioned {
+			getVer = redis.NewStringCmd(ctx, "get", c.keys.Version())
+			cmds = append(cmds, getVer)
+		}
+		idx := make([]int, 0, len(keyList)) // cmds[len(cmds)-len(idx)+j] reads keyList[idx[j]]
+		now := c.m.now().UnixNano()
+		for i, k := range keyList {
+			rkeys[i] = c.keys.Key(k)
+			if c.versioned {
+				rkeys[i] = c.keys.KeyAt(ver, k)
+			}
+			if c.l1 != nil && c.m.l1Trusted.Load() {
+				if e, ok := c.l1.get(k, now); ok && e.version == ver {
+					c.m.stats.hits.Add(1)
+					c.m.stats.l1Hits.Add(1)
+					vals[i], raws[i] = e.val, l1Marker{}
+					if e.negative {
+						errs[i] = ErrNotFound
+					}
+					continue
+				}
+			}
+			idx = append(idx, i)
+		}
+		var mget *redis.SliceCmd
+		switch {
+		case len(idx) == 0:
+		case claim:
+			for _, i := range idx {
+				cmds = append(cmds, claimScript.cmd(ctx, []string{rkeys[i], keys.Marker(rkeys[i]), keys.Lease(rkeys[i])},
+					"", 0, rand.Text(), millis(c.m.markerTTL())))
+			}
+		case c.m.single && !c.versioned:
+			args := make([]any, 0, len(idx)+1)
+			args = append(args, "mget")
+			for _, i := range idx {
+				args = append(args, rkeys[i])
+			}
+			mget = redis.NewSliceCmd(ctx, args...)
+			cmds = append(cmds, mget)
+		default:
+			for _, i := range idx {
+				cmds = append(cmds, redis.NewStringCmd(ctx, "get", rkeys[i]))
+			}
+		}
+		if len(cmds) > 0 {
+			if err := c.m.doAll(ctx, cmds...); err != nil {
+				return nil, nil, err
+			}
+		}
+		if c.versioned {
+			var again bool
+			var err error
+			ver, again, err = c.observed(ctx, ver, getVer.Val(), getVer.Err())
+			if err != nil {
+				return nil, nil, err
+			}
+			if again && attempt < maxVersionRetries {
+				continue
+			}
+			cmds = cmds[1:]
+		}
+		for j, i := range idx {
+			switch {
+			case mget != nil:
+				raws[i] = mget.Val()[j]
+			default:
+				raws[i] = cmds[j]
+			}
+		}
+		return raws, rkeys, nil
+	}
+}
+
+// l1Marker marks a raw reply slot already answered by the L1 tier.
+type l1Marker struct{}
+
+// decodeMany turns the replies of readMany into values and per-key errors,
+// checking all tags of tagged entries in one round trip.
+func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws []any, vals []T, errs []error) {
+	type tagged struct {
+		i  int
+		ti tagInfo
+		s  string
+		h  envelope.Header
+	}
+	var pending []tagged
+	for i, r := range raws {
+		s, ok := rawString(r)
+		if _, l1 := r.(l1Marker); l1 {
+			continue
+		}
+		if !ok {
+			c.m.stats.misses.Add(1)
+			errs[i] = ErrMiss
+			continue
+		}
+		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &vals[i])
+		if err != nil {
+			c.m.stats.decodeErrors.Add(1)
+			c.m.stats.misses.Add(1)
+			c.drop(ctx, rkeys[i], s)
+			var zero T
+			vals[i], errs[i] = zero, fmt.Errorf("%w: %w", ErrMiss, err)
+			continue
+		}
+		if len(ti.tags) > 0 {
+			pending = append(pending, tagged{i, ti, s, h})
+			continue
+		}
+		c.hitMany(keyList[i], s, h, ti, vals, errs, i)
+	}
+	if len(pending) == 0 {
+		return
+	}
+	stamps := map[string]*redis.StringCmd{}
+	var cmds []redis.Cmder
+	for _, p := range pending {
+		for _, t := range p.ti.tags {
+			if stamps[t] == nil {
+				stamps[t] = redis.NewStringCmd(ctx, "get", c.m.tagKey(t))
+				cmds = append(cmds, stamps[t])
+			}
+		}
+	}
+	err := c.m.doAll(ctx, cmds...)
+	for _, p := range pending {
+		valid := err == nil
+		for _, t := range p.ti.tags {
+			if !valid {
+				break
+			}
+			stamp, perr := strconv.ParseInt(stamps[t].Val(), 10, 64)
+			valid = stamps[t].Err() == nil && perr == nil && stamp < p.ti.stamp
+		}
+		if valid {
+			c.hitMany(keyList[p.i], p.s, p.h, p.ti, vals, errs, p.i)
+			continue
+		}
+		var zero T
+		vals[p.i] = zero
+		c.m.stats.misses.Add(1)
+		if err != nil {
+			errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, err)
+			continue
+		}
+		c.m.stats.invalidated.Add(1)
+		c.drop(ctx, rkeys[p.i], p.s)
+		errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, errInvalidated)
+	}
+}
+
+// hitMany records a usable value read by a batch.
+func (c *Cache[T]) hitMany(key, s string, h envelope.Header, ti tagInfo, vals []T, errs []error, i int) {
+	c.m.stats.hits.Add(1)
+	c.fillL1(key, c.localVersionOrEmpty(), s, h, ti)
+	if h.Negative {
+		c.m.stats.negativeHits.Add(1)
+		errs[i] = ErrNotFound
+	}
+}
+
+// rawString extracts a stored value from a batch reply: an MGET element, a
+// GET command, or a claim script reply.
+func rawString(r any) (string, bool) {
+	switch r := r.(type) {
+	case string:
+		return r, true
+	case *redis.StringCmd:
+		s, err := r.Result()
+		return s, err == nil
+	case *redis.Cmd:
+		if vals, ok := r.Val().([]any); ok && len(vals) == 3 {
+			s, ok := vals[0].(string)
+			return s, ok
+		}
+	}
+	return "", false
+}
+
+// callLoadMany runs loadMany like callLoader runs a loader.
+func (c *Cache[T]) callLoadMany(ctx context.Context, missing []string, loadMany func(context.Context, []string) (map[string]T, error)) (out map[string]T, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.m.loadTimeout)
+	defer cancel()
+	stop := context.AfterFunc(c.m.ctx, cancel)
+	defer stop()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+		}
+	}()
+	return loadMany(ctx, missing)
+}
+
+// storeMany writes the results of a batch load back in one pipeline, each
+// only if its key's marker is unchanged since the read.
+func (c *Cache[T]) storeMany(ctx context.Context, missing, rkeys []string, raws []any, keyList []string, loaded map[string]T, start time.Time, w writeConfig) {
+	markers := map[string]string{}
+	rkeyOf := map[string]string{}
+	for i, k := range keyList {
+		if cmd, ok := raws[i].(*redis.Cmd); ok {
+			if vals, ok := cmd.Val().([]any); ok && len(vals) == 3 {
+				markers[k], _ = vals[1].(string)
+				rkeyOf[k] = rkeys[i]
+			}
+		}
+	}
+	ti := tagInfo{stamp: start.Add(-c.m.skew).UnixMilli()}
+	ti.tags, _ = checkTags(w.tags)
+	var cmds []redis.Cmder
+	var bufs []*[]byte
+	for _, k := range missing {
+		rkey, ok := rkeyOf[k]
+		if !ok {
+			continue
+		}
+		v, found := loaded[k]
+		fresh, stale := firstSet(w.ttl, c.ttl.ttl), c.swr.stale
+		if !found {
+			if c.ttl.negativeTTL == 0 {
+				continue
+			}
+			fresh, stale = c.ttl.negativeTTL, 0
+		}
+		exp := c.ttl.expiry(fresh, c.m.random())
+		h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli()}
+		var buf *[]byte
+		if found {
+			var err error
+			if buf, err = c.m.encode(c.codec, &v, h, ti); err != nil {
+				c.m.stats.writeErrors.Add(1)
+				continue
+			}
+		} else {
+			buf = c.m.encodeNegative(c.codec, h, ti)
+		}
+		bufs = append(bufs, buf)
+		cmds = append(cmds, c.m.tagWrites(ctx, ti, exp)...)
+		cmds = append(cmds, writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, markers[k], *buf, millis(exp+stale), "", ""))
+	}
+	if len(cmds) > 0 {
+		if err := c.m.doAll(ctx, cmds...); err != nil && !errors.Is(err, ErrClosed) {
+			c.m.stats.writeErrors.Add(1)
+			c.m.logError("write back batch", err)
+		}
+	}
+	for _, b := range bufs {
+		c.releaseBuf(b)
+	}
+}
