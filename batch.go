@@ -23,7 +23,7 @@ import (
 func (c *Cache[T]) GetMany(ctx context.Context, keys []string) ([]T, []error, error) {
 	vals := make([]T, len(keys))
 	errs := make([]error, len(keys))
-	raws, rkeys, err := c.readMany(ctx, keys, vals, errs, false)
+	raws, rkeys, err := c.readMany(ctx, keys, vals, errs)
 	if err != nil {
 		return vals, errs, fmt.Errorf("get many: %w", err)
 	}
@@ -51,7 +51,7 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 		return vals, errs, fmt.Errorf("fetch many: %w", err)
 	}
 	start := c.m.now()
-	raws, rkeys, rerr := c.readMany(ctx, keys, vals, errs, true)
+	raws, rkeys, rerr := c.readMany(ctx, keys, vals, errs)
 	switch {
 	case errors.Is(rerr, ErrClosed), ctx.Err() != nil:
 		return vals, errs, fmt.Errorf("fetch many: %w", rerr)
@@ -77,6 +77,10 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 	if len(missing) == 0 {
 		return vals, errs, nil
 	}
+	var markers map[string]string
+	if rerr == nil {
+		markers = c.claimMany(ctx, missing, rkeys, keys)
+	}
 	loaded, lerr := c.callLoadMany(ctx, missing, loadMany)
 	c.m.stats.loads.Add(1)
 	if lerr != nil {
@@ -93,17 +97,44 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 			errs[i] = ErrNotFound
 		}
 	}
-	if rerr == nil {
-		c.storeMany(ctx, missing, rkeys, raws, keys, loaded, start, w)
+	if markers != nil {
+		c.storeMany(ctx, missing, markers, loaded, start, w)
 	}
 	return vals, errs, nil
 }
 
-// readMany reads keys (with their invalidation markers when claim is set,
-// creating absent markers as claimScript does), filling vals and errs for
-// L1 hits. It returns the raw replies by index ("" with errs[i] == nil
-// meaning "read, see raws") and the data keys.
-func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error, claim bool) ([]any, []string, error) {
+// claimMany reads (creating them if absent) the invalidation markers of
+// the missing keys, in one round trip, before their load. It returns the
+// marker of each key by its data key, or nil if Redis did not answer.
+func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []string) map[string]string {
+	rkeyOf := map[string]string{}
+	for i, k := range keyList {
+		rkeyOf[k] = rkeys[i]
+	}
+	cmds := make([]redis.Cmder, len(missing))
+	for j, k := range missing {
+		rkey := rkeyOf[k]
+		cmds[j] = claimScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, "", 0, rand.Text(), millis(c.m.markerTTL()))
+	}
+	if err := c.m.doAll(ctx, cmds...); err != nil {
+		return nil
+	}
+	markers := map[string]string{}
+	for j, cmd := range cmds {
+		// A value that arrived since the read is left alone: the write-back
+		// of this load does not replace it (SET NX).
+		if vals, ok := cmd.(*redis.Cmd).Val().([]any); ok && len(vals) == 3 {
+			if m, ok := vals[1].(string); ok {
+				markers[rkeyOf[missing[j]]] = m
+			}
+		}
+	}
+	return markers
+}
+
+// readMany reads keys, filling vals and errs for L1 hits. It returns the
+// raw replies by index and the data keys.
+func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error) ([]any, []string, error) {
 	if c.m.done.Load() {
 		return nil, nil, ErrClosed
 	}
@@ -149,11 +180,6 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 		var mget *redis.SliceCmd
 		switch {
 		case len(idx) == 0:
-		case claim:
-			for _, i := range idx {
-				cmds = append(cmds, claimScript.cmd(ctx, []string{rkeys[i], keys.Marker(rkeys[i]), keys.Lease(rkeys[i])},
-					"", 0, rand.Text(), millis(c.m.markerTTL())))
-			}
 		case c.m.single && !c.versioned:
 			args := make([]any, 0, len(idx)+1)
 			args = append(args, "mget")
@@ -284,8 +310,8 @@ func (c *Cache[T]) hitMany(key, s string, h envelope.Header, ti tagInfo, vals []
 	}
 }
 
-// rawString extracts a stored value from a batch reply: an MGET element, a
-// GET command, or a claim script reply.
+// rawString extracts a stored value from a batch reply: an MGET element or
+// a GET command.
 func rawString(r any) (string, bool) {
 	switch r := r.(type) {
 	case string:
@@ -293,11 +319,6 @@ func rawString(r any) (string, bool) {
 	case *redis.StringCmd:
 		s, err := r.Result()
 		return s, err == nil
-	case *redis.Cmd:
-		if vals, ok := r.Val().([]any); ok && len(vals) == 3 {
-			s, ok := vals[0].(string)
-			return s, ok
-		}
 	}
 	return "", false
 }
@@ -317,24 +338,18 @@ func (c *Cache[T]) callLoadMany(ctx context.Context, missing []string, loadMany 
 }
 
 // storeMany writes the results of a batch load back in one pipeline, each
-// only if its key's marker is unchanged since the read.
-func (c *Cache[T]) storeMany(ctx context.Context, missing, rkeys []string, raws []any, keyList []string, loaded map[string]T, start time.Time, w writeConfig) {
-	markers := map[string]string{}
-	rkeyOf := map[string]string{}
-	for i, k := range keyList {
-		if cmd, ok := raws[i].(*redis.Cmd); ok {
-			if vals, ok := cmd.Val().([]any); ok && len(vals) == 3 {
-				markers[k], _ = vals[1].(string)
-				rkeyOf[k] = rkeys[i]
-			}
-		}
-	}
+// only if its key's marker is unchanged since the claim.
+func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[string]string, loaded map[string]T, start time.Time, w writeConfig) {
 	ti := tagInfo{stamp: start.Add(-c.m.skew).UnixMilli()}
 	ti.tags, _ = checkTags(w.tags)
 	var cmds []redis.Cmder
 	var bufs []*[]byte
 	for _, k := range missing {
-		rkey, ok := rkeyOf[k]
+		rkey := c.keys.Key(k)
+		if v := c.localVersionOrEmpty(); c.versioned {
+			rkey = c.keys.KeyAt(v, k)
+		}
+		marker, ok := markers[rkey]
 		if !ok {
 			continue
 		}
@@ -360,7 +375,7 @@ func (c *Cache[T]) storeMany(ctx context.Context, missing, rkeys []string, raws 
 		}
 		bufs = append(bufs, buf)
 		cmds = append(cmds, c.m.tagWrites(ctx, ti, exp)...)
-		cmds = append(cmds, writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, markers[k], *buf, millis(exp+stale), "", ""))
+		cmds = append(cmds, writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, marker, *buf, millis(exp+stale), "", ""))
 	}
 	if len(cmds) > 0 {
 		if err := c.m.doAll(ctx, cmds...); err != nil && !errors.Is(err, ErrClosed) {

@@ -131,7 +131,9 @@ func BenchmarkFetchManyHits(b *testing.B) {
 		}
 	}
 	load := func(context.Context) (benchValue, error) { return v, nil }
-	loadMany := func(context.Context, []string) (map[string]benchValue, error) { return nil, errors.New("unexpected load") }
+	loadMany := func(context.Context, []string) (map[string]benchValue, error) {
+		return nil, errors.New("unexpected load")
+	}
 	b.Run("100xFetch", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
