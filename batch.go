@@ -168,6 +168,9 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 				if e, ok := c.l1.get(k, now); ok && e.version == ver {
 					c.m.stats.hits.Add(1)
 					c.m.stats.l1Hits.Add(1)
+					if c.m.obs != nil {
+						c.m.obs.Hit(ctx, c.name, true, false)
+					}
 					vals[i], raws[i] = e.val, l1Marker{}
 					if e.negative {
 						errs[i] = ErrNotFound
@@ -241,14 +244,14 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			continue
 		}
 		if !ok {
-			c.m.stats.misses.Add(1)
+			c.missed(ctx)
 			errs[i] = ErrMiss
 			continue
 		}
 		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &vals[i])
 		if err != nil {
 			c.m.stats.decodeErrors.Add(1)
-			c.m.stats.misses.Add(1)
+			c.missed(ctx)
 			c.drop(ctx, rkeys[i], s)
 			var zero T
 			vals[i], errs[i] = zero, fmt.Errorf("%w: %w", ErrMiss, err)
@@ -258,7 +261,7 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			pending = append(pending, tagged{i, ti, s, h})
 			continue
 		}
-		c.hitMany(keyList[i], s, h, ti, vals, errs, i)
+		c.hitMany(ctx, keyList[i], s, h, ti, vals, errs, i)
 	}
 	if len(pending) == 0 {
 		return
@@ -284,12 +287,12 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			valid = stamps[t].Err() == nil && perr == nil && stamp < p.ti.stamp
 		}
 		if valid {
-			c.hitMany(keyList[p.i], p.s, p.h, p.ti, vals, errs, p.i)
+			c.hitMany(ctx, keyList[p.i], p.s, p.h, p.ti, vals, errs, p.i)
 			continue
 		}
 		var zero T
 		vals[p.i] = zero
-		c.m.stats.misses.Add(1)
+		c.missed(ctx)
 		if err != nil {
 			errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, err)
 			continue
@@ -301,8 +304,11 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 }
 
 // hitMany records a usable value read by a batch.
-func (c *Cache[T]) hitMany(key, s string, h envelope.Header, ti tagInfo, vals []T, errs []error, i int) {
+func (c *Cache[T]) hitMany(ctx context.Context, key, s string, h envelope.Header, ti tagInfo, vals []T, errs []error, i int) {
 	c.m.stats.hits.Add(1)
+	if c.m.obs != nil {
+		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
+	}
 	c.fillL1(key, c.localVersionOrEmpty(), s, h, ti)
 	if h.Negative {
 		c.m.stats.negativeHits.Add(1)

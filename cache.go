@@ -182,6 +182,9 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() {
 			c.m.stats.hits.Add(1)
 			c.m.stats.l1Hits.Add(1)
+			if c.m.obs != nil {
+				c.m.obs.Hit(ctx, c.name, true, false)
+			}
 			if e.negative {
 				c.m.stats.negativeHits.Add(1)
 				return e.val, found{l1: true}, ErrNotFound
@@ -200,11 +203,11 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 	if err != nil {
 		switch {
 		case errors.Is(err, redis.Nil):
-			c.m.stats.misses.Add(1)
+			c.missed(ctx)
 			return v, f, ErrMiss
 		case isReply(err):
 			// WRONGTYPE and the like: not ours to delete.
-			c.m.stats.misses.Add(1)
+			c.missed(ctx)
 			return v, f, fmt.Errorf("%w: %w", ErrMiss, err)
 		}
 		return v, f, err
@@ -225,17 +228,28 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 		} else {
 			c.m.stats.decodeErrors.Add(1)
 		}
-		c.m.stats.misses.Add(1)
+		c.missed(ctx)
 		c.drop(ctx, rkey, s)
 		return zero, f, fmt.Errorf("%w: %w", ErrMiss, err)
 	}
 	c.m.stats.hits.Add(1)
+	if c.m.obs != nil {
+		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
+	}
 	c.fillL1(key, c.localVersionOrEmpty(), s, h, ti)
 	if h.Negative {
 		c.m.stats.negativeHits.Add(1)
 		return v, f, ErrNotFound
 	}
 	return v, f, nil
+}
+
+// missed counts a miss.
+func (c *Cache[T]) missed(ctx context.Context) {
+	c.m.stats.misses.Add(1)
+	if c.m.obs != nil {
+		c.m.obs.Miss(ctx, c.name)
+	}
 }
 
 // localVersionOrEmpty is the namespace version an L1 entry must carry.

@@ -325,6 +325,11 @@ return rc`)
 // callLoader runs load under the load timeout and the Manager's lifetime,
 // turning a panic into ErrLoaderPanic.
 func (c *Cache[T]) callLoader(ctx context.Context, entry *Entry, load func(context.Context) (T, error)) (v T, took time.Duration, err error) {
+	if c.m.obs != nil {
+		var end func(error)
+		ctx, end = c.m.obs.Load(ctx, c.name)
+		defer func() { end(err) }()
+	}
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, entryKey{}, entry), c.m.loadTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.m.ctx, cancel)

@@ -41,6 +41,7 @@ type Manager struct {
 	skew        time.Duration
 	l1Size      int
 	l1TTL       time.Duration
+	obs         Observer // nil: none
 	breaker     *breaker.Breaker
 	// single is true for a *redis.Client (one node, or Sentinel failover),
 	// where keys of different slots may share one command.
@@ -89,6 +90,7 @@ type config struct {
 	l1Size      int
 	l1TTL       time.Duration
 	events      bool
+	observer    Observer
 }
 
 // Option configures New.
@@ -285,6 +287,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		skew:        cfg.skew,
 		l1Size:      cfg.l1Size,
 		l1TTL:       cfg.l1TTL,
+		obs:         cfg.observer,
 		ev:          newEvents(cfg.prefix),
 		breaker:     breaker.New(cfg.failures, cfg.cooldown, cfg.now),
 		direct:      honoursContext(client),
@@ -553,6 +556,9 @@ func (m *Manager) record(ctx context.Context, err error) error {
 	default:
 		m.breaker.Failure()
 		m.stats.redisErrors.Add(1)
+		if m.obs != nil {
+			m.obs.Error(ctx, err)
+		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 }
