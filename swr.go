@@ -95,7 +95,7 @@ func WithLease(d time.Duration) CacheOption {
 // Back-off of processes that wait for another's load.
 const (
 	leasePollMin = 2 * time.Millisecond
-	leasePollMax = 10 * time.Millisecond
+	leasePollMax = 5 * time.Millisecond
 )
 
 // claimScript re-reads a missing key from inside the flight and, if it is
