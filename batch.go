@@ -331,7 +331,13 @@ func rawString(r any) (string, bool) {
 
 // callLoadMany runs loadMany like callLoader runs a loader.
 func (c *Cache[T]) callLoadMany(ctx context.Context, missing []string, loadMany func(context.Context, []string) (map[string]T, error)) (out map[string]T, err error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.m.loadTimeout)
+	ctx = context.WithoutCancel(ctx)
+	if c.m.obs != nil {
+		var end func(error)
+		ctx, end = c.m.obs.Load(ctx, c.name)
+		defer func() { end(err) }()
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.m.loadTimeout)
 	defer cancel()
 	stop := context.AfterFunc(c.m.ctx, cancel)
 	defer stop()
