@@ -381,13 +381,22 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 		return err
 	}
 	var set *redis.StatusCmd
+	var tw []redis.Cmder
 	_, err = c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
 		set = redis.NewStatusCmd(ctx, "set", rkey, *buf, "px", millis(exp+c.swr.stale))
-		return append(c.m.tagWrites(ctx, ti, exp), set)
+		tw = c.m.tagWrites(ctx, ti, exp)
+		return append(tw, set)
 	})
 	c.releaseBuf(buf)
 	if err == nil {
 		err = set.Err()
+	}
+	for _, cmd := range tw {
+		if err == nil {
+			// An entry whose tag stamp could not be written is never
+			// readable: report the write as failed.
+			err = cmd.Err()
+		}
 	}
 	if err == nil {
 		c.invalidated(ctx, key)

@@ -63,12 +63,21 @@ type loaded[T any] struct {
 	// invalidation had happened (zero: it could not). A caller whose own
 	// lookup began later missed for a newer reason and must not take it.
 	checked time.Time
+	// began is when the load began; without a check, only callers that
+	// began before it may take its result.
+	began time.Time
 }
 
 // usableBy reports whether a caller that did not run the load, and began
 // its lookup at start, may return this result.
 func (r *loaded[T]) usableBy(start time.Time) bool {
-	return !r.stale && (r.checked.IsZero() || !start.After(r.checked))
+	if r.stale {
+		return false
+	}
+	if r.checked.IsZero() {
+		return !start.After(r.began)
+	}
+	return !start.After(r.checked)
 }
 
 // Fetch returns the value under key, calling load to produce it on a miss
@@ -205,6 +214,7 @@ func (c *Cache[T]) flying(key string) (string, bool) {
 // so an InvalidateTags during the load makes it unreadable.
 func (c *Cache[T]) loadAndStore(ctx context.Context, key, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
+	began := time.Now()
 	st := storeRequest{key: key, version: c.localVersionOrEmpty(), rkey: rkey, start: c.m.now()}
 	if redisOK {
 		if r := c.claimLoad(ctx, &st); r != nil {
@@ -213,7 +223,12 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, key, rkey string, load func
 	}
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
-	return c.store(ctx, st, v, took, err, entry, w)
+	r := c.store(ctx, st, v, took, err, entry, w)
+	r.began = began
+	if st.uncertain != "" {
+		c.releaseLater(st.rkey, st.uncertain)
+	}
+	return r
 }
 
 // storeRequest is what a load learned from Redis before it began.
@@ -228,6 +243,9 @@ type storeRequest struct {
 	token    string    // lease held, released by the write-back; "" none
 	replace  string    // SHA-1 of the stale value a refresh replaces; "" write only if absent
 	refresh  bool      // a background refresh: keep the lease after a failure
+	// uncertain is the token of a lease claim whose reply never came: it
+	// may have run, so the lease is released once Redis answers again.
+	uncertain string
 }
 
 // store counts the load, encodes its result and writes it back when st
@@ -287,7 +305,10 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 		switch {
 		case werr == nil:
 			res.checked = checked
-			res.stale = wb.Val() == int64(-1) || tagsMoved(tw, ti.stamp)
+			// -1: an invalidation ran during the load; 0: a newer value
+			// (a Set, another process's load) arrived. Either way callers
+			// that joined late take the next flight, which reads it.
+			res.stale = wb.Val() != int64(1) || tagsMoved(tw, ti.stamp)
 			if wb.Val() == int64(1) && !res.stale {
 				h.Negative = notFound
 				c.fillL1(st.key, st.version, string(res.enc), h, ti)
@@ -295,7 +316,14 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 		case !errors.Is(werr, ErrClosed):
 			c.m.stats.writeErrors.Add(1)
 			c.m.logError("write back loaded value", werr, "key", st.rkey)
+			if st.token != "" && !isReply(werr) {
+				// The write-back, which releases the lease, may not have
+				// run: release it once Redis answers, or others wait it out.
+				c.releaseLater(st.rkey, st.token)
+			}
 		}
+	} else if st.token != "" {
+		c.release(ctx, st)
 	}
 	c.releaseBuf(buf)
 	return res

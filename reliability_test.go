@@ -348,11 +348,7 @@ func TestReliabilityServerFrozen(t *testing.T) {
 	s := redistest.Start(t)
 	rdb := relClient(t, s.Addr(), nil)
 	m := relManager(t, rdb, cachemgr.WithOpTimeout(op), cachemgr.WithBreaker(5, 200*time.Millisecond))
-	// Lease off: a lease claim the frozen server executes after SIGCONT,
-	// for a caller that gave up on it, is held by nobody and stalls the
-	// key's next Fetches until it expires (TestReliabilityLeaseAckLost).
-	// Drop the option once that is fixed.
-	c := newCache[relItem](t, m, "frozen", cachemgr.WithLease(0))
+	c := newCache[relItem](t, m, "frozen")
 	w := relStartWorkload(t, 32, 100, load, c)
 	relWaitProgress(t, w.enter("healthy"), 200)
 
@@ -386,9 +382,7 @@ func TestReliabilityClientPause(t *testing.T) {
 			s := redistest.Start(t)
 			rdb := relClient(t, s.Addr(), nil)
 			m := relManager(t, rdb, cachemgr.WithOpTimeout(op), cachemgr.WithBreaker(5, 200*time.Millisecond))
-			// Lease off until TestReliabilityLeaseAckLost passes: a claim
-			// held up by the pause runs when it ends, for nobody.
-			c := newCache[relItem](t, m, "pause", cachemgr.WithLease(0))
+			c := newCache[relItem](t, m, "pause")
 			ctx := context.Background()
 			if err := c.Set(ctx, "before", relItem{Key: "before", Version: 1}); err != nil {
 				t.Fatalf("Set(before) error = %v", err)
@@ -1475,7 +1469,6 @@ func TestReliabilityForeignCompanionKeys(t *testing.T) {
 // is a miss), and Set must then report the failure instead of nil: a write
 // acknowledged and never readable is a lost write.
 func TestReliabilityTagWriteFails(t *testing.T) {
-	t.Skip("BUG: Set ignores error replies of its tag-stamp scripts and returns nil for an entry nobody can read — see report")
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, admin *redis.Client) (user, password string)
@@ -1907,7 +1900,6 @@ func TestReliabilityGlobAndHashTagKeys(t *testing.T) {
 // that "user input cannot pick the slot". User keys that share a prefix
 // ending in "}" must still spread over slots like other keys do.
 func TestReliabilityUserKeysCannotPickSlot(t *testing.T) {
-	t.Skip("BUG: a '}' in a user key closes the SDK's hash tag early, so user keys can pick (and pile into) one slot — see report")
 	s := redistest.Start(t)
 	ctx := context.Background()
 	m, rdb := newManager(t, s)
@@ -2486,10 +2478,7 @@ func TestFaultProxy(t *testing.T) {
 				tt.opts(o)
 			})
 			m := relManager(t, rdb, cachemgr.WithOpTimeout(op), cachemgr.WithBreaker(5, 100*time.Millisecond))
-			// Lease off: a claim whose reply is lost leaves a lease nobody
-			// holds (TestReliabilityLeaseAckLost). Drop the option once
-			// that is fixed.
-			c := newCache[relItem](t, m, "proxy", cachemgr.WithLease(0))
+			c := newCache[relItem](t, m, "proxy")
 			w := relStartWorkload(t, 16, 100, load, c)
 			relWaitProgress(t, w.enter("healthy"), 200)
 
@@ -2596,7 +2585,6 @@ func relIsClaim(args []any) bool {
 // nobody will release: guarantee 2 bounds Fetch by the op timeout plus the
 // loader's time when Redis misbehaves.
 func TestReliabilityLeaseAckLost(t *testing.T) {
-	t.Skip("BUG: a lease claim whose reply is lost leaves a lease nobody releases; the key's next Fetches wait up to lease + op (5.1s) — see report")
 	relNoLeaks(t)
 	const op, load = 100 * time.Millisecond, 5 * time.Millisecond
 	s := redistest.Start(t)
@@ -3107,7 +3095,6 @@ func (h *relFakeReplies) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 // (a connection reset). Fetch must fall back to the loader, as it does
 // everywhere else Redis fails, not return ErrUnavailable.
 func TestReliabilityFlightRedisFails(t *testing.T) {
-	t.Skip("BUG: Fetch returns ErrUnavailable when reading a tag stamp fails inside the load's claim (usable), breaking fail-open — see report")
 	s := redistest.Start(t)
 	ctx := context.Background()
 	rdb := relClient(t, s.Addr(), nil)
@@ -3165,7 +3152,6 @@ func TestReliabilityLateLeaseHolder(t *testing.T) {
 // during that load, a Fetch that begins afterwards must not be handed the
 // load's result, read before the Delete.
 func TestReliabilityJoinAfterInvalidation(t *testing.T) {
-	t.Skip("BUG: a load whose claim failed hands its pre-Delete result to callers that began after the Delete returned (checked is zero, so usableBy accepts it) — see report")
 	s := redistest.Start(t)
 	ctx := context.Background()
 	rdb := relClient(t, s.Addr(), nil)
@@ -3216,7 +3202,6 @@ func TestReliabilityJoinAfterInvalidation(t *testing.T) {
 // return the Set's value (as Get does), not the older result of the load
 // it found in flight.
 func TestReliabilityFetchAfterSet(t *testing.T) {
-	t.Skip("BUG: a Fetch that begins after Set returned joins a load begun before the Set and returns its older value — see report")
 	s := redistest.Start(t)
 	ctx := context.Background()
 	m, _ := newManager(t, s)

@@ -101,8 +101,9 @@ const (
 // claimScript re-reads a missing key from inside the flight and, if it is
 // still missing, takes the lease. It creates the invalidation marker when
 // there is none, so a marker lost during the load (eviction, a restart with
-// empty data) fails the write-back instead of passing for "unchanged". It
-// returns {value or nil, marker, 1 if the caller may load}.
+// empty data) fails the write-back instead of passing for "unchanged". A
+// claim that runs after its deadline (ARGV[5], by the server's clock) takes
+// no lease. It returns {value or nil, marker, 1 if the caller may load}.
 var claimScript = newScript(`
 local v = redis.call('GET', KEYS[1])
 local m = redis.call('GET', KEYS[2])
@@ -112,8 +113,20 @@ if not m then
   redis.call('SET', KEYS[2], m, 'PX', ARGV[4])
 end
 if ARGV[2] == '0' then return {false, m, 1} end
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then
+  return {false, m, 0}
+end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1} end
 return {false, m, 0}`)
+
+// claimDeadline is the Unix ms after which a claim must not take a lease:
+// its caller has given up on the reply (a paused server runs it late), and
+// nobody would ever release it. The clock-skew allowance covers the
+// distance between this process's clock and the server's.
+func (c *Cache[T]) claimDeadline() int64 {
+	return c.m.now().Add(c.m.opTimeout + c.m.skew).UnixMilli()
+}
 
 // claimLoad prepares the load of a missing key: it re-reads the key (a
 // caller that missed just before the previous load wrote back must not
@@ -128,9 +141,14 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	wait := leasePollMin
 	for waited := false; ; waited = true {
 		checked := time.Now()
-		cmd, err := c.m.runScript(ctx, claimScript, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()))
+		cmd, err := c.m.runScript(ctx, claimScript, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
 		if err != nil {
-			return nil // fail open: load, but do not write back
+			// Fail open: load, but do not write back. The claim may have
+			// run all the same (a lost reply): release its lease later.
+			if c.swr.lease > 0 && !isReply(err) {
+				st.uncertain = token
+			}
+			return nil
 		}
 		vals, ok := cmd.Val().([]any)
 		if !ok || len(vals) != 3 {
@@ -139,7 +157,12 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		st.marker, _ = vals[1].(string)
 		st.markerOK, st.markerAt = true, time.Now()
 		if raw, ok := vals[0].(string); ok {
-			if r := c.usable(ctx, st.rkey, raw, checked); r != nil {
+			r, err := c.usable(ctx, st.rkey, raw, checked)
+			if err != nil {
+				st.markerOK = false // Redis failed: load, do not write back
+				return nil
+			}
+			if r != nil {
 				return r
 			}
 			continue // it was unusable and is dropped: claim again
@@ -169,8 +192,9 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 
 // usable decodes raw, found by a flight, and returns it as the flight's
 // result; nil means it was unusable (undecodable, or invalidated by a tag)
-// and has been dropped.
-func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Time) *loaded[T] {
+// and has been dropped. The error reports that Redis failed while checking
+// its tags.
+func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Time) (*loaded[T], error) {
 	var v T
 	h, ti, err := c.m.decode([]byte(raw), c.codec, &v)
 	if err == nil && len(ti.tags) > 0 {
@@ -178,14 +202,39 @@ func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Ti
 	}
 	switch {
 	case err == nil && h.Negative:
-		return &loaded[T]{err: ErrNotFound, checked: checked}
+		return &loaded[T]{err: ErrNotFound, checked: checked}, nil
 	case err == nil:
-		return &loaded[T]{val: v, enc: []byte(raw), checked: checked}
-	case errors.Is(err, ErrUnavailable):
-		return &loaded[T]{err: err}
+		return &loaded[T]{val: v, enc: []byte(raw), checked: checked}, nil
+	case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed):
+		return nil, err
 	}
 	c.drop(ctx, rkey, raw)
-	return nil
+	return nil, nil
+}
+
+// releaseLater releases, once Redis answers, a lease whose claim reply was
+// lost: whoever waits for it would otherwise wait the whole lease time. It
+// retries with back-off until the lease would have expired anyway, on a
+// goroutine Close waits for.
+func (c *Cache[T]) releaseLater(rkey, token string) {
+	deadline := time.Now().Add(c.swr.lease)
+	c.m.goTracked(func() {
+		wait := 20 * time.Millisecond
+		for time.Now().Before(deadline) {
+			_, err := c.m.runScript(c.m.ctx, releaseScript, []string{keys.Lease(rkey)}, token)
+			if err == nil || isReply(err) || errors.Is(err, ErrClosed) {
+				return
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-c.m.ctx.Done():
+				t.Stop()
+				return
+			}
+			wait = min(2*wait, time.Second)
+		}
+	})
 }
 
 // releaseScript deletes a lease only if the caller still holds it: a
@@ -262,11 +311,13 @@ func (c *Cache[T]) refresh(ctx context.Context, f found, load func(context.Conte
 
 // refreshClaimScript takes the lease to refresh a stale value, unless the
 // value changed meanwhile (someone refreshed it: -1) or another process
-// holds the lease (0). On success it returns {1, marker}, creating the
-// marker as claimScript does.
+// holds the lease or the claim runs past its deadline (0). On success it
+// returns {1, marker}, creating the marker as claimScript does.
 var refreshClaimScript = newScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and redis.sha1hex(cur) ~= ARGV[3] then return {-1, false} end
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[6]) then return {0, false} end
 if ARGV[2] ~= '0' and not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, false} end
 local m = redis.call('GET', KEYS[2])
 if not m then
@@ -279,7 +330,7 @@ func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.C
 	st := storeRequest{key: f.key, version: c.localVersionOrEmpty(), rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
 	token := rand.Text()
 	cmd, err := c.m.runScript(ctx, refreshClaimScript, []string{f.rkey, keys.Marker(f.rkey), keys.Lease(f.rkey)},
-		token, millis0(c.swr.lease), st.replace, rand.Text(), millis(c.m.markerTTL()))
+		token, millis0(c.swr.lease), st.replace, rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
 	if err != nil {
 		return nil
 	}

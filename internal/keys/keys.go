@@ -5,7 +5,8 @@
 // its companions (invalidation marker, lease) share one slot and one script
 // can touch them all, while different keys of a cache spread over every
 // slot. The prefix and name may not contain braces, so the first "{" of a key
-// is always ours and user input cannot pick the slot. A user key longer than
+// is always ours, and "}" in user input is escaped, so user input cannot
+// pick the slot. A user key longer than
 // the limit is replaced by "#", its SHA-256 in base64url, ":" and its first
 // HashKeep bytes (so prefix scans still find it); "=" and "#" keep the two
 // forms apart. Tag keys are "prefix:~tag:{t=tag}" and never collide with
@@ -92,13 +93,23 @@ func (b Builder) KeyAt(v, k string) string {
 func (b Builder) Version() string { return b.base + "~v" }
 
 // tagged returns "{" + kind + k + "}", or its hashed form when k is longer
-// than maxLen.
+// than maxLen. A "}" in k would end the hash tag early and let user input
+// choose the slot, so it is escaped as "%7D" (and "%" as "%25", to keep
+// the mapping one-to-one).
 func tagged(kind byte, k string, maxLen int) string {
 	if len(k) <= maxLen {
-		return "{" + string(kind) + k + "}"
+		return "{" + string(kind) + escape(k) + "}"
 	}
 	sum := sha256.Sum256([]byte(k))
-	return "{#" + string(kind) + base64.RawURLEncoding.EncodeToString(sum[:]) + ":" + k[:min(HashKeep, maxLen)] + "}"
+	return "{#" + string(kind) + base64.RawURLEncoding.EncodeToString(sum[:]) + ":" + escape(k[:min(HashKeep, maxLen)]) + "}"
+}
+
+// escape replaces "%" with "%25" and "}" with "%7D".
+func escape(k string) string {
+	if !strings.ContainsAny(k, "%}") {
+		return k
+	}
+	return strings.NewReplacer("%", "%25", "}", "%7D").Replace(k)
 }
 
 // Tag returns the key of the sorted set that lists the members of tag. Its
@@ -122,9 +133,9 @@ func TagStamp(tagKey string) string { return tagKey + ":ts" }
 // head, so a p longer than HashKeep does not find them. The patterns also
 // match companion keys; IsData tells them apart.
 func Patterns(base, p string, maxLen int) []string {
-	out := []string{EscapeGlob(base) + "{=" + EscapeGlob(p) + "*"}
+	out := []string{EscapeGlob(base) + "{=" + EscapeGlob(escape(p)) + "*"}
 	if len(p) <= min(HashKeep, maxLen) {
-		out = append(out, EscapeGlob(base)+"{#="+strings.Repeat("?", hashLen)+":"+EscapeGlob(p)+"*")
+		out = append(out, EscapeGlob(base)+"{#="+strings.Repeat("?", hashLen)+":"+EscapeGlob(escape(p))+"*")
 	}
 	return out
 }

@@ -22,7 +22,7 @@ func slotTag(key string) string {
 func TestKeysAreDistinct(t *testing.T) {
 	b := New("shop", "product", 64)
 	long := strings.Repeat("x", 65)
-	inputs := []string{"", "a", "a:b", "a}b", "}", "{", "{}", "a}:i", "x}:l", "*?[]\\", " ", "\r\n\x00", long, long + "y"}
+	inputs := []string{"", "a", "a:b", "a}b", "}", "{", "{}", "a}:i", "x}:l", "*?[]\\", " ", "\r\n\x00", "%7D", "%", "%25", long, long + "y"}
 	seen := map[string]string{}
 	for _, k := range inputs {
 		for kind, key := range map[string]string{"data": b.Key(k), "marker": Marker(b.Key(k)), "lease": Lease(b.Key(k))} {
@@ -53,6 +53,9 @@ func TestCompanionsShareSlot(t *testing.T) {
 	}
 	if slotTag(b.Key("a")) == slotTag(b.Key("b")) {
 		t.Errorf("two keys of one cache share a slot tag")
+	}
+	if slotTag(b.Key("}1")) == slotTag(b.Key("}2")) || slotTag(b.Key("{t}1")) == slotTag(b.Key("{t}2")) {
+		t.Errorf("user keys with a brace pick a shared slot tag")
 	}
 }
 
