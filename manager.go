@@ -43,6 +43,7 @@ type Manager struct {
 	l1TTL       time.Duration
 	obs         Observer // nil: none
 	breaker     *breaker.Breaker
+	co          *coalescer // nil: commands go out one by one
 	// single is true for a *redis.Client (one node, or Sentinel failover),
 	// where keys of different slots may share one command.
 	single bool
@@ -91,6 +92,7 @@ type config struct {
 	l1TTL       time.Duration
 	events      bool
 	observer    Observer
+	coalesce    bool
 }
 
 // Option configures New.
@@ -245,6 +247,8 @@ func WithClock(now func() time.Time) Option {
 // on the caller's goroutine; any other client runs each call on a goroutine
 // the Manager waits for only until the timeout, since go-redis otherwise
 // ignores context deadlines on sockets. Prefer ContextTimeoutEnabled: true.
+// On a *redis.Client, reads that arrive while another is in flight are
+// coalesced into pipelines (see WithCoalescing).
 func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
@@ -263,6 +267,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		now:         time.Now,
 		skew:        250 * time.Millisecond,
 		l1TTL:       5 * time.Second,
+		coalesce:    true,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -304,12 +309,15 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		m.compressor = nil
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if cfg.coalesce {
+		m.co = newCoalescer(m)
+	}
 	m.ev.enabled = cfg.events || m.l1Size > 0
 	if m.l1Size > 0 {
 		m.startEvents()
 	}
 	if !m.direct {
-		m.logger.Info("cachemgr: client does not bound socket I/O by context deadlines; each Redis call runs on its own goroutine to honour the op timeout (set ContextTimeoutEnabled: true to avoid that cost)")
+		m.logger.Info("cachemgr: client does not bound socket I/O by context deadlines; Redis calls run on goroutines the Manager stops waiting for at the op timeout (set ContextTimeoutEnabled: true to avoid that cost)")
 	}
 	return m, nil
 }
@@ -362,6 +370,9 @@ func (m *Manager) Close() error {
 	m.done.Store(true)
 	m.mu.Unlock()
 	m.cancel()
+	if m.co != nil {
+		m.co.close()
+	}
 	m.ev.once.Do(func() {}) // no subscription may start from now on
 	if m.ev.ps != nil {
 		m.ev.ps.Close() // unblocks the listener's Receive
@@ -413,9 +424,9 @@ func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
 	}
 	var err error
 	if m.direct {
-		err = m.client.Process(callCtx, cmd)
+		err = m.process(callCtx, cmd)
 	} else {
-		err = m.guarded(callCtx, cmd)
+		err = m.processGuarded(callCtx, cmd)
 	}
 	if cancel != nil {
 		cancel()

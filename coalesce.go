@@ -1,0 +1,289 @@
+package cachemgr
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// WithCoalescing sets whether concurrent single commands (the GET or MGET
+// of Get and Fetch, lease and claim scripts, event publishes) share round
+// trips. A command sent while nothing is in flight goes out at once, on the
+// caller's goroutine, as it would without coalescing. Otherwise it goes out
+// in a pipeline: at most two round trips are in flight, and the commands
+// that arrive meanwhile queue and go out together in the next. There is no
+// timer, so a lone caller waits no longer than without. Each caller still
+// leaves at its own deadline or cancellation, and gets only its own
+// command's reply or error.
+//
+// Only a *redis.Client (one node, or Sentinel failover) coalesces; on a
+// Cluster or Ring client, and for writes that carry an encoded value,
+// commands go out one by one. Pipelined commands run under the Manager's
+// context, so hooks see a pipeline without the caller's context values.
+// Turn coalescing off when the application pipelines on its own.
+// Default: true.
+func WithCoalescing(on bool) Option {
+	return func(c *config) error {
+		c.coalesce = on
+		return nil
+	}
+}
+
+const (
+	// coalesceBatch bounds the commands of one pipeline, so a burst of
+	// callers does not wait behind one huge reply.
+	coalesceBatch = 128
+	// coalescePipelines bounds the round trips the coalescer has in flight.
+	// Two measured as fast as one, and a second lets queued commands go
+	// out while one round trip is slow.
+	coalescePipelines = 2
+)
+
+// coalescer pipelines the single commands of concurrent callers on one
+// node.
+//
+// A caller that finds no round trip in flight and nothing queued sends its
+// command itself, on its own goroutine. Otherwise it queues the command and
+// waits for its reply or the end of its context, whichever comes first.
+// Workers send what is queued, up to coalesceBatch commands a pipeline and
+// coalescePipelines round trips at a time (the lone caller's included),
+// each under a fresh op timeout. A caller that leaves never touches its
+// command again; a command whose caller left before it was sent is dropped.
+type coalescer struct {
+	m      *Manager
+	client *redis.Client
+	// fast lets a lone caller send on its own goroutine. It needs a client
+	// that bounds socket I/O by the context deadline.
+	fast bool
+	wake chan struct{} // a worker should look at the queue
+
+	mu       sync.Mutex
+	queue    []*call
+	inflight int // round trips in flight, a lone caller's or a worker's
+	closed   bool
+
+	calls sync.Pool // *call
+}
+
+// call is one queued command. done is buffered, so a worker never waits
+// for a caller that left.
+type call struct {
+	ctx  context.Context
+	cmd  redis.Cmder
+	done chan error
+}
+
+// newCoalescer returns a coalescer for m's client, or nil when the client
+// is not a single node.
+func newCoalescer(m *Manager) *coalescer {
+	client, ok := m.client.(*redis.Client)
+	if !ok {
+		return nil
+	}
+	co := &coalescer{
+		m:      m,
+		client: client,
+		fast:   m.direct,
+		wake:   make(chan struct{}, coalescePipelines),
+	}
+	for range coalescePipelines {
+		m.goTracked(co.run)
+	}
+	return co
+}
+
+// process sends cmd within ctx: on the caller's goroutine when nothing else
+// is in flight, else in the next pipeline. The caller must not touch cmd
+// after an error from ctx: a worker may still be writing its reply. It
+// must not reuse a []byte argument either, except in direct mode, where
+// such a command is written before process returns.
+func (co *coalescer) process(ctx context.Context, cmd redis.Cmder) error {
+	if hasBytes(cmd) {
+		// A write of an encoded value: in direct mode the caller returns
+		// the []byte to a pool once this returns, so the command must be
+		// written by then. It goes out alone.
+		if co.fast {
+			return co.client.Process(ctx, cmd)
+		}
+		return co.m.guarded(ctx, cmd)
+	}
+	co.mu.Lock()
+	if co.closed {
+		co.mu.Unlock()
+		return ErrClosed
+	}
+	if co.fast && co.inflight == 0 && len(co.queue) == 0 {
+		co.inflight++
+		co.mu.Unlock()
+		err := co.client.Process(ctx, cmd)
+		co.mu.Lock()
+		co.inflight--
+		queued := len(co.queue) > 0
+		co.mu.Unlock()
+		if queued {
+			co.signal()
+		}
+		return err
+	}
+	c, _ := co.calls.Get().(*call)
+	if c == nil {
+		c = &call{done: make(chan error, 1)}
+	}
+	c.ctx, c.cmd = ctx, cmd
+	co.queue = append(co.queue, c)
+	idle := co.inflight < coalescePipelines
+	co.mu.Unlock()
+	if idle {
+		co.signal()
+	}
+	// An opCtx is Done only at the op timeout: the caller's own
+	// cancellation is watched too, since nothing here needs the caller's
+	// goroutine.
+	var cancelled <-chan struct{}
+	if oc, ok := ctx.(*opCtx); ok {
+		cancelled = oc.Context.Done()
+	}
+	select {
+	case err := <-c.done:
+		c.ctx, c.cmd = nil, nil
+		co.calls.Put(c)
+		return err
+	case <-ctx.Done():
+	case <-cancelled:
+	}
+	// c stays with the worker, which may still send on done.
+	return ctx.Err()
+}
+
+// hasBytes reports whether cmd has a []byte argument.
+func hasBytes(cmd redis.Cmder) bool {
+	for _, a := range cmd.Args() {
+		if _, ok := a.([]byte); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// signal wakes a worker, unless enough are awake already.
+func (co *coalescer) signal() {
+	select {
+	case co.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is a worker: it sends queued commands until the Manager closes.
+func (co *coalescer) run() {
+	batch := make([]*call, 0, coalesceBatch)
+	cmds := make([]redis.Cmder, 0, coalesceBatch)
+	for {
+		select {
+		case <-co.wake:
+		case <-co.m.ctx.Done():
+			return
+		}
+		sent := false
+		for {
+			batch = co.take(batch[:0], sent)
+			if len(batch) == 0 {
+				break
+			}
+			sent = true
+			cmds = co.exec(batch, cmds[:0])
+			clear(batch)
+		}
+	}
+}
+
+// take moves up to coalesceBatch queued commands whose callers still wait
+// into batch. done reports that the worker's previous batch has finished.
+// An empty result means the worker holds no round trip.
+func (co *coalescer) take(batch []*call, done bool) []*call {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	if done {
+		co.inflight--
+	}
+	for len(batch) == 0 && len(co.queue) > 0 && co.inflight < coalescePipelines && !co.closed {
+		n := 0
+		for _, c := range co.queue {
+			if len(batch) == coalesceBatch {
+				break
+			}
+			n++
+			if c.ctx.Err() == nil {
+				batch = append(batch, c)
+			}
+		}
+		rest := copy(co.queue, co.queue[n:])
+		clear(co.queue[rest:])
+		co.queue = co.queue[:rest]
+		if len(batch) > 0 {
+			co.inflight++
+		}
+	}
+	if len(co.queue) > 0 && co.inflight < coalescePipelines {
+		co.signal() // room for another pipeline
+	}
+	return batch
+}
+
+// exec sends batch as one pipeline and hands each caller its own result.
+func (co *coalescer) exec(batch []*call, cmds []redis.Cmder) []redis.Cmder {
+	// Not any caller's context: one caller's cancellation must not fail
+	// the others. Each caller still leaves at its own deadline.
+	ctx := co.m.deadlines.get(co.m.ctx, co.m.opTimeout)
+	for _, c := range batch {
+		cmds = append(cmds, c.cmd)
+	}
+	pipe := co.client.Pipeline()
+	_ = pipe.BatchProcess(ctx, cmds...)
+	_, perr := pipe.Exec(ctx)
+	if errors.Is(perr, redis.Nil) || isReply(perr) {
+		perr = nil // one command's reply, which that command carries
+	}
+	for _, c := range batch {
+		err := c.cmd.Err()
+		if err == nil {
+			// go-redis marks every command when the round trip fails,
+			// but a hook that fails the pipeline may mark none.
+			err = perr
+		}
+		c.done <- err
+	}
+	clear(cmds)
+	return cmds
+}
+
+// close fails the queued commands with ErrClosed and refuses new ones. The
+// workers exit when the Manager's context ends.
+func (co *coalescer) close() {
+	co.mu.Lock()
+	co.closed = true
+	queue := co.queue
+	co.queue = nil
+	co.mu.Unlock()
+	for _, c := range queue {
+		c.done <- ErrClosed
+	}
+}
+
+// process sends cmd on the caller's goroutine, or through the coalescer.
+func (m *Manager) process(ctx context.Context, cmd redis.Cmder) error {
+	if m.co != nil {
+		return m.co.process(ctx, cmd)
+	}
+	return m.client.Process(ctx, cmd)
+}
+
+// processGuarded is process for a client that does not bound socket I/O by
+// the context deadline: the caller stops waiting at the deadline either way.
+func (m *Manager) processGuarded(ctx context.Context, cmd redis.Cmder) error {
+	if m.co != nil {
+		return m.co.process(ctx, cmd)
+	}
+	return m.guarded(ctx, cmd)
+}
