@@ -1,7 +1,7 @@
 package cachemgr_test
 
 // Fault and bad-input tests for the scenarios of ../shared/RELIABILITY.md
-// that apply to what the library implements today. RELIABILITY-COVERAGE.md
+// that apply to what the library implements today. README.md (Reliability)
 // maps every scenario to its test. Test names start with TestReliability,
 // TestFault or TestSoak, so `go test -race -run 'Reliab|Fault|Soak' .`
 // runs exactly them; TestSoak runs only when CACHEMGR_SOAK is set.
