@@ -97,8 +97,6 @@ func measureAll(s *server, filter *regexp.Regexp, rounds int, progress io.Writer
 				r.na = l.na[w.name]
 			case !runsW[i][w.name]:
 				continue
-			case w.name == wBatch && i == 0:
-				r.lib = "cachemgr (100 × Get)"
 			}
 			rows = append(rows, r)
 			results = append(results, nil)
