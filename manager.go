@@ -528,13 +528,21 @@ func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
 	}
 	if !abandoned {
 		// Exec reports the first failed command; only a failure to reach
-		// Redis concerns the breaker.
+		// Redis concerns the breaker. An Exec error that no command carries
+		// (a hook failing the whole pipeline) is a failure too: the
+		// commands hold no replies.
+		execErr, marked := err, false
 		err = nil
 		for _, c := range cmds {
-			if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {
+			e := c.Err()
+			marked = marked || e != nil
+			if e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {
 				err = e
 				break
 			}
+		}
+		if err == nil && !marked && execErr != nil {
+			err = execErr
 		}
 	}
 	if rerr := m.record(ctx, err); rerr != nil {

@@ -315,3 +315,36 @@ func TestLateReplyNeverAnswersAnotherKey(t *testing.T) {
 		})
 	}
 }
+
+// failPipelines is a go-redis hook that fails every pipeline without
+// marking its commands, as some instrumentation hooks do.
+type failPipelines struct{}
+
+func (failPipelines) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (failPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (failPipelines) ProcessPipelineHook(redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(context.Context, []redis.Cmder) error { return errors.New("pipeline refused by hook") }
+}
+
+// TestPipelineFailureWithoutMarkedCommands: a pipeline that fails as a
+// whole is a Redis failure, never a set of empty replies read as data.
+func TestPipelineFailureWithoutMarkedCommands(t *testing.T) {
+	m, rdb := newManager(t, redistest.StartMini(t), cachemgr.WithCoalescing(false))
+	c := newCache[string](t, m, "hook")
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", cachemgr.Tags("a", "b")); err != nil {
+		t.Fatalf("Set() error = %v", err)
+	}
+	// Connections open before the hook: go-redis initialises a new one
+	// with a pipeline, which the hook would refuse too.
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING error = %v", err)
+	}
+	rdb.AddHook(failPipelines{})
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Errorf("Get() with pipelines failing = %v, want ErrUnavailable", err)
+	}
+	if n := rdb.Exists(ctx, "test:hook:{=k}").Val(); n != 1 {
+		t.Errorf("entry deleted after a failed pipeline; it was never read")
+	}
+}
