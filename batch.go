@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 	"unsafe"
 
@@ -166,11 +165,7 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 			}
 			if c.l1 != nil && c.m.l1Trusted.Load() {
 				if e, ok := c.l1.get(k, now); ok && e.version == ver {
-					c.m.stats.hits.Add(1)
-					c.m.stats.l1Hits.Add(1)
-					if c.m.obs != nil {
-						c.m.obs.Hit(ctx, c.name, true, false)
-					}
+					c.hitL1(ctx)
 					vals[i], raws[i] = e.val, l1Marker{}
 					if e.negative {
 						errs[i] = ErrNotFound
@@ -250,18 +245,15 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 		}
 		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &vals[i])
 		if err != nil {
-			c.m.stats.decodeErrors.Add(1)
-			c.missed(ctx)
-			c.drop(ctx, rkeys[i], s)
 			var zero T
-			vals[i], errs[i] = zero, fmt.Errorf("%w: %w", ErrMiss, err)
+			vals[i], errs[i] = zero, c.unusable(ctx, rkeys[i], s, err)
 			continue
 		}
 		if len(ti.tags) > 0 {
 			pending = append(pending, tagged{i, ti, s, h})
 			continue
 		}
-		c.hitMany(ctx, keyList[i], s, h, ti, vals, errs, i)
+		c.hitMany(ctx, keyList[i], s, h, ti, errs, i)
 	}
 	if len(pending) == 0 {
 		return
@@ -283,35 +275,27 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			if !valid {
 				break
 			}
-			stamp, perr := strconv.ParseInt(stamps[t].Val(), 10, 64)
-			valid = stamps[t].Err() == nil && perr == nil && stamp < p.ti.stamp
+			valid = stampOlder(stamps[t], p.ti.stamp)
 		}
 		if valid {
-			c.hitMany(ctx, keyList[p.i], p.s, p.h, p.ti, vals, errs, p.i)
+			c.hitMany(ctx, keyList[p.i], p.s, p.h, p.ti, errs, p.i)
 			continue
 		}
 		var zero T
 		vals[p.i] = zero
-		c.missed(ctx)
 		if err != nil {
+			c.missed(ctx)
 			errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, err)
 			continue
 		}
-		c.m.stats.invalidated.Add(1)
-		c.drop(ctx, rkeys[p.i], p.s)
-		errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, errInvalidated)
+		errs[p.i] = c.unusable(ctx, rkeys[p.i], p.s, errInvalidated)
 	}
 }
 
 // hitMany records a usable value read by a batch.
-func (c *Cache[T]) hitMany(ctx context.Context, key, s string, h envelope.Header, ti tagInfo, vals []T, errs []error, i int) {
-	c.m.stats.hits.Add(1)
-	if c.m.obs != nil {
-		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
-	}
-	c.fillL1(key, c.localVersionOrEmpty(), s, h, ti)
+func (c *Cache[T]) hitMany(ctx context.Context, key, s string, h envelope.Header, ti tagInfo, errs []error, i int) {
+	c.hit(ctx, key, s, h, ti)
 	if h.Negative {
-		c.m.stats.negativeHits.Add(1)
 		errs[i] = ErrNotFound
 	}
 }

@@ -65,6 +65,9 @@ func TestFetchMany(t *testing.T) {
 				if len(calls) != 0 {
 					t.Errorf("second FetchMany loaded %q, want nothing", calls)
 				}
+				if !errors.Is(errs[5], cachemgr.ErrNotFound) || errs[0] != nil {
+					t.Errorf("second FetchMany errors = %v, want the negative entry for gone and hits", errs)
+				}
 				got, gerrs, err := c.GetMany(ctx, keys)
 				if err != nil || !slices.Equal(got, vals) {
 					t.Errorf("GetMany() = %q, %v; want %q", got, err, vals)

@@ -180,11 +180,7 @@ type found struct {
 func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 	if c.l1 != nil && c.m.l1Trusted.Load() {
 		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() {
-			c.m.stats.hits.Add(1)
-			c.m.stats.l1Hits.Add(1)
-			if c.m.obs != nil {
-				c.m.obs.Hit(ctx, c.name, true, false)
-			}
+			c.hitL1(ctx)
 			if e.negative {
 				c.m.stats.negativeHits.Add(1)
 				return e.val, found{l1: true}, ErrNotFound
@@ -223,25 +219,48 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return zero, f, err
 		}
-		if errors.Is(err, errInvalidated) {
-			c.m.stats.invalidated.Add(1)
-		} else {
-			c.m.stats.decodeErrors.Add(1)
-		}
-		c.missed(ctx)
-		c.drop(ctx, rkey, s)
-		return zero, f, fmt.Errorf("%w: %w", ErrMiss, err)
+		return zero, f, c.unusable(ctx, rkey, s, err)
 	}
-	c.m.stats.hits.Add(1)
-	if c.m.obs != nil {
-		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
-	}
-	c.fillL1(key, c.localVersionOrEmpty(), s, h, ti)
+	c.hit(ctx, key, s, h, ti)
 	if h.Negative {
-		c.m.stats.negativeHits.Add(1)
 		return v, f, ErrNotFound
 	}
 	return v, f, nil
+}
+
+// hit counts a Redis-tier hit and keeps a copy in the L1 tier.
+func (c *Cache[T]) hit(ctx context.Context, key, raw string, h envelope.Header, ti tagInfo) {
+	c.m.stats.hits.Add(1)
+	if h.Negative {
+		c.m.stats.negativeHits.Add(1)
+	}
+	if c.m.obs != nil {
+		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
+	}
+	c.fillL1(key, c.localVersionOrEmpty(), raw, h, ti)
+}
+
+// hitL1 counts a hit of the L1 tier.
+func (c *Cache[T]) hitL1(ctx context.Context) {
+	c.m.stats.hits.Add(1)
+	c.m.stats.l1Hits.Add(1)
+	if c.m.obs != nil {
+		c.m.obs.Hit(ctx, c.name, true, false)
+	}
+}
+
+// unusable handles stored bytes that cannot be served, undecodable or
+// invalidated by a tag (err says which): it counts a miss, deletes them if
+// unchanged, and returns the miss.
+func (c *Cache[T]) unusable(ctx context.Context, rkey, raw string, err error) error {
+	if errors.Is(err, errInvalidated) {
+		c.m.stats.invalidated.Add(1)
+	} else {
+		c.m.stats.decodeErrors.Add(1)
+	}
+	c.missed(ctx)
+	c.drop(ctx, rkey, raw)
+	return fmt.Errorf("%w: %w", ErrMiss, err)
 }
 
 // missed counts a miss.

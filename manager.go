@@ -400,19 +400,27 @@ func (m *Manager) goTracked(fn func()) bool {
 // errBreakerOpen is wrapped in ErrUnavailable when a call is skipped.
 var errBreakerOpen = errors.New("circuit breaker open")
 
+// admit decides whether a call may go to Redis at all: not after Close,
+// not while the breaker is open, not for a caller that already gave up.
+func (m *Manager) admit(ctx context.Context) error {
+	switch {
+	case m.done.Load():
+		return ErrClosed
+	case !m.breaker.Allow():
+		m.stats.skipped.Add(1)
+		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
 // do sends cmd to Redis within the op timeout, through the breaker, and
 // records the outcome. The returned error is cmd.Err() (redis.Nil included),
 // or ErrUnavailable wrapping the cause when Redis could not answer.
 func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
-	if m.done.Load() {
-		return ErrClosed
-	}
-	if !m.breaker.Allow() {
-		m.stats.skipped.Add(1)
-		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
+	if err := m.admit(ctx); err != nil {
+		return err
 	}
 	callCtx, cancel := ctx, context.CancelFunc(nil)
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
@@ -499,15 +507,8 @@ func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
 		}
 		return err
 	}
-	if m.done.Load() {
-		return ErrClosed
-	}
-	if !m.breaker.Allow() {
-		m.stats.skipped.Add(1)
-		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
+	if err := m.admit(ctx); err != nil {
+		return err
 	}
 	callCtx, cancel := context.WithTimeout(ctx, m.opTimeout)
 	defer cancel()

@@ -117,19 +117,23 @@ func (m *Manager) checkTags(ctx context.Context, ti tagInfo) error {
 		return err
 	}
 	for i, c := range cmds {
-		s, err := c.(*redis.StringCmd).Result()
-		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("%w: tag %.64q has no stamp", errInvalidated, ti.tags[i])
-		}
-		if err != nil {
-			return fmt.Errorf("%w: tag %.64q: %w", errInvalidated, ti.tags[i], err)
-		}
-		stamp, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || stamp >= ti.stamp {
+		if !stampOlder(c.(*redis.StringCmd), ti.stamp) {
 			return fmt.Errorf("%w: tag %.64q", errInvalidated, ti.tags[i])
 		}
 	}
 	return nil
+}
+
+// stampOlder reports whether a tag's stamp, as read by cmd, is older than
+// an entry's stamp. An absent, unreadable or unparsable stamp is not: its
+// entries are unreadable rather than possibly stale.
+func stampOlder(cmd *redis.StringCmd, stamp int64) bool {
+	s, err := cmd.Result()
+	if err != nil {
+		return false
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return err == nil && v < stamp
 }
 
 // tagInvalidateScript moves a tag's stamp forward to now (or just past its
