@@ -41,8 +41,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/demoredis"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -131,7 +131,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	rdb, where, closeRedis, err := connect(ctx, cfg)
+	rdb, where, closeRedis, err := demoredis.Connect(ctx, cfg.redis, max(2*cfg.workers, 10))
 	if err != nil {
 		return err
 	}
@@ -198,72 +198,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	report(stdout, r)
 	return nil
-}
-
-// connect returns a go-redis client for the -redis server, or for a fresh
-// embedded miniredis, a description of it, and a function that closes
-// them.
-func connect(ctx context.Context, cfg config) (*redis.Client, string, func(), error) {
-	opts := cfg.redis
-	var mr *miniredis.Miniredis
-	if opts == nil {
-		mr = miniredis.NewMiniRedis()
-		if err := mr.Start(); err != nil {
-			return nil, "", nil, fmt.Errorf("start miniredis: %w", err)
-		}
-		opts = &redis.Options{Addr: mr.Addr()}
-	}
-	// ContextTimeoutEnabled makes go-redis bound a command's socket reads
-	// and writes by the context deadline. The Manager gives every Redis call
-	// its op timeout as a deadline, so with this on the timeout holds on the
-	// caller's own goroutine. Without it go-redis waits its own ReadTimeout,
-	// with retries, and the Manager must run each call on a helper goroutine
-	// that it abandons at the deadline.
-	opts.ContextTimeoutEnabled = true
-	if opts.PoolSize == 0 {
-		// A connection for every worker and for every load writing back,
-		// so that no request waits for the pool (the default is 10 per CPU).
-		opts.PoolSize = max(2*cfg.workers, 10)
-	}
-	rdb := redis.NewClient(opts)
-
-	if mr == nil {
-		// A real server that does not answer would not fail the demo, since
-		// Fetch falls back to the loader; say so up front instead.
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		if err := rdb.Ping(pctx).Err(); err != nil {
-			rdb.Close()
-			return nil, "", nil, fmt.Errorf("ping redis at %s: %w", opts.Addr, err)
-		}
-		return rdb, "redis at " + opts.Addr, func() { rdb.Close() }, nil
-	}
-
-	// miniredis expires keys only when told that time has passed; pass the
-	// real time on, or -ttl would mean nothing on the embedded server.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				mr.FastForward(now.Sub(last))
-				last = now
-			}
-		}
-	})
-	closeAll := func() {
-		close(stop)
-		wg.Wait()
-		rdb.Close()
-		mr.Close()
-	}
-	return rdb, "embedded miniredis at " + mr.Addr(), closeAll, nil
 }
 
 // phase is the outcome of one timed workload.

@@ -79,8 +79,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/demoredis"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -173,7 +173,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer restore()
 
-	rdb, where, closeRedis, err := connect(ctx, cfg.redis)
+	rdb, where, closeRedis, err := demoredis.Connect(ctx, cfg.redis, 0)
 	if err != nil {
 		return err
 	}
@@ -240,33 +240,4 @@ func measureAll(ctx context.Context, bn *bench, payloads []payload) ([]result, e
 		all = append(all, rows...)
 	}
 	return all, nil
-}
-
-// connect returns a go-redis client for the server at opts, or for a fresh
-// embedded miniredis when opts is nil, a description of it, and a function
-// that closes them.
-func connect(ctx context.Context, opts *redis.Options) (*redis.Client, string, func(), error) {
-	var mr *miniredis.Miniredis
-	if opts == nil {
-		mr = miniredis.NewMiniRedis()
-		if err := mr.Start(); err != nil {
-			return nil, "", nil, fmt.Errorf("start miniredis: %w", err)
-		}
-		opts = &redis.Options{Addr: mr.Addr()}
-	}
-	// With ContextTimeoutEnabled go-redis bounds socket I/O by the context
-	// deadline, so the Manager runs each call on the caller's goroutine, as
-	// a production setup should; round trips measure that path.
-	opts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opts)
-	if mr != nil {
-		return rdb, "embedded miniredis", func() { rdb.Close(); mr.Close() }, nil
-	}
-	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, "", nil, fmt.Errorf("ping redis at %s: %w", opts.Addr, err)
-	}
-	return rdb, "redis at " + opts.Addr, func() { rdb.Close() }, nil
 }
