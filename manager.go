@@ -360,6 +360,14 @@ func (m *Manager) claimName(name string, t reflect.Type) error {
 // Prefix returns the key prefix set with WithPrefix.
 func (m *Manager) Prefix() string { return m.prefix }
 
+// Client returns the Redis client the Manager was built on, for packages
+// that keep their own data beside the caches (sessions, for one). The
+// Manager does not own it: the caller closes it after the Manager.
+func (m *Manager) Client() redis.UniversalClient { return m.client }
+
+// Codec returns the Manager's default codec (WithCodec).
+func (m *Manager) Codec() codec.Codec { return m.codec }
+
 // Close stops the Manager: loads in flight see their context cancelled, and
 // Close returns once every goroutine the Manager started has exited. Calls
 // made after Close return ErrClosed. Close does not close the Redis client.
