@@ -1,0 +1,91 @@
+package session
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"strconv"
+)
+
+// A session ID is 30 bytes in unpadded base64url, 40 characters:
+//
+//	tag (6 random bytes) | secret (18 random bytes) | deadline (6 bytes)
+//
+// The Redis key is "prefix:name:{tag}secret". The tag is a Redis Cluster
+// hash tag: Renew keeps it and draws a new secret, so the old and the new
+// key share a slot and one script can rename the one to the other. The
+// secret is 144 bits from crypto/rand, new at every Renew. The deadline is
+// the end of the session's lifetime in Unix milliseconds, as Redis's clock
+// set it at creation; the hash stores it too, and an ID whose deadline does
+// not match the hash's is unknown. Every 3-byte group maps to 4 characters,
+// so each part is a fixed slice of the string.
+const (
+	tagLen      = 6
+	secretLen   = 18
+	deadlineLen = 6
+	rawIDLen    = tagLen + secretLen + deadlineLen
+	idLen       = rawIDLen / 3 * 4
+
+	tagChars    = tagLen / 3 * 4
+	secretChars = secretLen / 3 * 4
+)
+
+// deadlineField is the hash field holding the session's deadline, in Unix
+// milliseconds as decimal text. A hash without it, or with another
+// deadline than the ID's, is not a session. Field names users may pass
+// cannot hold a NUL, so they never clash with it.
+const deadlineField = "\x00deadline"
+
+// parsedID is a well-formed session ID taken apart.
+type parsedID struct {
+	id       string // the 40 characters
+	deadline int64  // Unix ms
+}
+
+// parseID reports whether s is a well-formed ID: 40 base64url characters
+// whose deadline is positive. It says nothing of whether Redis knows it.
+func parseID(s string) (parsedID, bool) {
+	if len(s) != idLen {
+		return parsedID{}, false
+	}
+	var raw [rawIDLen]byte
+	n, err := base64.RawURLEncoding.Strict().Decode(raw[:], []byte(s))
+	if err != nil || n != rawIDLen {
+		return parsedID{}, false
+	}
+	var d [8]byte
+	copy(d[8-deadlineLen:], raw[tagLen+secretLen:])
+	deadline := int64(binary.BigEndian.Uint64(d[:]))
+	if deadline <= 0 {
+		return parsedID{}, false
+	}
+	return parsedID{id: s, deadline: deadline}, true
+}
+
+// makeID returns the ID of tag and secret (random bytes, tagLen and
+// secretLen long) with the deadline in Unix ms.
+func makeID(tag, secret []byte, deadline int64) parsedID {
+	var raw [rawIDLen]byte
+	copy(raw[:], tag)
+	copy(raw[tagLen:], secret)
+	var d [8]byte
+	binary.BigEndian.PutUint64(d[:], uint64(deadline))
+	copy(raw[tagLen+secretLen:], d[8-deadlineLen:])
+	return parsedID{id: base64.RawURLEncoding.EncodeToString(raw[:]), deadline: deadline}
+}
+
+// key returns the Redis key of a session whose ID starts with tag and
+// secret in their base64url form.
+func (st *Store) key(tagSecret string) string {
+	return st.base + "{" + tagSecret[:tagChars] + "}" + tagSecret[tagChars:tagChars+secretChars]
+}
+
+// encodeTagSecret returns tag and secret in base64url, the start of an ID.
+func encodeTagSecret(tag, secret []byte) string {
+	return base64.RawURLEncoding.EncodeToString(tag) + encodeSecret(secret)
+}
+
+// encodeSecret returns secret in base64url.
+func encodeSecret(secret []byte) string { return base64.RawURLEncoding.EncodeToString(secret) }
+
+// formatDeadline returns a deadline as the hash stores it.
+func formatDeadline(ms int64) string { return strconv.FormatInt(ms, 10) }
