@@ -307,7 +307,7 @@ func Check(recs []Record, b Bounds) *Report {
 		default:
 			for _, c := range cs[i:j] {
 				if c.req > rd.Version && hasEvent(rd.Proc, c.inv, rd.Start) {
-					kind = "stale after event"
+					kind = fmt.Sprintf("stale after the event of %s by %s of v%d", c.inv.Op, c.inv.Proc, c.req)
 					break
 				}
 			}
