@@ -2,7 +2,6 @@ package httpcache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,10 +9,11 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr"
+	"golang.org/x/sync/singleflight"
 )
 
 // StatusHeader is the response header that says where a response came from:
-// Hit, Miss or Stale.
+// Hit, Miss, Stale or Revalidated.
 const StatusHeader = "X-Cache"
 
 // Values of StatusHeader.
@@ -23,9 +23,14 @@ const (
 	// Miss marks a response the handler produced for this request or for
 	// a concurrent request of the same key.
 	Miss = "MISS"
-	// Stale marks a stale response served while a fresh one is loaded.
-	// It is reserved for stale-while-revalidate; nothing sets it yet.
+	// Stale marks a stored response served past its freshness: within
+	// its stale-while-revalidate window (a revalidation follows), within
+	// its stale-if-error window when the handler failed, or to a request
+	// that accepts stale responses (max-stale).
 	Stale = "STALE"
+	// Revalidated marks a stored response that the handler confirmed with
+	// a 304 Not Modified to a conditional request the cache made.
+	Revalidated = "REVALIDATED"
 )
 
 // Cache caches the responses of the handlers wrapped by its Middleware.
@@ -33,42 +38,66 @@ const (
 // several handlers as long as their URLs do not overlap. The functions
 // given to its options are called concurrently.
 type Cache struct {
-	cache     *cachemgr.Cache[response]
+	cache     *cachemgr.Cache[entry]
 	condition func(status int, header http.Header) bool
 	vary      func(*http.Request) string
 	tags      func(*http.Request) []string
 	maxBody   int
+	ttl       time.Duration
+	private   bool
+	query     queryFilter
+	now       func() time.Time
+	flight    singleflight.Group
 }
 
 type config struct {
-	cacheOpts []cachemgr.CacheOption
+	ttl       time.Duration
 	condition func(int, http.Header) bool
 	vary      func(*http.Request) string
 	tags      func(*http.Request) []string
 	maxBody   int
+	private   bool
+	query     queryFilter
 }
 
 // Option configures New.
 type Option func(*config) error
 
-// WithTTL sets how long a response stays cached. It must be positive and
-// at most cachemgr.MaxTTL. A handler can override it for one response with
-// cachemgr.EntryFrom(r.Context()).SetTTL. Default: 1m.
+// WithTTL sets the longest a response stays fresh, whatever its
+// Cache-Control or Expires say, and the freshness of responses marked
+// Cache-Control: public that give no lifetime of their own. Responses with
+// validators (ETag, Last-Modified) are kept for up to d more once stale, to
+// be revalidated rather than fetched again. It must be positive and at most
+// cachemgr.MaxTTL. Default: 1m.
 func WithTTL(d time.Duration) Option {
 	return func(c *config) error {
-		// NewCache validates d; the last WithTTL wins there too.
-		c.cacheOpts = append(c.cacheOpts, cachemgr.WithTTL(d))
+		if d <= 0 || d > cachemgr.MaxTTL {
+			return fmt.Errorf("%w: %w: %v", cachemgr.ErrInvalidOption, cachemgr.ErrInvalidTTL, d)
+		}
+		c.ttl = d
+		return nil
+	}
+}
+
+// WithPrivate makes the Cache a private cache, one whose entries are
+// never shared between users because the vary function (WithVary)
+// separates them: it stores responses marked Cache-Control: private and
+// responses to requests with Authorization, and ignores s-maxage and
+// proxy-revalidate, which speak to shared caches only. Default: false (a
+// shared cache).
+func WithPrivate(on bool) Option {
+	return func(c *config) error {
+		c.private = on
 		return nil
 	}
 }
 
 // WithCondition sets which responses are stored, by status and header (as
 // the handler set it when it wrote the status). It can only narrow what is
-// stored: responses that are private, no-store, no-cache, set a cookie,
-// have trailers, are 206 or 304, or are over the size limit are never
-// stored. A condition that accepts responses with a Vary header must come
-// with a WithVary function covering the request headers it names.
-// Default: status 200 without a Vary header.
+// stored: the rules of RFC 9111 (see the package documentation) still
+// apply, and responses that set a cookie, have trailers, are 206 or 304,
+// or are over the size limit are never stored. Default: every response
+// those rules allow.
 func WithCondition(fn func(status int, header http.Header) bool) Option {
 	return func(c *config) error {
 		if fn == nil {
@@ -131,7 +160,8 @@ func WithTags(fn func(r *http.Request) []string) Option {
 // handler.
 func New(m *cachemgr.Manager, name string, opts ...Option) (*Cache, error) {
 	cfg := config{
-		condition: defaultCondition,
+		ttl:       time.Minute,
+		condition: func(int, http.Header) bool { return true },
 		maxBody:   1 << 20,
 	}
 	for _, opt := range opts {
@@ -142,7 +172,9 @@ func New(m *cachemgr.Manager, name string, opts ...Option) (*Cache, error) {
 			return nil, err
 		}
 	}
-	cache, err := cachemgr.NewCache[response](m, name, cfg.cacheOpts...)
+	// Freshness is decided here, per response; cachemgr's TTL is only how
+	// long Redis keeps an entry, set for each write.
+	cache, err := cachemgr.NewCache[entry](m, name, cachemgr.WithTTL(cfg.ttl), cachemgr.WithJitter(0))
 	if err != nil {
 		return nil, err
 	}
@@ -152,101 +184,11 @@ func New(m *cachemgr.Manager, name string, opts ...Option) (*Cache, error) {
 		vary:      cfg.vary,
 		tags:      cfg.tags,
 		maxBody:   cfg.maxBody,
+		ttl:       cfg.ttl,
+		private:   cfg.private,
+		query:     cfg.query,
+		now:       time.Now,
 	}, nil
-}
-
-// defaultCondition stores 200 responses that do not vary by request
-// headers the key does not know about.
-func defaultCondition(status int, h http.Header) bool {
-	return status == http.StatusOK && len(headerValues(h, "Vary")) == 0
-}
-
-// Middleware returns a handler that answers GET and HEAD requests from the
-// cache, running next on a miss and storing what it returns, and passes
-// every other request to next. See the package documentation for what is
-// stored and how concurrent misses share one run of next.
-func (c *Cache) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			next.ServeHTTP(w, r)
-			return
-		}
-		key, ok := c.key(r)
-		noStore, noCache, _ := cacheControl(r.Header["Cache-Control"])
-		if !ok || noStore {
-			passThrough(w, r, next)
-			return
-		}
-		ctx := r.Context()
-		if noCache {
-			// Deleting the entry rotates its invalidation marker, so a load
-			// that began earlier cannot write back an older page; the Fetch
-			// below then runs the handler. If Redis is down, Fetch fails
-			// open as usual.
-			_ = c.cache.Delete(ctx, key)
-		} else {
-			resp, err := c.cache.Get(ctx, key)
-			if err == nil {
-				replay(w, r, &resp, nil, Hit)
-				return
-			}
-			if ctx.Err() != nil {
-				return // the client left
-			}
-		}
-		c.load(w, r, next, key)
-	})
-}
-
-// load runs next through Fetch, so concurrent misses of key share one run,
-// and sends the outcome.
-func (c *Cache) load(w http.ResponseWriter, r *http.Request, next http.Handler, key string) {
-	resp, err := c.cache.Fetch(r.Context(), key, func(ctx context.Context) (response, error) {
-		return c.run(ctx, r, next)
-	})
-	var u *uncached
-	switch {
-	case err == nil:
-		replay(w, r, &resp, nil, Miss)
-	case errors.As(err, &u) && u.owner == r:
-		u.repanic()
-		replay(w, r, &u.resp, u.trailers, Miss)
-	case r.Context().Err() != nil:
-		// The client left, or an outer timeout answered for us.
-	default:
-		// The response of a load this request only joined is not for it
-		// (see uncached), or the Manager is closed.
-		passThrough(w, r, next)
-	}
-}
-
-// run is the loader: it runs next on a copy of r under the load's context
-// and returns the response, or an *uncached error when it must not be
-// stored.
-func (c *Cache) run(ctx context.Context, r *http.Request, next http.Handler) (response, error) {
-	// A deep copy, because r belongs to a request that may end before the
-	// handler does. HEAD runs as GET, so the entry has a body for later GETs.
-	req := r.Clone(ctx)
-	req.Method = http.MethodGet
-	rec := newRecorder()
-	if p, stack := serve(next, rec, req); p != nil {
-		return response{}, &uncached{owner: r, panicked: p, stack: stack}
-	}
-	resp, trailers := rec.finish()
-	if ctx.Err() != nil || !c.storable(&resp, trailers) {
-		// A handler whose context ended may have cut its output short.
-		return response{}, &uncached{owner: r, resp: resp, trailers: trailers}
-	}
-	if c.tags != nil {
-		cachemgr.EntryFrom(ctx).AddTags(c.tags(req)...)
-	}
-	return resp, nil
-}
-
-// passThrough serves r with next, outside the cache.
-func passThrough(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	w.Header().Set(StatusHeader, Miss)
-	next.ServeHTTP(w, r)
 }
 
 // key returns the cache key of r: "GET <escaped path>?<sorted query>
@@ -262,6 +204,7 @@ func (c *Cache) key(r *http.Request) (string, bool) {
 		if err != nil {
 			return "", false
 		}
+		c.query.apply(vals)
 		// Encode sorts by name and keeps the order of one name's values,
 		// which a handler may rely on.
 		q = vals.Encode()

@@ -69,10 +69,19 @@ func (h *counted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.fn(w, r)
 }
 
-// text returns a handler that answers 200 with body.
+// text returns a handler that answers 200 with body, fresh for a minute.
 func text(body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, body)
+	}
+}
+
+// plain returns a handler that answers 200 with body and no freshness
+// information.
+func plain(body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, body)
 	}
 }
@@ -142,15 +151,21 @@ func TestNotStored(t *testing.T) {
 		{"PATCH", "PATCH", nil, text("patched"), ""},
 		{"DELETE", "DELETE", nil, text("deleted"), ""},
 		{"OPTIONS", "OPTIONS", nil, text("options"), ""},
-		{"no-store", "GET", nil, withHeader("Cache-Control", "no-store", "secret"), httpcache.Miss},
+		{"no freshness information", "GET", nil, plain("hello"), httpcache.Miss},
+		{"no-store", "GET", nil, withHeader("Cache-Control", "no-store, max-age=60", "secret"), httpcache.Miss},
 		{"private", "GET", nil, withHeader("Cache-Control", "private, max-age=60", "mine"), httpcache.Miss},
 		{"private in second value", "GET", nil, withHeaders(http.Header{"Cache-Control": {"max-age=60", "Private"}}, "mine"), httpcache.Miss},
-		{"no-cache", "GET", nil, withHeader("Cache-Control", "no-cache", "revalidate"), httpcache.Miss},
-		{"Set-Cookie", "GET", nil, withHeader("Set-Cookie", "session=abc", "welcome"), httpcache.Miss},
-		{"set-cookie not canonical", "GET", nil, withHeaders(http.Header{"set-cookie": {"session=abc"}}, "welcome"), httpcache.Miss},
-		{"Vary", "GET", nil, withHeader("Vary", "Accept-Encoding", "negotiated"), httpcache.Miss},
-		{"404", "GET", nil, status(http.StatusNotFound, "not found"), httpcache.Miss},
-		{"500", "GET", nil, status(http.StatusInternalServerError, "oops"), httpcache.Miss},
+		{"no-cache without validators", "GET", nil, withHeader("Cache-Control", "no-cache, max-age=60", "revalidate"), httpcache.Miss},
+		{"max-age=0", "GET", nil, withHeader("Cache-Control", "max-age=0", "stale"), httpcache.Miss},
+		{"quoted max-age", "GET", nil, withHeader("Cache-Control", `max-age="60"`, "stale"), httpcache.Miss},
+		{"past Expires", "GET", nil, withHeader("Expires", "Thu, 01 Jan 1970 00:00:00 GMT", "stale"), httpcache.Miss},
+		{"invalid Expires", "GET", nil, withHeader("Expires", "0", "stale"), httpcache.Miss},
+		{"Age over max-age", "GET", nil, withHeaders(http.Header{"Cache-Control": {"max-age=60"}, "Age": {"61"}}, "stale"), httpcache.Miss},
+		{"Set-Cookie", "GET", nil, withHeaders(http.Header{"Cache-Control": {"max-age=60"}, "Set-Cookie": {"session=abc"}}, "welcome"), httpcache.Miss},
+		{"set-cookie not canonical", "GET", nil, withHeaders(http.Header{"Cache-Control": {"max-age=60"}, "set-cookie": {"session=abc"}}, "welcome"), httpcache.Miss},
+		{"Vary *", "GET", nil, withHeaders(http.Header{"Cache-Control": {"max-age=60"}, "Vary": {"Accept, *"}}, "negotiated"), httpcache.Miss},
+		{"500 with Last-Modified", "GET", nil, lastModified(http.StatusInternalServerError, "oops"), httpcache.Miss},
+		{"unknown status with must-understand", "GET", nil, withStatus(599, "Cache-Control", "max-age=60, must-understand, no-store"), httpcache.Miss},
 		{"over size", "GET", []httpcache.Option{httpcache.WithMaxBodySize(1024)}, text(big), httpcache.Miss},
 		{"over size default", "GET", nil, text(strings.Repeat("y", 1<<20+1)), httpcache.Miss},
 		{"206 despite condition", "GET", []httpcache.Option{httpcache.WithCondition(always)}, status(http.StatusPartialContent, "part"), httpcache.Miss},
@@ -191,15 +206,23 @@ func TestStored(t *testing.T) {
 		opts    []httpcache.Option
 		handler http.HandlerFunc
 	}{
-		{"200", nil, text("hello")},
+		{"max-age", nil, text("hello")},
+		{"max-age with leading zeros", nil, withHeader("Cache-Control", "max-age=0060", "hello")},
+		{"s-maxage", nil, withHeader("Cache-Control", "s-maxage=60", "hello")},
+		{"s-maxage wins over max-age=0", nil, withHeader("Cache-Control", "max-age=0, s-maxage=60", "hello")},
+		{"Expires", nil, withHeader("Expires", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat), "hello")},
+		{"public without lifetime", nil, withHeader("Cache-Control", "public", "shared")},
+		{"heuristic from Last-Modified", nil, lastModified(http.StatusOK, "old page")},
+		{"heuristic 404", nil, lastModified(http.StatusNotFound, "gone")},
+		{"CDN-Cache-Control over no-store", nil, withHeaders(http.Header{"Cache-Control": {"no-store"}, "Cdn-Cache-Control": {"max-age=60"}}, "cdn")},
 		{"body at size limit", []httpcache.Option{httpcache.WithMaxBodySize(1024)}, text(strings.Repeat("x", 1024))},
-		{"public", nil, withHeader("Cache-Control", "public, max-age=60", "shared")},
 		{"empty body", nil, status(http.StatusOK, "")},
-		{"no write at all", nil, func(http.ResponseWriter, *http.Request) {}},
-		{"404 by condition", []httpcache.Option{httpcache.WithCondition(always)}, status(http.StatusNotFound, "gone")},
-		{"204 by condition", []httpcache.Option{httpcache.WithCondition(always)}, status(http.StatusNoContent, "")},
-		{"Vary by condition", []httpcache.Option{httpcache.WithCondition(always)}, withHeader("Vary", "Accept-Encoding", "plain")},
+		{"no write at all", nil, func(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Cache-Control", "max-age=60") }},
+		{"404", nil, status(http.StatusNotFound, "gone")},
+		{"204", nil, status(http.StatusNoContent, "")},
+		{"Vary", nil, withHeaders(http.Header{"Cache-Control": {"max-age=60"}, "Vary": {"Accept-Encoding"}}, "plain")},
 		{"header changed after write", nil, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, "body")
 			w.Header().Set("Set-Cookie", "late=1") // not sent, as by net/http
 		}},
@@ -244,8 +267,30 @@ func withHeaders(h http.Header, body string) http.HandlerFunc {
 	}
 }
 
+// status returns a handler that answers code with body, fresh for a
+// minute.
 func status(code int, body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.WriteHeader(code)
+		io.WriteString(w, body)
+	}
+}
+
+// withStatus returns a handler that sets one header and answers code.
+func withStatus(code int, name, value string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(name, value)
+		w.WriteHeader(code)
+	}
+}
+
+// lastModified returns a handler that answers code with body and a
+// Last-Modified a day old: no explicit freshness, so only a heuristic
+// lifetime can make it fresh.
+func lastModified(code int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Last-Modified", time.Now().Add(-24*time.Hour).UTC().Format(http.TimeFormat))
 		w.WriteHeader(code)
 		io.WriteString(w, body)
 	}
@@ -277,6 +322,7 @@ func TestTrailerReachesClient(t *testing.T) {
 // gets their own page; without it, the first user's page goes to everyone.
 func TestVary(t *testing.T) {
 	greet := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
 		io.WriteString(w, "hello "+r.Header.Get("X-User"))
 	}
 	byUser := httpcache.WithVary(func(r *http.Request) string { return r.Header.Get("X-User") })
@@ -363,6 +409,7 @@ func TestConcurrentMissRunsHandlerOnce(t *testing.T) {
 		release := make(chan struct{})
 		h := count(func(w http.ResponseWriter, r *http.Request) {
 			<-release
+			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, "shared")
 		})
 		mw := newCache(t, m, "page").Middleware(h)
@@ -457,6 +504,7 @@ func TestInvalidateTags(t *testing.T) {
 		mw := newCache(t, m, "page", byProduct).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Tags known only to the handler.
 			cachemgr.EntryFrom(r.Context()).AddTags("catalog")
+			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, r.URL.Path)
 		}))
 		do(mw, "GET", "/products/1")
@@ -485,6 +533,7 @@ func TestHead(t *testing.T) {
 			methods = append(methods, r.Method)
 			mu.Unlock()
 			w.Header().Set("ETag", `"v1"`)
+			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, "full body")
 		})
 		mw := newCache(t, m, "page").Middleware(h)
@@ -548,13 +597,15 @@ func TestClosedManagerPassesThrough(t *testing.T) {
 	}
 }
 
-// TestRequestCacheControl: Cache-Control: no-cache skips the lookup and stores
-// the new response; no-store skips the cache altogether.
+// TestRequestCacheControl: Cache-Control: no-cache makes the cache ask the
+// handler again (here a handler without validators, so it answers in full)
+// and store the new response; no-store skips the cache altogether.
 func TestRequestCacheControl(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, s *redistest.Server) {
 		m := newManager(t, s)
 		var version atomic.Int32
 		mw := newCache(t, m, "page").Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=60")
 			fmt.Fprintf(w, "v%d", version.Add(1))
 		}))
 		expect(t, "GET /p", do(mw, "GET", "/p"), httpcache.Miss, "v1")
@@ -562,19 +613,29 @@ func TestRequestCacheControl(t *testing.T) {
 		expect(t, "GET /p after no-store", do(mw, "GET", "/p"), httpcache.Hit, "v1")
 		expect(t, "GET /p no-cache", do(mw, "GET", "/p", "Cache-Control", "max-age=0, No-Cache"), httpcache.Miss, "v3")
 		expect(t, "GET /p after no-cache", do(mw, "GET", "/p"), httpcache.Hit, "v3")
+		expect(t, "GET /p Pragma: no-cache", do(mw, "GET", "/p", "Pragma", "no-cache"), httpcache.Miss, "v4")
+		expect(t, "GET /p max-age=0", do(mw, "GET", "/p", "Cache-Control", "max-age=0"), httpcache.Miss, "v5")
+		expect(t, "GET /p max-age=3600", do(mw, "GET", "/p", "Cache-Control", "max-age=3600"), httpcache.Hit, "v5")
 	})
 }
 
-func TestTTL(t *testing.T) {
+// TestRedisKeepsEntry: Redis drops an entry once it is neither fresh nor
+// worth revalidating: a response without validators when its freshness
+// (capped by WithTTL) ends.
+func TestRedisKeepsEntry(t *testing.T) {
 	s := redistest.StartMini(t) // FastForward
 	m := newManager(t, s)
-	h := count(text("page"))
+	h := count(withHeader("Cache-Control", "max-age=3600", "page"))
 	mw := newCache(t, m, "page", httpcache.WithTTL(time.Minute)).Middleware(h)
 	do(mw, "GET", "/p")
-	s.FastForward(50 * time.Second) // jitter is ±10%
-	expect(t, "GET /p after 50s", do(mw, "GET", "/p"), httpcache.Hit, "page")
+	s.FastForward(50 * time.Second)
+	if n := len(s.Miniredis().Keys()); n != 1 {
+		t.Errorf("Redis keys after 50s = %d, want 1", n)
+	}
 	s.FastForward(20 * time.Second)
-	expect(t, "GET /p after 70s", do(mw, "GET", "/p"), httpcache.Miss, "page")
+	if n := len(s.Miniredis().Keys()); n != 0 {
+		t.Errorf("Redis keys after 70s = %d, want 0 (TTL 1m)", n)
+	}
 }
 
 // TestLoadOutlivesClient: the client that started a load leaves; the
@@ -590,6 +651,7 @@ func TestLoadOutlivesClient(t *testing.T) {
 			close(entered)
 			<-release
 			handlerErr.Store(fmt.Sprint(r.Context().Err(), " ", r.Context().Value(ctxKey{})))
+			w.Header().Set("Cache-Control", "max-age=60")
 			io.WriteString(w, "done")
 		})
 		mw := newCache(t, m, "page").Middleware(h)

@@ -54,6 +54,9 @@ func ExampleCache_Middleware() {
 	renders := 0 // the loads that run the handler synchronize with the requests
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		renders++
+		// The response says how long it may be reused; without this (or
+		// Expires, or Last-Modified) it would not be stored.
+		w.Header().Set("Cache-Control", "max-age=60")
 		fmt.Fprintf(w, "hello %s, page %s", r.Header.Get("X-User"), r.URL.Query().Get("page"))
 	})
 	h := pages.Middleware(hello)
@@ -78,6 +81,7 @@ func ExampleCache_InvalidatePath() {
 		httpcache.WithTags(func(r *http.Request) []string { return []string{"path:" + r.URL.Path} }),
 	)
 	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
 		io.WriteString(w, r.URL.Path)
 	}))
 	for _, p := range []string{"/products/1", "/products/2", "/about"} {

@@ -8,21 +8,46 @@ import (
 	"strings"
 )
 
-// response is what the cache stores for one key: the handler's status,
-// its header as of WriteHeader (keys as the handler wrote them), and its
-// body. The field tags keep encoded entries short in msgpack and JSON.
+// response is a response as the handler wrote it: its status, its header
+// as of WriteHeader (keys as the handler wrote them), and its body.
 type response struct {
 	Status int         `json:"s"`
 	Header http.Header `json:"h"`
 	Body   []byte      `json:"b"`
 }
 
+// stored is one stored response, with what RFC 9111 needs to know about it
+// later. Times are Unix nanoseconds, durations nanoseconds. The field tags
+// keep encoded entries short in msgpack and JSON.
+type stored struct {
+	response
+	Req     int64    `json:"q"` // when the request that got it was sent
+	Resp    int64    `json:"t"` // when the response arrived
+	InitAge int64    `json:"a"` // its corrected initial age
+	Life    int64    `json:"l"` // its freshness lifetime
+	SWR     int64    `json:"w"` // its stale-while-revalidate window
+	SIE     int64    `json:"e"` // its stale-if-error window
+	Flags   uint8    `json:"f"`
+	Vary    []string `json:"v"` // the request header names in its Vary, canonical
+	VaryKey string   `json:"k"` // their normalised values in the request that got it
+}
+
+// entry is what the cache stores under one key: the responses of one URL,
+// one per variant when they carry Vary, newest first.
+type entry struct {
+	R []stored `json:"r"`
+}
+
+// maxVariants bounds the responses kept for one URL.
+const maxVariants = 8
+
 // recorder is the http.ResponseWriter a handler writes to during a load.
 // It behaves as net/http's does where the difference would show in the
 // replayed response: the header is fixed at WriteHeader, and informational
 // 1xx statuses are not final.
 type recorder struct {
-	header http.Header // the map the handler edits
+	interim func(code int, h http.Header) // receives informational responses, if set
+	header  http.Header                   // the map the handler edits
 	snap   http.Header // header as of WriteHeader
 	status int
 	body   []byte
@@ -45,7 +70,13 @@ func (rec *recorder) WriteHeader(code int) {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
-		return // informational: net/http would send it at once, we drop it
+		// Informational: net/http would send it at once, and so do we,
+		// to the client of the request the handler runs for. It is
+		// never stored.
+		if rec.interim != nil {
+			rec.interim(code, rec.header.Clone())
+		}
+		return
 	}
 	rec.status = code
 	rec.snap = rec.header.Clone()
@@ -125,41 +156,18 @@ func serve(next http.Handler, w http.ResponseWriter, r *http.Request) (p any, st
 	return nil, nil
 }
 
-// storable reports whether resp may be stored and served to every request
-// of its key.
+// storable reports whether resp may be stored at all, before the rules
+// of RFC 9111 are applied: not too large, not a partial or 304 response,
+// without trailers or cookies, and accepted by the condition.
 func (c *Cache) storable(resp *response, trailers http.Header) bool {
 	h := resp.Header
 	if len(resp.Body) > c.maxBody ||
 		resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified ||
-		len(trailers) > 0 || len(headerValues(h, "Trailer")) > 0 ||
+		resp.Status < 200 || len(trailers) > 0 || len(headerValues(h, "Trailer")) > 0 ||
 		len(headerValues(h, "Set-Cookie")) > 0 {
 		return false
 	}
-	noStore, noCache, private := cacheControl(headerValues(h, "Cache-Control"))
-	return !noStore && !noCache && !private && c.condition(resp.Status, h)
-}
-
-// cacheControl reports which of the directives no-store, no-cache and
-// private appear in Cache-Control values. A directive with a value
-// (private="Set-Cookie") counts as the bare directive: that errs on the
-// side of not storing.
-func cacheControl(values []string) (noStore, noCache, private bool) {
-	for _, v := range values {
-		for v != "" {
-			var d string
-			d, v, _ = strings.Cut(v, ",")
-			name, _, _ := strings.Cut(d, "=")
-			switch name = strings.TrimSpace(name); {
-			case strings.EqualFold(name, "no-store"):
-				noStore = true
-			case strings.EqualFold(name, "no-cache"):
-				noCache = true
-			case strings.EqualFold(name, "private"):
-				private = true
-			}
-		}
-	}
-	return noStore, noCache, private
+	return c.condition(resp.Status, h)
 }
 
 // headerValues returns the values of name in h, also under keys that are
@@ -176,18 +184,26 @@ func headerValues(h http.Header, name string) []string {
 }
 
 // replay sends resp to w, with the body unless r is a HEAD, then trailers,
-// and state in StatusHeader. A GET gets the header as the handler set it,
-// and net/http derives Content-Length and Content-Type from the body just
+// state in StatusHeader, and age, unless empty, in Age. A GET gets the
+// header as the handler set it, plus a Content-Length when it has no
+// trailers, and net/http sniffs a missing Content-Type from the body just
 // as it did for the handler. A HEAD gets no body to derive them from, so
 // replay sets them as net/http would have.
-func replay(w http.ResponseWriter, r *http.Request, resp *response, trailers http.Header, state string) {
+func replay(w http.ResponseWriter, r *http.Request, resp *response, trailers http.Header, state, age string) {
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
 	}
-	h.Set(StatusHeader, state)
+	h[StatusHeader] = []string{state}
+	if age != "" {
+		h["Age"] = []string{age}
+	}
 	if r.Method == http.MethodHead {
 		headHeader(h, resp, len(trailers) > 0)
+	} else if len(trailers) == 0 && bodyAllowed(resp.Status) && len(headerValues(h, "Transfer-Encoding")) == 0 {
+		// The body is all here: say how long it is, rather than leave
+		// net/http to send a large one chunked.
+		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
 	}
 	body := r.Method != http.MethodHead && len(resp.Body) > 0
 	if !body || resp.Status != http.StatusOK {
