@@ -11,13 +11,13 @@ import (
 // response or a request. Durations are -1 when the directive is absent or
 // its value is not a valid delta-seconds.
 type directives struct {
-	noStore, noCache, private, public     bool
-	mustRevalidate, proxyRevalidate       bool
-	onlyIfCached, mustUnderstand          bool
-	maxAge, sMaxAge, minFresh, maxStale   time.Duration
-	staleWhileRevalidate, staleIfError    time.Duration
-	anyMaxStale                           bool // max-stale without a value
-	invalidMaxAge                         bool // max-age present but unusable
+	noStore, noCache, private, public   bool
+	mustRevalidate, proxyRevalidate     bool
+	onlyIfCached, mustUnderstand        bool
+	maxAge, sMaxAge, minFresh, maxStale time.Duration
+	staleWhileRevalidate, staleIfError  time.Duration
+	anyMaxStale                         bool // max-stale without a value
+	invalidMaxAge                       bool // max-age present but unusable
 }
 
 // maxDelta is the largest delta-seconds value used; larger ones count as

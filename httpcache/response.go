@@ -48,9 +48,9 @@ const maxVariants = 8
 type recorder struct {
 	interim func(code int, h http.Header) // receives informational responses, if set
 	header  http.Header                   // the map the handler edits
-	snap   http.Header // header as of WriteHeader
-	status int
-	body   []byte
+	snap    http.Header                   // header as of WriteHeader
+	status  int
+	body    []byte
 }
 
 func newRecorder() *recorder {

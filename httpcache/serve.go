@@ -187,7 +187,7 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 
 // result is the outcome of running the handler for a request.
 type result struct {
-	stored   *stored   // what to store and send, when it may be stored
+	stored   *stored // what to store and send, when it may be stored
 	keep     time.Duration
 	served   bool   // stored is the old response, confirmed (304) or served stale on error
 	state    string // X-Cache for stored
