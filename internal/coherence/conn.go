@@ -17,6 +17,8 @@ var subscribeCmd = []byte("$9\r\nsubscribe\r\n")
 // a half-open connection or a stalled proxy on the events channel, while
 // reads and writes go on. It is safe for concurrent use.
 type pubSubDialer struct {
+	dropped atomic.Int64 // bytes a stalled connection read and dropped
+
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
 }
@@ -102,6 +104,7 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.Conn.Read(p)
 		if n > 0 && c.stalled.Load() && err == nil {
+			c.d.dropped.Add(int64(n))
 			continue // dropped; the read waits for more, or its deadline
 		}
 		if c.stalled.Load() {
