@@ -62,11 +62,11 @@ func TestMeasure(t *testing.T) {
 		got = append(got, name)
 		byName[name] = r
 		for op, tm := range map[string]Timing{"encode": r.Encode, "decode": r.Decode} {
-			if tm.Ops != 3 || !(tm.MinNsPerOp > 0 && tm.MinNsPerOp <= tm.NsPerOp && tm.NsPerOp <= tm.MaxNsPerOp) {
-				t.Errorf("%s %s = %+v, want 3 ops and 0 < min <= median <= max", name, op, tm)
+			if tm.Ops != 3 || !(tm.LowNsPerOp > 0 && tm.LowNsPerOp <= tm.NsPerOp && tm.NsPerOp <= tm.HighNsPerOp) {
+				t.Errorf("%s %s = %+v, want 3 ops and 0 < low <= median <= high", name, op, tm)
 			}
 		}
-		if r.RoundTrip != (Timing{}) {
+		if r.RoundTrip.Ops != 0 || r.RoundTrip.NsPerOp != 0 {
 			t.Errorf("%s round trip = %+v without Redis, want zero", name, r.RoundTrip)
 		}
 	}
@@ -172,19 +172,44 @@ func TestMeasureErrors(t *testing.T) {
 	}
 }
 
-// TestMark checks that only a difference larger than the spread is called
-// a win.
+func TestInterval(t *testing.T) {
+	tests := []struct {
+		name           string
+		xs             []float64
+		wantLo, wantHi float64
+	}{
+		{"one run", []float64{7}, 7, 7},
+		{"five runs: the extremes", []float64{5, 1, 4, 2, 3}, 1, 5},
+		{"six runs: the extremes", []float64{6, 1, 5, 2, 4, 3}, 1, 6},
+		{"ten runs: second from each end", []float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}, 2, 9},
+		{"twenty runs: sixth from each end", []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, 6, 15},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if lo, hi := interval(tt.xs); lo != tt.wantLo || hi != tt.wantHi {
+				t.Errorf("interval(%v) = %v, %v; want %v, %v", tt.xs, lo, hi, tt.wantLo, tt.wantHi)
+			}
+		})
+	}
+}
+
+// TestMark checks that only a difference larger than the noise, run by
+// run, is called a win.
 func TestMark(t *testing.T) {
-	tm := func(min, med, max float64) Timing { return Timing{MinNsPerOp: min, NsPerOp: med, MaxNsPerOp: max} }
+	tm := func(runs ...float64) Timing { return Timing{NsPerOp: median(runs), runs: runs} }
 	tests := []struct {
 		name         string
 		a, b         Timing
 		wantA, wantB bool
 	}{
-		{"clear win", tm(90, 100, 110), tm(150, 160, 170), true, false},
-		{"overlapping spreads", tm(90, 100, 155), tm(150, 160, 170), false, false},
-		{"touching spreads", tm(90, 100, 150), tm(150, 160, 170), false, false},
-		{"second wins", tm(300, 310, 320), tm(90, 100, 110), false, true},
+		{"clear win", tm(100, 101, 99, 100, 102, 98), tm(150, 151, 149, 150, 152, 148), true, false},
+		{"second wins", tm(300, 301, 299, 300, 302, 298), tm(100, 101, 99, 100, 102, 98), false, true},
+		// The machine slowed down in runs 3 and 4 for both rows: a paired
+		// comparison still sees a wins every run.
+		{"shared slow runs", tm(100, 100, 400, 400, 100, 100), tm(120, 120, 480, 480, 120, 120), true, false},
+		// b is faster in two runs of six: within the noise.
+		{"mixed", tm(100, 100, 100, 100, 100, 100), tm(120, 90, 130, 95, 110, 140), false, false},
+		{"too few runs to tell", tm(100, 100), tm(150, 150), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,7 +237,7 @@ func TestWriteText(t *testing.T) {
 	}
 	for _, want := range []string{
 		"values of type codectest.order, median of 3 runs", "raw: not measured, it cannot encode codectest.order",
-		"stored B", "decode ns/op", "fastest decode", "smallest", "its slowest run beat every other row's fastest",
+		"stored B", "decode ns/op", "fastest decode", "smallest", "beat every other row run by run",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("WriteText() lacks %q\noutput:\n%s", want, &b)

@@ -280,13 +280,15 @@ func (s *suite) measure(ctx context.Context) (*Report, error) {
 	}
 	for _, ss := range all {
 		for _, se := range ss {
+			lo, hi := interval(se.ns)
 			*se.timings = Timing{
 				Ops:         se.n,
 				NsPerOp:     median(se.ns),
-				MinNsPerOp:  slices.Min(se.ns),
-				MaxNsPerOp:  slices.Max(se.ns),
+				LowNsPerOp:  lo,
+				HighNsPerOp: hi,
 				AllocsPerOp: math.Round(median(se.allocs)),
 				BytesPerOp:  math.Round(median(se.bytes)),
+				runs:        se.ns,
 			}
 		}
 	}
@@ -347,6 +349,36 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// interval returns the bounds of a 95% confidence interval of the median
+// of xs, which is not empty: the j-th fastest and j-th slowest value for
+// the largest j such that the median lies outside them with probability
+// at most 5% (X ~ Binomial(n, 1/2): 2·P(X < j) <= 0.05), and the fastest
+// and slowest when no j qualifies (fewer than 6 values).
+func interval(xs []float64) (lo, hi float64) {
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	j := 1 // 1-based rank
+	for k := 2; k <= n/2; k++ {
+		if 2*binomialCDF(n, k-1) > 0.05 {
+			break
+		}
+		j = k
+	}
+	return s[j-1], s[n-j]
+}
+
+// binomialCDF returns P(X <= k) for X ~ Binomial(n, 1/2).
+func binomialCDF(n, k int) float64 {
+	var p float64
+	for i := 0; i <= k; i++ {
+		lc, _ := math.Lgamma(float64(n + 1))
+		li, _ := math.Lgamma(float64(i + 1))
+		lr, _ := math.Lgamma(float64(n - i + 1))
+		p += math.Exp(lc - li - lr - float64(n)*math.Ln2)
+	}
+	return p
 }
 
 // cleanup deletes every key the suite wrote. It runs even when ctx has

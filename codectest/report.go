@@ -78,28 +78,36 @@ func (r *Result) timing(name string) *Timing {
 type Timing struct {
 	// Ops is how many operations each run timed.
 	Ops int `json:"ops"`
-	// NsPerOp is the median over the runs; MinNsPerOp and MaxNsPerOp are
-	// the fastest and slowest run, the spread to read it against.
-	NsPerOp    float64 `json:"ns_per_op"`
-	MinNsPerOp float64 `json:"min_ns_per_op"`
-	MaxNsPerOp float64 `json:"max_ns_per_op"`
+	// NsPerOp is the median over the runs. LowNsPerOp and HighNsPerOp
+	// bound its 95% confidence interval, read off the sorted runs as
+	// benchstat does: with 10 runs, the second fastest and the second
+	// slowest; with fewer than 6, the fastest and the slowest, which then
+	// bound it with less confidence.
+	NsPerOp     float64 `json:"ns_per_op"`
+	LowNsPerOp  float64 `json:"low_ns_per_op"`
+	HighNsPerOp float64 `json:"high_ns_per_op"`
 	// AllocsPerOp and BytesPerOp are the median heap allocations per
 	// operation, as go test -benchmem counts them.
 	AllocsPerOp float64 `json:"allocs_per_op"`
 	BytesPerOp  float64 `json:"bytes_per_op"`
-	// Fastest marks the row that is clearly the fastest at this operation:
-	// its slowest run beat every other row's fastest run. When the spreads
-	// overlap, no row is marked: the difference is within the noise.
+	// Fastest marks the row that is clearly the fastest at this operation.
+	// Each run times every row once, so the rows compare run by run: a
+	// row is marked when, against every other row, the 95% confidence
+	// interval of the per-run ratio of their times lies wholly on its
+	// side. Otherwise, and with fewer than 6 runs, no row is marked: the
+	// difference is within the noise, or cannot be told from it.
 	Fastest bool `json:"fastest"`
+
+	runs []float64 // ns per op of each run, in run order
 }
 
-// Spread returns the distance from the median to the farther of the
-// fastest and the slowest run, as a fraction of the median.
+// Spread returns the distance from the median to the farther end of its
+// interval, as a fraction of the median.
 func (t Timing) Spread() float64 {
 	if t.NsPerOp <= 0 {
 		return 0
 	}
-	return max(t.MaxNsPerOp-t.NsPerOp, t.NsPerOp-t.MinNsPerOp) / t.NsPerOp
+	return max(t.HighNsPerOp-t.NsPerOp, t.NsPerOp-t.LowNsPerOp) / t.NsPerOp
 }
 
 // mark sets Smallest and the Fastest of each operation.
@@ -126,8 +134,13 @@ func (rep *Report) mark() {
 	}
 }
 
-// clearlyFastest returns the row whose slowest run of op beat every other
-// row's fastest run, or -1 when there is none (or only one row).
+// minRunsToMark is the fewest runs whose order gives a 95% confidence
+// interval of a median: with fewer, no row is called the fastest.
+const minRunsToMark = 6
+
+// clearlyFastest returns the row with the lowest median time of op if,
+// against every other row, the confidence interval of the per-run ratio
+// (other / it) lies above 1; else -1 (and for fewer than two rows).
 func clearlyFastest(rows []Result, op string) int {
 	if len(rows) < 2 {
 		return -1
@@ -138,8 +151,20 @@ func clearlyFastest(rows []Result, op string) int {
 			best = i
 		}
 	}
+	b := rows[best].timing(op).runs
 	for i := range rows {
-		if i != best && rows[i].timing(op).MinNsPerOp <= rows[best].timing(op).MaxNsPerOp {
+		if i == best {
+			continue
+		}
+		o := rows[i].timing(op).runs
+		if len(o) != len(b) || len(b) < minRunsToMark {
+			return -1
+		}
+		ratios := make([]float64, len(b))
+		for k := range b {
+			ratios[k] = o[k] / b[k]
+		}
+		if lo, _ := interval(ratios); !(lo > 1) {
 			return -1
 		}
 	}
@@ -196,7 +221,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "times are medians ± the farther of the fastest and slowest run; \"fastest\" marks a row only when its slowest run beat every other row's fastest")
+	_, err := fmt.Fprintln(w, "times: median ± the farther end of its 95% confidence interval; \"fastest\" marks a row only when it beat every other row run by run, beyond that interval")
 	return err
 }
 

@@ -1,39 +1,44 @@
 // Command codecbench answers "which codec and compression should I use for
 // my payloads?" for cachemgr.
 //
-// It stores each payload through a cachemgr.Manager for every pair of codec
-// (msgpack, json) and compression (lz4, none), and reports what each pair
-// costs in Redis memory and in time. Without flags it runs on three
-// built-in samples, generated from a fixed seed so that every run measures
-// the same bytes: "small", a catalogue product of about 200 bytes as JSON;
-// "medium", an order of about 2 KiB with a customer, lines, prices and
-// timestamps; and "large", a page of such orders of about 64 KiB:
+// It stores each payload through a cachemgr.Manager with every pair of codec
+// (msgpack, json; raw where the type is bytes) and compression (lz4, none),
+// reads back what Redis holds, and times each pair. Without flags it runs on
+// three built-in samples, Go structs generated from a fixed seed so that
+// every run measures the same bytes: "small", a catalogue product of about
+// 200 bytes as JSON; "medium", an order of about 2 KiB with a customer,
+// lines, prices and timestamps; and "large", a page of 50 such orders, about
+// 64 KiB:
 //
 //	go run ./cmd/codecbench
 //
-// To measure your own payload, save a typical value as JSON and pass it with
-// -input. It is decoded into an any (maps, slices, float64 numbers) and
-// benchmarked as that with msgpack and json, and its bytes are also stored
-// as they are with the raw codec, as a Cache[[]byte] using codec.Raw would:
+// The answer depends on the Go type the values decode into, so the best
+// measurement is of your own type, from a test of yours, with the codectest
+// package this command is built on (see its documentation):
+//
+//	func BenchmarkProductCodecs(b *testing.B) { codectest.Run(b, sampleProduct()) }
+//
+// Without Go code at hand, -input measures a JSON document: it is decoded
+// into an any (maps, slices, float64 numbers) and measured as that, which
+// is slower to decode than a struct and favours msgpack less than your type
+// would; the report says so. Its bytes are also measured as they are, with
+// the raw codec, as a Cache[[]byte] that serves the JSON unchanged would
+// store them:
 //
 //	go run ./cmd/codecbench -input payload.json -format csv
 //
-// Decoding into an any costs more than into your own struct type, so for
-// the final choice between msgpack and json compare the built-in samples
-// too, which decode into structs.
-//
 // It runs on an embedded miniredis by default; -redis redis://host:port
 // measures against a real server, which gives realistic round-trip times.
-// Keys are written under a prefix of their own, "codecbench-" and a random
+// Keys are written under a prefix of their own, "codectest-" and a random
 // suffix, and deleted at the end.
 //
 // # Reading the table
 //
-// There is one row per payload, codec and compression:
+// There is one table per payload and one row per codec and compression:
 //
 //   - stored B: the length of the value in Redis, read back after a Set,
-//     with the 16-byte header cachemgr puts before every payload. This is
-//     the memory that the choice saves or costs, per key.
+//     header included. This is the memory that the choice saves or costs,
+//     per key.
 //   - ratio: the codec's output over the stored payload, header excluded.
 //     1.00 means stored uncompressed: compression none, a payload under the
 //     -threshold (default 1024 bytes, the library's default), or one lz4
@@ -41,33 +46,33 @@
 //     order, so its lz4 sizes can differ by a few bytes between runs.
 //   - encode ns/op and allocs: the codec's Append plus compression, as
 //     Cache.Set does them before talking to Redis. decode ns/op and allocs:
-//     decompression plus the codec's Unmarshal into a new value, as
-//     Cache.Get does after. These are CPU costs per call, without Redis.
+//     decompression plus the codec's Unmarshal into a new value of the
+//     payload's type, as Cache.Get does after. CPU costs per call.
 //   - round trip µs/op: one Cache.Set then one Cache.Get of the same key
 //     against Redis, the full cost a caller sees. On the embedded miniredis
 //     it includes loopback TCP and a Go server; compare rows with each
 //     other rather than reading the numbers as production latency.
-//   - best: "smallest" marks the smallest stored size of the payload (every
-//     row that ties), "fastest" the fastest round trip.
+//   - best: "smallest" marks the smallest stored size (every row that
+//     ties); "fastest encode", "fastest decode" and "fastest round trip"
+//     mark a row only when it beat every other row run by run, by more
+//     than the noise: the 95% confidence interval of the per-run ratio of
+//     the two times lies wholly in its favour. No mark means the rows are
+//     within the noise of each other (or there were fewer than 6 runs).
 //
-// A raw row's decode gives back the bytes, not a decoded value: it is the
-// right comparison only when the bytes are what you serve.
-//
-// Timings come from testing.Benchmark, so they are averages over many calls
-// with allocations counted. Each measurement runs for -min (default
-// 400ms), which keeps a run on the built-in samples under half a minute;
-// -rounds N runs each exactly N times instead, for a quick look. Round
-// trips that differ by a few percent are within the noise of one run.
+// Every time is the median of -runs runs (default 10), followed by the
+// distance to the farther end of its 95% confidence interval, read off the
+// sorted runs as benchstat does. The runs take turns between the rows, so
+// a busy moment of the machine falls on all of them. Each run times each
+// operation for about -min (default 10ms); -ops N times exactly N
+// operations instead, for a quick look.
 //
 // -format csv and -format json print the same rows for a spreadsheet or a
-// script, with two more columns: the encoded size before compression, and
-// whether the stored payload is compressed. The JSON form also records the
-// settings and each payload's size as JSON.
+// script, with the encoded size before compression, whether the stored
+// payload is compressed, and the confidence interval of every time.
 package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -76,10 +81,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/codec"
+	"github.com/cachemgr/cachemgr/codectest"
 	"github.com/cachemgr/cachemgr/internal/demoredis"
 	"github.com/redis/go-redis/v9"
 )
@@ -99,7 +104,9 @@ type config struct {
 	input     string
 	format    string
 	threshold int
-	benchtime string         // for testing.Benchmark: a duration, or "Nx"
+	runs      int
+	block     time.Duration
+	ops       int            // 0: sized by block
 	redis     *redis.Options // nil: embedded miniredis
 }
 
@@ -110,11 +117,12 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	// Errors are returned, not printed: main prints them once, on stderr.
 	fs.SetOutput(io.Discard)
 	var cfg config
-	fs.StringVar(&cfg.input, "input", "", "JSON `file` to benchmark instead of the built-in samples")
+	fs.StringVar(&cfg.input, "input", "", "JSON `file` to measure instead of the built-in samples")
 	fs.StringVar(&cfg.format, "format", "text", "output format: text, csv or json")
 	fs.IntVar(&cfg.threshold, "threshold", 1024, "compression threshold in bytes, as cachemgr.WithCompressThreshold")
-	minTime := fs.Duration("min", 400*time.Millisecond, "time to run each measurement for")
-	rounds := fs.Int("rounds", 0, "run each measurement exactly `n` times instead of for -min")
+	fs.IntVar(&cfg.runs, "runs", 10, "times every measurement is repeated; the report gives the median and its confidence interval")
+	fs.DurationVar(&cfg.block, "min", 10*time.Millisecond, "time each run spends on each measurement")
+	fs.IntVar(&cfg.ops, "ops", 0, "time exactly `n` operations per run instead of -min")
 	url := fs.String("redis", "", "Redis `URL`, such as redis://127.0.0.1:6379 (default: embedded miniredis)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -133,16 +141,14 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-format %q: want text, csv or json", cfg.format)
 	case cfg.threshold < 0:
 		return config{}, fmt.Errorf("-threshold %d: want >= 0", cfg.threshold)
-	case set["min"] && set["rounds"]:
-		return config{}, errors.New("-min and -rounds: give one, not both")
-	case *minTime <= 0:
-		return config{}, fmt.Errorf("-min %v: want > 0", *minTime)
-	case *rounds < 0 || set["rounds"] && *rounds == 0:
-		return config{}, fmt.Errorf("-rounds %d: want at least 1", *rounds)
-	}
-	cfg.benchtime = minTime.String()
-	if *rounds > 0 {
-		cfg.benchtime = fmt.Sprintf("%dx", *rounds)
+	case cfg.runs < 1:
+		return config{}, fmt.Errorf("-runs %d: want at least 1", cfg.runs)
+	case set["min"] && set["ops"]:
+		return config{}, errors.New("-min and -ops: give one, not both")
+	case cfg.block <= 0:
+		return config{}, fmt.Errorf("-min %v: want > 0", cfg.block)
+	case cfg.ops < 0 || set["ops"] && cfg.ops == 0:
+		return config{}, fmt.Errorf("-ops %d: want at least 1", cfg.ops)
 	}
 	if *url != "" {
 		opts, err := redis.ParseURL(*url)
@@ -152,6 +158,31 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		cfg.redis = opts
 	}
 	return cfg, nil
+}
+
+// payload is one value to measure.
+type payload struct {
+	name string
+	// about says what the payload is, and how it is measured when that is
+	// not the obvious way.
+	about string
+	// jsonSize is the size of the payload as JSON, to tell the reader what
+	// "small" means.
+	jsonSize int
+	measure  func(ctx context.Context, opts []codectest.Option) (*codectest.Report, error)
+}
+
+// typed returns the payload v, measured as its own type T.
+func typed[T any](name, about string, v T) payload {
+	js, _ := json.Marshal(v) // the size is only informative
+	return payload{
+		name:     name,
+		about:    about,
+		jsonSize: len(js),
+		measure: func(ctx context.Context, opts []codectest.Option) (*codectest.Report, error) {
+			return codectest.Measure(ctx, v, opts...)
+		},
+	}
 }
 
 // run is the command; main only adds signal handling and the exit code.
@@ -167,54 +198,39 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	restore, err := setBenchtime(cfg.benchtime)
-	if err != nil {
-		return err
-	}
-	defer restore()
-
 	rdb, where, closeRedis, err := demoredis.Connect(ctx, cfg.redis, 0)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
 
-	bn := &bench{
-		rdb:       rdb,
-		prefix:    "codecbench-" + strings.ToLower(rand.Text()[:10]),
-		threshold: cfg.threshold,
-		managers:  map[[2]string]*cachemgr.Manager{},
+	opts := []codectest.Option{codectest.Redis(rdb), codectest.Threshold(cfg.threshold), codectest.Runs(cfg.runs)}
+	block := cfg.block.String()
+	if cfg.ops > 0 {
+		opts = append(opts, codectest.Ops(cfg.ops))
+		block = fmt.Sprintf("%d ops", cfg.ops)
+	} else {
+		opts = append(opts, codectest.BlockTime(cfg.block))
 	}
-	rows, err := measureAll(ctx, bn, payloads)
-	bn.close()
-	if cerr := bn.cleanup(ctx); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	markBest(rows)
-
-	rep := report{
-		Redis:     where,
-		Threshold: cfg.threshold,
-		Benchtime: cfg.benchtime,
-		Results:   rows,
-	}
+	out := output{Redis: where, Threshold: cfg.threshold, Runs: cfg.runs, PerRun: block}
 	for _, p := range payloads {
-		rep.Payloads = append(rep.Payloads, payloadInfo{Name: p.name, JSONBytes: p.jsonSize})
+		rep, err := p.measure(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		out.Payloads = append(out.Payloads, measured{Name: p.name, About: p.about, JSONBytes: p.jsonSize, Report: rep})
 	}
 	switch cfg.format {
 	case "csv":
-		return writeCSV(stdout, rows)
+		return writeCSV(stdout, out)
 	case "json":
-		return writeJSON(stdout, rep)
+		return writeJSON(stdout, out)
 	}
-	return writeText(stdout, rep)
+	return writeText(stdout, out)
 }
 
 // loadPayloads returns the built-in samples, or the JSON document in the
-// file input.
+// file input: as an any, and as its bytes.
 func loadPayloads(input string) ([]payload, error) {
 	if input == "" {
 		return samples(), nil
@@ -227,17 +243,25 @@ func loadPayloads(input string) ([]payload, error) {
 	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, fmt.Errorf("-input %s: not JSON: %w", input, err)
 	}
-	return []payload{document(filepath.Base(input), data, v)}, nil
-}
-
-func measureAll(ctx context.Context, bn *bench, payloads []payload) ([]result, error) {
-	var all []result
-	for _, p := range payloads {
-		rows, err := p.measure(ctx, bn)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, rows...)
+	base := filepath.Base(input)
+	asAny := payload{
+		name: base + " as any",
+		about: "the document decoded into an any (map[string]any, []any, float64), not into your type: " +
+			"decoding into a struct is faster, and msgpack gains more from it than json does, " +
+			"so measure your own type with codectest.Run or codectest.Measure before you choose",
+		jsonSize: len(data),
+		measure: func(ctx context.Context, opts []codectest.Option) (*codectest.Report, error) {
+			return codectest.Measure(ctx, v, opts...)
+		},
 	}
-	return all, nil
+	asBytes := payload{
+		name: base + " as bytes",
+		about: "the file's bytes stored as they are (a Cache[[]byte] with codec.Raw): " +
+			"only for serving the JSON unchanged; decoding it is then the caller's cost",
+		jsonSize: len(data),
+		measure: func(ctx context.Context, opts []codectest.Option) (*codectest.Report, error) {
+			return codectest.Measure(ctx, data, append(opts, codectest.Codecs(codec.Raw()))...)
+		},
+	}
+	return []payload{asAny, asBytes}, nil
 }

@@ -5,13 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,9 +32,9 @@ type discardPrintf struct{}
 
 func (discardPrintf) Printf(context.Context, string, ...any) {}
 
-// The tests run the command with -rounds 2: every measurement runs twice,
-// enough to check the plumbing in well under a second per run. They do not
-// run in parallel, since testing.Benchmark's run length is process-wide.
+// quick makes every measurement 2 operations in 2 runs: enough to check the
+// plumbing, well under a second per run.
+var quick = []string{"-ops", "2", "-runs", "2"}
 
 // row is what the tests check of one output row, whatever the format.
 // encoded is -1 when the format does not show it.
@@ -45,7 +42,7 @@ type row struct {
 	payload, codec, compression string
 	stored, encoded             int64
 	compressed                  bool
-	smallest, fastest           bool
+	roundTrip                   float64 // µs; -1 when the format does not show it
 }
 
 func runOK(t *testing.T, args ...string) string {
@@ -57,18 +54,29 @@ func runOK(t *testing.T, args ...string) string {
 	return out.String()
 }
 
+// textPhrases say what the text measured: the Go type each payload
+// decodes into, that raw cannot encode a struct, and how to read the marks.
+var textPhrases = []string{
+	"each time is the median of 2 runs of 2 ops per measurement",
+	"unmarshal into a new\nvalue of the type below",
+	"values of type main.product", "values of type main.order,", "values of type main.orderPage",
+	"raw: not measured, it cannot encode main.product",
+	"\"fastest\" marks a row only when it beat every other row run by run",
+}
+
 func TestRunFormats(t *testing.T) {
 	tests := []struct {
 		format string
 		parse  func(t *testing.T, out string) []row
+		want   []string // phrases in the output
 	}{
-		{"text", parseText},
-		{"csv", parseCSV},
-		{"json", parseJSON},
+		{"text", parseText, textPhrases},
+		{"csv", parseCSV, nil},
+		{"json", parseJSON, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.format, func(t *testing.T) {
-			out := runOK(t, "-rounds", "2", "-format", tt.format)
+			out := runOK(t, append(quick, "-format", tt.format)...)
 			rows := tt.parse(t, out)
 			checkRows(t, rows, []string{"small", "medium", "large"}, []string{"msgpack", "json"})
 			for _, cd := range []string{"msgpack", "json"} {
@@ -76,6 +84,16 @@ func TestRunFormats(t *testing.T) {
 				if lz4.stored >= none.stored {
 					t.Errorf("large/%s: lz4 stored %d B, want less than none's %d B", cd, lz4.stored, none.stored)
 				}
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("run(-format %s) output lacks %q", tt.format, w)
+				}
+			}
+			// Two runs cannot tell a win from noise.
+			if strings.Contains(out, "fastest encode") || strings.Contains(out, "fastest decode") ||
+				strings.Contains(out, "fastest round trip") || strings.Contains(out, `"fastest": true`) {
+				t.Errorf("run(-format %s) with 2 runs marked a row fastest, want no marks", tt.format)
 			}
 			if t.Failed() {
 				t.Logf("output:\n%s", out)
@@ -100,17 +118,21 @@ func TestRunInput(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out := runOK(t, "-rounds", "2", "-format", "csv", "-input", path)
-	rows := parseCSV(t, out)
-	checkRows(t, rows, []string{"payload.json"}, []string{"msgpack", "json", "raw"})
-	if got, want := find(t, rows, "payload.json", "raw", "none").stored, int64(len(data)+envelope.HeaderSize); got != want {
+	rows := parseCSV(t, runOK(t, append(quick, "-format", "csv", "-input", path)...))
+	checkRows(t, rows, []string{"payload.json as any"}, []string{"msgpack", "json"})
+	checkRows(t, rows, []string{"payload.json as bytes"}, []string{"raw"})
+	if got, want := find(t, rows, "payload.json as bytes", "raw", "none").stored, int64(len(data)+envelope.HeaderSize); got != want {
 		t.Errorf("raw/none stored = %d B, want the file's %d B plus the header", got, want)
 	}
-	if got, limit := find(t, rows, "payload.json", "raw", "lz4").stored, int64(len(data)+envelope.HeaderSize); got >= limit {
+	if got, limit := find(t, rows, "payload.json as bytes", "raw", "lz4").stored, int64(len(data)+envelope.HeaderSize); got >= limit {
 		t.Errorf("raw/lz4 stored = %d B, want less than %d B", got, limit)
 	}
-	if t.Failed() {
-		t.Logf("output:\n%s", out)
+
+	text := runOK(t, append(quick, "-input", path)...)
+	for _, want := range []string{"values of type interface {}", "not into your type", "values of type []uint8", "raw: not measured, it cannot encode interface {}"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("run(-input) text lacks %q\noutput:\n%s", want, text)
+		}
 	}
 }
 
@@ -118,7 +140,7 @@ func TestRunInput(t *testing.T) {
 // against a real one, and checks that nothing is left behind.
 func TestRunRedis(t *testing.T) {
 	mr := miniredis.RunT(t)
-	args := []string{"-rounds", "2", "-format", "csv", "-redis", "redis://" + mr.Addr()}
+	args := append(quick, "-format", "csv", "-redis", "redis://"+mr.Addr())
 	rows := parseCSV(t, runOK(t, args...))
 	checkRows(t, rows, []string{"small", "medium", "large"}, []string{"msgpack", "json"})
 	if n := mr.CommandCount(); n == 0 {
@@ -145,8 +167,9 @@ func TestRunErrors(t *testing.T) {
 		{"input is a directory", []string{"-input", dir}, "-input"},
 		{"input not JSON", []string{"-input", notJSON}, "not JSON"},
 		{"negative threshold", []string{"-threshold", "-1"}, "-threshold"},
-		{"min and rounds", []string{"-min", "1s", "-rounds", "3"}, "not both"},
-		{"zero rounds", []string{"-rounds", "0"}, "-rounds"},
+		{"min and ops", []string{"-min", "1s", "-ops", "3"}, "not both"},
+		{"zero ops", []string{"-ops", "0"}, "-ops"},
+		{"zero runs", []string{"-runs", "0"}, "-runs"},
 		{"zero min", []string{"-min", "0s"}, "-min"},
 		{"unknown flag", []string{"-fast"}, "-fast"},
 		{"extra argument", []string{"payload.json"}, "unexpected argument"},
@@ -164,48 +187,21 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
+func TestRunCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out bytes.Buffer
+	if err := run(ctx, quick, &out); err == nil {
+		t.Errorf("run(cancelled ctx) = nil, want an error\noutput:\n%s", &out)
+	}
+}
+
 func TestRunHelp(t *testing.T) {
 	out := runOK(t, "-h")
-	for _, want := range []string{"Usage: codecbench", "-input", "-format", "-rounds"} {
+	for _, want := range []string{"Usage: codecbench", "-input", "-format", "-runs", "-ops"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run(-h) output lacks %q\noutput:\n%s", want, out)
 		}
-	}
-}
-
-// TestRunRestoresBenchtime checks that the run length given to
-// testing.Benchmark is put back, since it is process-wide.
-func TestRunRestoresBenchtime(t *testing.T) {
-	before := flag.Lookup("test.benchtime").Value.String()
-	runOK(t, "-rounds", "2", "-input", writeTemp(t, `{"a":1}`))
-	if after := flag.Lookup("test.benchtime").Value.String(); after != before {
-		t.Errorf("test.benchtime after run = %q, want %q", after, before)
-	}
-}
-
-func TestBenchmarkError(t *testing.T) {
-	restore, err := setBenchtime("3x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer restore()
-	errOp := errors.New("op failed")
-	calls := 0
-	_, err = benchmark(context.Background(), func() error {
-		calls++
-		if calls == 2 {
-			return errOp
-		}
-		return nil
-	})
-	if !errors.Is(err, errOp) {
-		t.Errorf("benchmark(op failing on call 2) = %v, want %v", err, errOp)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := benchmark(ctx, func() error { return nil }); !errors.Is(err, context.Canceled) {
-		t.Errorf("benchmark(cancelled ctx) = %v, want %v", err, context.Canceled)
 	}
 }
 
@@ -235,25 +231,20 @@ func TestSamples(t *testing.T) {
 	}
 }
 
-func writeTemp(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "in.json")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // checkRows checks that rows hold one row per payload, codec and
-// compression, with sizes consistent with each other and the best of each
-// payload marked.
+// compression, with sizes consistent with each other.
 func checkRows(t *testing.T, rows []row, payloads, codecs []string) {
 	t.Helper()
-	if want := len(payloads) * len(codecs) * 2; len(rows) != want {
-		t.Errorf("got %d rows, want %d", len(rows), want)
-	}
 	for _, p := range payloads {
-		smallest, fastest := 0, 0
+		n := 0
+		for _, r := range rows {
+			if r.payload == p {
+				n++
+			}
+		}
+		if want := len(codecs) * 2; n != want {
+			t.Errorf("%s: got %d rows, want %d", p, n, want)
+		}
 		for _, cd := range codecs {
 			for _, cp := range []string{"lz4", "none"} {
 				r := find(t, rows, p, cd, cp)
@@ -266,17 +257,10 @@ func checkRows(t *testing.T, rows []row, payloads, codecs []string) {
 					t.Errorf("%s/%s/%s: stored %d B compressed, want less than encoded %d B + header", p, cd, cp, r.stored, r.encoded)
 				case cp == "none" && r.compressed:
 					t.Errorf("%s/%s/none: compressed", p, cd)
-				}
-				if r.smallest {
-					smallest++
-				}
-				if r.fastest {
-					fastest++
+				case r.roundTrip == 0:
+					t.Errorf("%s/%s/%s: round trip not measured", p, cd, cp)
 				}
 			}
-		}
-		if smallest == 0 || fastest != 1 {
-			t.Errorf("%s: %d rows marked smallest and %d fastest, want at least 1 and exactly 1", p, smallest, fastest)
 		}
 	}
 }
@@ -296,38 +280,47 @@ func find(t *testing.T, rows []row, p, cd, cp string) row {
 	return found[0]
 }
 
-var textHeaderRE = regexp.MustCompile(`^ *payload +codec +compression +stored B +ratio +encode ns/op +encode allocs +decode ns/op +decode allocs +round trip µs/op +best$`)
-
+// parseText reads the tables: a line "name: about" starts a payload, and
+// rows follow the header line of its table.
 func parseText(t *testing.T, out string) []row {
 	t.Helper()
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	header := -1
-	for i, l := range lines {
-		if textHeaderRE.MatchString(l) {
-			header = i
-			break
-		}
-	}
-	if header < 0 {
-		t.Fatalf("text output has no header row matching %s\noutput:\n%s", textHeaderRE, out)
-	}
 	var rows []row
-	for _, l := range lines[header+1:] {
+	payload, inTable := "", false
+	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
-		if len(f) < 10 {
-			t.Fatalf("text row %q has %d fields, want at least 10", l, len(f))
+		switch {
+		case len(f) == 0:
+			inTable = false
+		case strings.HasPrefix(l, "small:"), strings.HasPrefix(l, "medium:"), strings.HasPrefix(l, "large:"):
+			payload, _, _ = strings.Cut(l, ":")
+		case f[0] == "codec" && f[1] == "compression":
+			inTable = true
+		case inTable && strings.HasPrefix(l, "times:"):
+			inTable = false
+		case inTable:
+			// codec, compression, stored, ratio, encode ±, allocs, decode ±, allocs, round trip ±, best...
+			if len(f) < 12 {
+				t.Fatalf("text row %q has %d fields, want at least 12", l, len(f))
+			}
+			rt, err := strconv.ParseFloat(f[10], 64)
+			if err != nil {
+				t.Fatalf("round trip %q: %v", f[10], err)
+			}
+			rows = append(rows, row{
+				payload: payload, codec: f[0], compression: f[1],
+				stored: atoi(t, f[2]), encoded: -1, compressed: f[3] != "1.00", roundTrip: rt,
+			})
 		}
-		best := strings.Join(f[10:], " ")
-		rows = append(rows, row{
-			payload: f[0], codec: f[1], compression: f[2],
-			stored:     atoi(t, f[3]),
-			encoded:    -1,
-			compressed: f[4] != "1.00",
-			smallest:   strings.Contains(best, "smallest"),
-			fastest:    strings.Contains(best, "fastest"),
-		})
 	}
 	return rows
+}
+
+var csvHeaderWant = []string{
+	"payload", "type", "codec", "compression", "encoded_bytes", "stored_bytes", "compressed", "ratio",
+	"encode_ns_per_op", "encode_low_ns", "encode_high_ns", "encode_allocs_per_op",
+	"decode_ns_per_op", "decode_low_ns", "decode_high_ns", "decode_allocs_per_op",
+	"round_trip_us_per_op", "round_trip_low_us", "round_trip_high_us",
+	"smallest", "fastest_encode", "fastest_decode", "fastest_round_trip",
 }
 
 func parseCSV(t *testing.T, out string) []row {
@@ -336,28 +329,23 @@ func parseCSV(t *testing.T, out string) []row {
 	if err != nil {
 		t.Fatalf("CSV output does not parse: %v\noutput:\n%s", err, out)
 	}
-	wantHeader := []string{
-		"payload", "codec", "compression", "encoded_bytes", "stored_bytes", "compressed", "ratio",
-		"encode_ns_per_op", "encode_allocs_per_op", "decode_ns_per_op", "decode_allocs_per_op",
-		"round_trip_us_per_op", "smallest", "fastest",
-	}
-	if len(recs) == 0 || !reflect.DeepEqual(recs[0], wantHeader) {
-		t.Fatalf("CSV header = %q, want %q", recs[:min(len(recs), 1)], wantHeader)
+	if len(recs) == 0 || !reflect.DeepEqual(recs[0], csvHeaderWant) {
+		t.Fatalf("CSV header = %q, want %q", recs[:min(len(recs), 1)], csvHeaderWant)
 	}
 	var rows []row
 	for _, r := range recs[1:] {
-		for i, v := range r[6:12] {
+		for i, v := range r[7:19] {
 			if _, err := strconv.ParseFloat(v, 64); err != nil {
-				t.Errorf("CSV column %s = %q, want a number", wantHeader[6+i], v)
+				t.Errorf("CSV column %s = %q, want a number", csvHeaderWant[7+i], v)
 			}
 		}
+		rt, _ := strconv.ParseFloat(r[16], 64)
 		rows = append(rows, row{
-			payload: r[0], codec: r[1], compression: r[2],
-			encoded:    atoi(t, r[3]),
-			stored:     atoi(t, r[4]),
-			compressed: r[5] == "true",
-			smallest:   r[12] == "true",
-			fastest:    r[13] == "true",
+			payload: r[0], codec: r[2], compression: r[3],
+			encoded:    atoi(t, r[4]),
+			stored:     atoi(t, r[5]),
+			compressed: r[6] == "true",
+			roundTrip:  rt,
 		})
 	}
 	return rows
@@ -365,28 +353,28 @@ func parseCSV(t *testing.T, out string) []row {
 
 func parseJSON(t *testing.T, out string) []row {
 	t.Helper()
-	var rep report
+	var o output
 	dec := json.NewDecoder(strings.NewReader(out))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rep); err != nil {
+	if err := dec.Decode(&o); err != nil {
 		t.Fatalf("JSON output does not decode: %v\noutput:\n%s", err, out)
 	}
-	if rep.Threshold != 1024 || rep.Benchtime != "2x" || len(rep.Payloads) == 0 {
-		t.Errorf("JSON report = threshold %d, benchtime %q, %d payloads; want 1024, \"2x\", some", rep.Threshold, rep.Benchtime, len(rep.Payloads))
+	if o.Threshold != 1024 || o.Runs != 2 || o.PerRun != "2 ops" || len(o.Payloads) == 0 {
+		t.Errorf("JSON output = threshold %d, %d runs of %q, %d payloads; want 1024, 2 runs of \"2 ops\", some", o.Threshold, o.Runs, o.PerRun, len(o.Payloads))
 	}
 	var rows []row
-	for _, r := range rep.Results {
-		if r.EncodeNs <= 0 || r.DecodeNs <= 0 || r.RoundTripUs <= 0 {
-			t.Errorf("%s/%s/%s: times %v ns, %v ns, %v µs, want all > 0", r.Payload, r.Codec, r.Compression, r.EncodeNs, r.DecodeNs, r.RoundTripUs)
+	for _, p := range o.Payloads {
+		for _, r := range p.Report.Results {
+			if r.Encode.NsPerOp <= 0 || r.Decode.NsPerOp <= 0 {
+				t.Errorf("%s/%s/%s: times %v ns, %v ns, want both > 0", p.Name, r.Codec, r.Compression, r.Encode.NsPerOp, r.Decode.NsPerOp)
+			}
+			rows = append(rows, row{
+				payload: p.Name, codec: r.Codec, compression: r.Compression,
+				encoded:    int64(r.EncodedBytes),
+				stored:     int64(r.StoredBytes),
+				compressed: r.Compressed,
+				roundTrip:  r.RoundTrip.NsPerOp,
+			})
 		}
-		rows = append(rows, row{
-			payload: r.Payload, codec: r.Codec, compression: r.Compression,
-			encoded:    int64(r.EncodedBytes),
-			stored:     r.StoredBytes,
-			compressed: r.Compressed,
-			smallest:   r.Smallest,
-			fastest:    r.Fastest,
-		})
 	}
 	return rows
 }

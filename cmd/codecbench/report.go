@@ -6,129 +6,74 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
-	"text/tabwriter"
+
+	"github.com/cachemgr/cachemgr/codectest"
 )
 
-// report is everything a run prints; -format json prints it as it is.
-type report struct {
-	Redis     string        `json:"redis"`
-	Threshold int           `json:"threshold"`
-	Benchtime string        `json:"benchtime"`
-	Payloads  []payloadInfo `json:"payloads"`
-	Results   []result      `json:"results"`
+// output is everything a run prints; -format json prints it as it is.
+type output struct {
+	Redis     string     `json:"redis"`
+	Threshold int        `json:"threshold"`
+	Runs      int        `json:"runs"`
+	PerRun    string     `json:"per_run"` // time or operations per measurement and run
+	Payloads  []measured `json:"payloads"`
 }
 
-type payloadInfo struct {
-	Name      string `json:"name"`
-	JSONBytes int    `json:"json_bytes"`
+// measured is one payload and its report.
+type measured struct {
+	Name      string            `json:"name"`
+	About     string            `json:"about"`
+	JSONBytes int               `json:"json_bytes"`
+	Report    *codectest.Report `json:"report"`
 }
 
-// markBest sets Smallest and Fastest on the rows of each payload. Rows of
-// one payload are adjacent.
-func markBest(rows []result) {
-	for len(rows) > 0 {
-		n := 1
-		for n < len(rows) && rows[n].Payload == rows[0].Payload {
-			n++
+func writeText(w io.Writer, out output) error {
+	fmt.Fprintf(w, "codecbench: %s; each time is the median of %d runs of %s per measurement\n", out.Redis, out.Runs, out.PerRun)
+	fmt.Fprintf(w, "measured per codec and compression: the bytes cachemgr stored (read back from Redis, header included);\n"+
+		"encode (codec + compression, as Set does before Redis); decode (decompression + unmarshal into a new\n"+
+		"value of the type below, as Get does after Redis); round trip (one Set and one Get against Redis)\n")
+	for _, p := range out.Payloads {
+		fmt.Fprintf(w, "\n%s: %s, %d B as JSON\n", p.Name, p.About, p.JSONBytes)
+		if err := p.Report.WriteText(w); err != nil {
+			return err
 		}
-		group := rows[:n]
-		smallest, fastest := 0, 0
-		for i, r := range group {
-			if r.StoredBytes < group[smallest].StoredBytes {
-				smallest = i
-			}
-			if r.RoundTripUs < group[fastest].RoundTripUs {
-				fastest = i
-			}
-		}
-		for i := range group {
-			group[i].Smallest = group[i].StoredBytes == group[smallest].StoredBytes
-		}
-		group[fastest].Fastest = true
-		rows = rows[n:]
 	}
-}
-
-// textHeader is the header row of the text table.
-var textHeader = []string{
-	"payload", "codec", "compression", "stored B", "ratio",
-	"encode ns/op", "encode allocs", "decode ns/op", "decode allocs",
-	"round trip µs/op", "  best",
-}
-
-func writeText(w io.Writer, rep report) error {
-	sizes := make([]string, len(rep.Payloads))
-	for i, p := range rep.Payloads {
-		sizes[i] = fmt.Sprintf("%s %d B", p.Name, p.JSONBytes)
-	}
-	fmt.Fprintf(w, "codecbench: %s, compress threshold %d B, %s per measurement\n", rep.Redis, rep.Threshold, rounds(rep.Benchtime))
-	fmt.Fprintf(w, "payloads as JSON: %s\n\n", strings.Join(sizes, ", "))
-
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, strings.Join(textHeader, "\t"))
-	for _, r := range rep.Results {
-		var best []string
-		if r.Smallest {
-			best = append(best, "smallest")
-		}
-		if r.Fastest {
-			best = append(best, "fastest")
-		}
-		marks := ""
-		if len(best) > 0 {
-			marks = "  " + strings.Join(best, ", ")
-		}
-		// The last cell is not a column of its own: AlignRight pads cells
-		// on the left, so it gets its own spacing.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f\t%.0f\t%d\t%.0f\t%d\t%.1f\t%s\n",
-			r.Payload, r.Codec, r.Compression, r.StoredBytes, r.Ratio,
-			r.EncodeNs, r.EncodeAllocs, r.DecodeNs, r.DecodeAllocs,
-			r.RoundTripUs, marks)
-	}
-	return tw.Flush()
-}
-
-// rounds describes a benchtime setting: "400ms" or "10 rounds".
-func rounds(benchtime string) string {
-	if n, ok := strings.CutSuffix(benchtime, "x"); ok {
-		return n + " rounds"
-	}
-	return benchtime
+	return nil
 }
 
 // csvHeader is the header row of -format csv.
 var csvHeader = []string{
-	"payload", "codec", "compression", "encoded_bytes", "stored_bytes", "compressed", "ratio",
-	"encode_ns_per_op", "encode_allocs_per_op", "decode_ns_per_op", "decode_allocs_per_op",
-	"round_trip_us_per_op", "smallest", "fastest",
+	"payload", "type", "codec", "compression", "encoded_bytes", "stored_bytes", "compressed", "ratio",
+	"encode_ns_per_op", "encode_low_ns", "encode_high_ns", "encode_allocs_per_op",
+	"decode_ns_per_op", "decode_low_ns", "decode_high_ns", "decode_allocs_per_op",
+	"round_trip_us_per_op", "round_trip_low_us", "round_trip_high_us",
+	"smallest", "fastest_encode", "fastest_decode", "fastest_round_trip",
 }
 
-func writeCSV(w io.Writer, rows []result) error {
+func writeCSV(w io.Writer, out output) error {
 	cw := csv.NewWriter(w)
 	cw.Write(csvHeader)
-	for _, r := range rows {
-		cw.Write([]string{
-			r.Payload, r.Codec, r.Compression,
-			strconv.Itoa(r.EncodedBytes),
-			strconv.FormatInt(r.StoredBytes, 10),
-			strconv.FormatBool(r.Compressed),
-			strconv.FormatFloat(r.Ratio, 'f', 3, 64),
-			strconv.FormatFloat(r.EncodeNs, 'f', 1, 64),
-			strconv.FormatInt(r.EncodeAllocs, 10),
-			strconv.FormatFloat(r.DecodeNs, 'f', 1, 64),
-			strconv.FormatInt(r.DecodeAllocs, 10),
-			strconv.FormatFloat(r.RoundTripUs, 'f', 2, 64),
-			strconv.FormatBool(r.Smallest),
-			strconv.FormatBool(r.Fastest),
-		})
+	f := func(v, unit float64) string { return strconv.FormatFloat(v/unit, 'f', 1, 64) }
+	for _, p := range out.Payloads {
+		for _, r := range p.Report.Results {
+			cw.Write([]string{
+				p.Name, p.Report.Type, r.Codec, r.Compression,
+				strconv.Itoa(r.EncodedBytes), strconv.Itoa(r.StoredBytes),
+				strconv.FormatBool(r.Compressed), strconv.FormatFloat(r.Ratio, 'f', 3, 64),
+				f(r.Encode.NsPerOp, 1), f(r.Encode.LowNsPerOp, 1), f(r.Encode.HighNsPerOp, 1), f(r.Encode.AllocsPerOp, 1),
+				f(r.Decode.NsPerOp, 1), f(r.Decode.LowNsPerOp, 1), f(r.Decode.HighNsPerOp, 1), f(r.Decode.AllocsPerOp, 1),
+				f(r.RoundTrip.NsPerOp, 1e3), f(r.RoundTrip.LowNsPerOp, 1e3), f(r.RoundTrip.HighNsPerOp, 1e3),
+				strconv.FormatBool(r.Smallest), strconv.FormatBool(r.Encode.Fastest),
+				strconv.FormatBool(r.Decode.Fastest), strconv.FormatBool(r.RoundTrip.Fastest),
+			})
+		}
 	}
 	cw.Flush()
 	return cw.Error()
 }
 
-func writeJSON(w io.Writer, rep report) error {
+func writeJSON(w io.Writer, out output) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
+	return enc.Encode(out)
 }

@@ -243,12 +243,13 @@ func (g *sampleGen) orderPage(orders int) orderPage {
 }
 
 // samples returns the built-in payloads: a product (about 200 B as JSON),
-// an order (about 2 KiB) and a page of orders (about 64 KiB).
+// an order (about 2 KiB) and a page of orders (about 64 KiB), each
+// measured as its Go struct type.
 func samples() []payload {
 	g := newSampleGen(1)
 	return []payload{
-		structured("small", g.product()),
-		structured("medium", g.order(10)),
-		structured("large", g.orderPage(50)),
+		typed("small", "one catalogue product", g.product()),
+		typed("medium", "an order of 10 lines with its customer", g.order(10)),
+		typed("large", "a page of 50 orders", g.orderPage(50)),
 	}
 }
