@@ -59,7 +59,8 @@ type Record struct {
 	Got string `json:"got,omitempty"`
 	ID  int64  `json:"id,omitempty"`
 	Err string `json:"err,omitempty"`
-	// Sent is how many invalidation events the call published.
+	// Sent is how many invalidation events the call publishes when it
+	// returns nil (InvalidatePrefix publishes none).
 	Sent  int               `json:"sent,omitempty"`
 	Stats map[string]uint64 `json:"stats,omitempty"`
 }

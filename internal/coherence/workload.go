@@ -357,7 +357,6 @@ func (w *worker) read(r *rand.Rand, mustFetch bool) (bool, int) {
 	}
 	vals := make([]Row, n)
 	errs := make([]error, n)
-	tiers := make([]string, n)
 	var loaded sync.Map // keys this read's own loader produced
 	start := w.clk.Now()
 	switch op {
@@ -392,11 +391,11 @@ func (w *worker) read(r *rand.Rand, mustFetch bool) (bool, int) {
 	end := w.clk.Now()
 	good := 0
 	for j, k := range keys {
-		tiers[j] = p.tier(n == 1)
+		tier := p.tier(n == 1)
 		if _, ok := loaded.Load(k); ok {
-			tiers[j] = TierLoad
+			tier = TierLoad
 		}
-		rec := Record{Kind: KindRead, Strategy: s, Key: k, Op: op, Tier: tiers[j], Start: start, End: end, Version: vals[j].V}
+		rec := Record{Kind: KindRead, Strategy: s, Key: k, Op: op, Tier: tier, Start: start, End: end, Version: vals[j].V}
 		switch err := errs[j]; {
 		case err == nil:
 			if vals[j].Key != k {
