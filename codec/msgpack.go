@@ -25,10 +25,14 @@ const maxMsgpackDepth = 512
 // distinct. A time.Time uses the MessagePack timestamp extension and decodes
 // as the same instant in the local time zone.
 //
-// Unmarshal checks the whole input before decoding anything: it must hold
-// exactly one value, every length and element count must fit in the bytes
-// that follow it, and arrays and maps may nest at most 512 deep. Input that
-// fails returns an error wrapping [ErrMalformed]. The check stands in for the
+// Unmarshal checks its input in the same pass as it decodes it: the decoder
+// gets no byte of a value before the value's header has passed the check.
+// The input must hold exactly one value; every length and element count
+// must fit in the bytes that follow it, once one byte is set aside for each
+// element already declared and not yet read; arrays and maps may nest at
+// most 512 deep. Input that fails returns an error wrapping [ErrMalformed],
+// also when the decoder stopped first for another reason, such as a type
+// mismatch; v may then hold part of the input. The check stands in for the
 // allocation limits of msgpack v5.4, which are never applied: without it a
 // 5-byte input could make the decoder allocate gigabytes. What remains is
 // proportional to the input: each element takes at least one byte, and
@@ -99,10 +103,9 @@ func (msgpackCodec) Append(dst []byte, v any) (out []byte, err error) {
 	return out, nil
 }
 
-// msgpackDecoder is a decoder bound to its own msgpackReader, and the
-// validator that checks its input.
+// msgpackDecoder is a decoder bound to its own msgpackReader, which checks
+// the input as the decoder reads it.
 type msgpackDecoder struct {
-	v   msgpackValidator
 	r   msgpackReader
 	dec *msgpack.Decoder
 }
@@ -124,32 +127,12 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 			err = fmt.Errorf("msgpack: panic decoding into %T: %v", v, p)
 		}
 	}()
-	if err := d.v.validate(data); err != nil {
-		putMsgpackDecoder(d)
-		return fmt.Errorf("msgpack: %w", err)
-	}
-	d.r.reset(data, d.v.guard)
+	d.r.reset(data)
 	d.dec.ResetReader(&d.r) // also clears the intern dictionary
-	err = d.dec.Decode(v)
-	trip := d.r.trip
-	putMsgpackDecoder(d)
-	if trip >= 0 {
-		return fmt.Errorf("msgpack: %w at offset %d: extension payload read as a value", ErrMalformed, trip)
-	}
-	if err != nil {
-		return msgpackError(err)
-	}
-	return nil
-}
-
-// putMsgpackDecoder returns d to the pool without the caller's data, and
-// without a guard list grown by one unusual input.
-func putMsgpackDecoder(d *msgpackDecoder) {
-	d.r.data, d.r.guard = nil, nil
-	if cap(d.v.guard) > 1024 {
-		d.v.guard = nil
-	}
+	err = d.r.finish(d.dec.Decode(v))
+	d.r.data = nil // the pool must not keep the caller's bytes
 	msgpackDecoders.Put(d)
+	return err
 }
 
 // msgpackError prefixes err with "msgpack: " unless the library already did.
@@ -160,56 +143,119 @@ func msgpackError(err error) error {
 	return fmt.Errorf("msgpack: %w", err)
 }
 
-// msgpackReader gives the decoder input that msgpackValidator accepted.
+// msgpackReader hands the decoder its input and checks the structure of
+// that input in the same pass, one header ahead of the decoder: before the
+// decoder gets the first byte of a value, the reader has checked that value's
+// header. The check follows the MessagePack grammar, not the decoder's
+// calls; the decoder reads the same headers in the same order because it
+// parses the same grammar.
 //
-// The validator skips extension payloads without looking inside, but
-// msgpack's Decoder.DecodeMapLen, used for every map target, skips an
-// extension header and parses what follows as a map. A forged extension can
-// hide a huge length there, or knock the decoder out of step with the
-// checked structure. The extension decoders that ship with msgpack read their
-// payload with Read, while DecodeMapLen reads the first payload byte with
-// ReadByte; so ReadByte refuses the offsets in guard and records the first
+// Every value declared by an array or map header but not begun yet needs at
+// least one byte, so the reader counts them (owed) and refuses a header
+// whose length or element count does not fit in the bytes left once those
+// are set aside. Whatever the decoder allocates for the headers it has read
+// is then bounded by the input's length, however the headers nest. A stack
+// of open arrays and maps bounds the nesting and shows where the single
+// top-level value ends: the innermost one has all its values begun once
+// owed falls back to its base, what owed was before its values were added.
+//
+// The check skips extension payloads without looking inside, but msgpack's
+// Decoder.DecodeMapLen, used for every map target, skips an extension header
+// and parses what follows as a map. A forged extension could hide a huge
+// length there, or knock the decoder out of step with the checked
+// structure. The extension decoders that ship with msgpack read their payload
+// with Read, while DecodeMapLen reads the first payload byte with ReadByte;
+// so ReadByte refuses the start of a payload (guard) and records the first
 // refusal in trip.
 type msgpackReader struct {
-	data  []byte
-	off   int
-	guard []int // ascending offsets ReadByte refuses
-	next  int   // guard[:next] lie before off
-	trip  int   // first offset refused, or -1
+	data []byte
+	off  int // the decoder's position
+	// scan is the offset of the first header not checked yet; the bytes
+	// before it are checked, and off never passes it.
+	scan  int
+	owed  int   // values declared and not begun
+	base  int   // owed at which the innermost open array or map is complete
+	top   int   // how many arrays and maps are open
+	guard int   // start of the last guarded extension payload, or -1
+	trip  int   // first guarded offset the decoder read, or -1
+	err   error // the first error of the check, wrapping ErrMalformed
+	// bases holds the base of each open array or map and, below them, 0
+	// for the top-level value.
+	bases [maxMsgpackDepth + 1]int
 }
 
-func (r *msgpackReader) reset(data []byte, guard []int) {
-	r.data, r.guard, r.off, r.next, r.trip = data, guard, 0, 0, -1
+func (r *msgpackReader) reset(data []byte) {
+	r.data, r.off, r.scan, r.err = data, 0, 0, nil
+	r.owed, r.base, r.top = 1, 0, 0
+	r.guard, r.trip = -1, -1
 }
 
 func (r *msgpackReader) Read(p []byte) (int, error) {
-	if r.off >= len(r.data) {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
+	end := r.off + len(p)
+	if end > r.scan {
+		return r.readChecking(p)
 	}
-	n := copy(p, r.data[r.off:])
-	r.off += n
+	copy(p, r.data[r.off:end])
+	r.off = end
+	return len(p), nil
+}
+
+// readChecking is Read for a p that reaches bytes not checked yet.
+func (r *msgpackReader) readChecking(p []byte) (int, error) {
+	if r.off >= len(r.data) {
+		return 0, r.eof()
+	}
+	end := min(r.off+len(p), len(r.data))
+	if err := r.checkTo(end); err != nil {
+		return 0, err
+	}
+	n := copy(p, r.data[r.off:end])
+	r.off = end
 	return n, nil
 }
 
+// ReadByte checks the header at r.scan when the decoder reaches it. It
+// checks scalars and the small arrays and maps itself, as they are most
+// values; the other headers go to head, through checkTo.
 func (r *msgpackReader) ReadByte() (byte, error) {
-	if r.off >= len(r.data) {
-		return 0, io.EOF
+	s := r.off
+	if s < r.scan && s != r.guard {
+		r.off++
+		return r.data[s], nil
 	}
-	for r.next < len(r.guard) && r.guard[r.next] < r.off {
-		r.next++
-	}
-	if r.next < len(r.guard) && r.guard[r.next] == r.off {
-		if r.trip < 0 {
-			r.trip = r.off
+	if s == r.scan && s < len(r.data) && r.owed > r.base {
+		c := r.data[s]
+		f := int(msgpackHeads[c].fast)
+		body, vals := f&0xff, f>>8
+		// The body and the values due must fit after the code, as in head.
+		if f != slowHead && s+body+vals+r.owed <= len(r.data) && (vals == 0 || r.top < maxMsgpackDepth) {
+			r.owed--
+			r.scan = s + 1 + body
+			if vals > 0 {
+				r.push(vals)
+			}
+			r.off = s + 1
+			return c, nil
 		}
-		return 0, errExtPayload
 	}
-	c := r.data[r.off]
+	return r.readByteChecking()
+}
+
+// readByteChecking is ReadByte for the guarded offset, the end of the input
+// and headers that ReadByte leaves to head.
+func (r *msgpackReader) readByteChecking() (byte, error) {
+	s := r.off
+	switch {
+	case s < r.scan:
+		return 0, r.refuse(s)
+	case s >= len(r.data):
+		return 0, r.eof()
+	}
+	if err := r.checkTo(s + 1); err != nil {
+		return 0, err
+	}
 	r.off++
-	return c, nil
+	return r.data[s], nil
 }
 
 func (r *msgpackReader) UnreadByte() error {
@@ -217,158 +263,254 @@ func (r *msgpackReader) UnreadByte() error {
 		return errors.New("msgpack: UnreadByte at start of input")
 	}
 	r.off--
-	for r.next > 0 && r.guard[r.next-1] >= r.off {
-		r.next--
-	}
 	return nil
 }
 
 var errExtPayload = fmt.Errorf("%w: extension payload read as a value", ErrMalformed)
 
-// msgpackValidator checks input before it reaches the decoder. Its slices
-// are kept for reuse.
-type msgpackValidator struct {
-	// guard lists, in ascending order, the offsets of extension payloads
-	// that the decoder must not read as a value (see msgpackReader).
-	guard []int
-	// pending counts the values still due at each depth of nesting; the
-	// first entry is the single top-level value.
-	pending []uint64
+// refuse records a read of the guarded offset s.
+func (r *msgpackReader) refuse(s int) error {
+	if r.trip < 0 {
+		r.trip = s
+	}
+	return errExtPayload
 }
 
-// validate returns an error wrapping ErrMalformed unless b holds exactly one
-// MessagePack value in which every str, bin and ext length fits in the bytes
-// that follow it, every array has at most one element per following byte and
-// every map at most one entry per two, nesting is at most maxMsgpackDepth
-// deep and the reserved code 0xc1 does not occur. It fills v.guard for b.
-//
-// It works in one pass with an explicit stack, so hostile nesting cannot
-// exhaust the goroutine stack.
-func (v *msgpackValidator) validate(b []byte) error {
-	const (
-		kindFixed = iota
-		kindBytes
-		kindExt
-		kindArray
-		kindMap
-	)
-	v.guard = v.guard[:0]
-	v.pending = append(v.pending[:0], 1)
-	i := 0
-	for {
-		top := len(v.pending) - 1
-		for v.pending[top] == 0 {
-			if top == 0 {
-				if i != len(b) {
-					return malformed(i, "%d trailing bytes", len(b)-i)
-				}
-				return nil
-			}
-			top--
-			v.pending = v.pending[:top+1]
-		}
-		v.pending[top]--
+// eof is the error for a read at the end of the input: io.EOF for a decoder
+// that reads past a complete value, else the check's error.
+func (r *msgpackReader) eof() error {
+	if r.err == nil && r.owed > 0 {
+		r.fail(malformed(len(r.data), "unexpected end of input"))
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return io.EOF
+}
 
-		if i >= len(b) {
-			return malformed(i, "unexpected end of input")
-		}
-		start := i
-		c := b[i]
-		i++
+// finish completes the check of the input after the decoder returned err,
+// so that malformed input is reported as such even where the decoder
+// stopped early, and returns the error for Unmarshal.
+func (r *msgpackReader) finish(err error) error {
+	if r.checkTo(len(r.data)) == nil && r.owed > 0 {
+		r.fail(malformed(len(r.data), "unexpected end of input"))
+	}
+	switch {
+	case r.err != nil:
+		return fmt.Errorf("msgpack: %w", r.err)
+	case r.trip >= 0:
+		return fmt.Errorf("msgpack: %w at offset %d: extension payload read as a value", ErrMalformed, r.trip)
+	case err != nil:
+		return msgpackError(err)
+	}
+	return nil
+}
 
-		// Each code has a fixed-size body, or a length field of lenSize
-		// bytes giving the size of a str/bin/ext body or the element count
-		// of an array/map.
-		kind, lenSize := kindFixed, 0
-		var n uint64
-		switch {
-		case c <= 0x7f, c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
-			// fixint, nil, false, true
-		case c <= 0x8f:
-			kind, n = kindMap, uint64(c&0x0f)
-		case c <= 0x9f:
-			kind, n = kindArray, uint64(c&0x0f)
-		case c <= 0xbf:
-			kind, n = kindBytes, uint64(c&0x1f)
-		case c == 0xc1:
-			return malformed(start, "reserved code 0xc1")
-		case c == 0xc4, c == 0xd9: // bin8, str8
-			kind, lenSize = kindBytes, 1
-		case c == 0xc5, c == 0xda: // bin16, str16
-			kind, lenSize = kindBytes, 2
-		case c == 0xc6, c == 0xdb: // bin32, str32
-			kind, lenSize = kindBytes, 4
-		case c == 0xc7, c == 0xc8, c == 0xc9: // ext8, ext16, ext32
-			kind, lenSize = kindExt, 1<<(c-0xc7)
-		case c == 0xca, c == 0xce, c == 0xd2: // float32, uint32, int32
-			n = 4
-		case c == 0xcb, c == 0xcf, c == 0xd3: // float64, uint64, int64
-			n = 8
-		case c == 0xcc, c == 0xd0: // uint8, int8
-			n = 1
-		case c == 0xcd, c == 0xd1: // uint16, int16
-			n = 2
-		case c <= 0xd8: // fixext1 to fixext16
-			kind, n = kindExt, 1<<(c-0xd4)
-		case c == 0xdc, c == 0xdd: // array16, array32
-			kind, lenSize = kindArray, 2<<(c-0xdc)
-		default: // 0xde, 0xdf: map16, map32
-			kind, lenSize = kindMap, 2<<(c-0xde)
-		}
+// fail records err and stops the check: no value can begin once owed is
+// below base.
+func (r *msgpackReader) fail(err error) {
+	r.err = err
+	r.owed, r.base = -1, 0
+}
 
-		if lenSize > 0 {
-			if len(b)-i < lenSize {
-				return malformed(start, "truncated length of code %#x", c)
-			}
-			switch lenSize {
-			case 1:
-				n = uint64(b[i])
-			case 2:
-				n = uint64(binary.BigEndian.Uint16(b[i:]))
-			default:
-				n = uint64(binary.BigEndian.Uint32(b[i:]))
-			}
-			i += lenSize
-		}
-
-		left := uint64(len(b) - i)
-		switch kind {
-		case kindFixed, kindBytes:
-			if n > left {
-				return malformed(start, "code %#x needs %d bytes, %d left", c, n, left)
-			}
-			i += int(n)
-		case kindExt:
-			// One type byte, then the payload.
-			if n >= left {
-				return malformed(start, "extension of %d bytes, %d left", n, left)
-			}
-			p := i + 1
-			// Read as a map code, a 1-byte payload that is a fixmap or nil
-			// leaves the decoder on the next checked value; map16 and map32
-			// would take their count from the bytes after it.
-			if n > 1 || n == 1 && (b[p] == 0xde || b[p] == 0xdf) {
-				v.guard = append(v.guard, p)
-			}
-			i = p + int(n)
-		case kindArray, kindMap:
-			if kind == kindMap {
-				if n > left/2 {
-					return malformed(start, "map of %d entries, %d bytes left", n, left)
-				}
-				n *= 2
-			} else if n > left {
-				return malformed(start, "array of %d elements, %d bytes left", n, left)
-			}
-			if n == 0 {
-				continue
-			}
-			if len(v.pending) > maxMsgpackDepth {
-				return malformed(start, "nesting deeper than %d", maxMsgpackDepth)
-			}
-			v.pending = append(v.pending, n)
+// checkTo checks the headers that start before end, which is at most
+// len(r.data).
+func (r *msgpackReader) checkTo(end int) error {
+	for r.err == nil && r.scan < end {
+		if err := r.head(); err != nil {
+			r.fail(err)
 		}
 	}
+	return r.err
+}
+
+// Kinds of MessagePack header.
+const (
+	headScalar   = iota // n bytes follow: numbers, nil, bool, fixstr
+	headBytes           // a length, then that many bytes: str, bin
+	headExt             // a length or none, a type byte and n bytes
+	headArray           // a length or none, then n values
+	headMap             // a length or none, then n pairs of values
+	headReserved        // the code 0xc1
+)
+
+// msgpackHead describes one code: its kind, the size of the length field
+// that follows it, and otherwise the n it implies: the bytes of a scalar or
+// an extension payload, or the elements of an array or pairs of a map.
+// ReadByte checks scalars and the small arrays and maps from fast alone:
+// the bytes after the code, plus 256 times the values the code opens, or
+// slowHead for the codes it leaves to head.
+type msgpackHead struct {
+	kind, lenSize, n uint8
+	fast             uint16
+}
+
+const slowHead = 0xffff
+
+// msgpackHeads describes each of the 256 codes. It is read-only.
+var msgpackHeads = msgpackHeadTable()
+
+func msgpackHeadTable() (t [256]msgpackHead) {
+	// 0x00-0x7f, 0xe0-0xff (fixint) and 0xc0 (nil) are scalars with
+	// nothing after the code: the zero msgpackHead.
+	for c := range 16 {
+		t[0x80+c] = msgpackHead{kind: headMap, n: uint8(c), fast: uint16(2*c) << 8}
+		t[0x90+c] = msgpackHead{kind: headArray, n: uint8(c), fast: uint16(c) << 8}
+	}
+	for c := range 32 {
+		t[0xa0+c] = scalarHead(uint8(c)) // fixstr
+	}
+	copy(t[0xc1:0xe0], []msgpackHead{
+		0xc1 - 0xc1: {kind: headReserved, fast: slowHead},
+		0xc2 - 0xc1: scalarHead(0),                                 // false
+		0xc3 - 0xc1: scalarHead(0),                                 // true
+		0xc4 - 0xc1: {kind: headBytes, lenSize: 1, fast: slowHead}, // bin8
+		0xc5 - 0xc1: {kind: headBytes, lenSize: 2, fast: slowHead}, // bin16
+		0xc6 - 0xc1: {kind: headBytes, lenSize: 4, fast: slowHead}, // bin32
+		0xc7 - 0xc1: {kind: headExt, lenSize: 1, fast: slowHead},   // ext8
+		0xc8 - 0xc1: {kind: headExt, lenSize: 2, fast: slowHead},   // ext16
+		0xc9 - 0xc1: {kind: headExt, lenSize: 4, fast: slowHead},   // ext32
+		0xca - 0xc1: scalarHead(4),                                 // float32
+		0xcb - 0xc1: scalarHead(8),                                 // float64
+		0xcc - 0xc1: scalarHead(1),                                 // uint8
+		0xcd - 0xc1: scalarHead(2),                                 // uint16
+		0xce - 0xc1: scalarHead(4),                                 // uint32
+		0xcf - 0xc1: scalarHead(8),                                 // uint64
+		0xd0 - 0xc1: scalarHead(1),                                 // int8
+		0xd1 - 0xc1: scalarHead(2),                                 // int16
+		0xd2 - 0xc1: scalarHead(4),                                 // int32
+		0xd3 - 0xc1: scalarHead(8),                                 // int64
+		0xd4 - 0xc1: {kind: headExt, n: 1, fast: slowHead},         // fixext1
+		0xd5 - 0xc1: {kind: headExt, n: 2, fast: slowHead},         // fixext2
+		0xd6 - 0xc1: {kind: headExt, n: 4, fast: slowHead},         // fixext4
+		0xd7 - 0xc1: {kind: headExt, n: 8, fast: slowHead},         // fixext8
+		0xd8 - 0xc1: {kind: headExt, n: 16, fast: slowHead},        // fixext16
+		0xd9 - 0xc1: {kind: headBytes, lenSize: 1, fast: slowHead}, // str8
+		0xda - 0xc1: {kind: headBytes, lenSize: 2, fast: slowHead}, // str16
+		0xdb - 0xc1: {kind: headBytes, lenSize: 4, fast: slowHead}, // str32
+		0xdc - 0xc1: {kind: headArray, lenSize: 2, fast: slowHead}, // array16
+		0xdd - 0xc1: {kind: headArray, lenSize: 4, fast: slowHead}, // array32
+		0xde - 0xc1: {kind: headMap, lenSize: 2, fast: slowHead},   // map16
+		0xdf - 0xc1: {kind: headMap, lenSize: 4, fast: slowHead},   // map32
+	})
+	return t
+}
+
+// scalarHead describes a scalar code followed by n bytes.
+func scalarHead(n uint8) msgpackHead {
+	return msgpackHead{kind: headScalar, n: n, fast: uint16(n)}
+}
+
+// head checks the header at r.scan and moves r.scan to the next one: past
+// the body of a scalar, str, bin or ext, or to the first value of an array
+// or map. It returns an error wrapping ErrMalformed unless a value is due,
+// the header's length or count fits in the bytes left once the values
+// already due are set aside, nesting stays within maxMsgpackDepth and the
+// code is not the reserved 0xc1.
+func (r *msgpackReader) head() error {
+	s := r.scan
+	if err := r.begin(s); err != nil {
+		return err
+	}
+	c := r.data[s]
+	h := msgpackHeads[c]
+	i := s + 1
+	n := int64(h.n)
+	if h.lenSize > 0 {
+		if len(r.data)-i < int(h.lenSize) {
+			return malformed(s, "truncated length of code %#x", c)
+		}
+		n = readLength(r.data[i:], h.lenSize)
+		i += int(h.lenSize)
+	}
+	free := int64(len(r.data) - i - r.owed)
+	switch h.kind {
+	case headScalar, headBytes:
+		if n > free {
+			return malformed(s, "code %#x needs %d bytes, %d left", c, n, free)
+		}
+		r.scan = i + int(n)
+	case headExt:
+		return r.ext(s, i, n, free)
+	case headArray:
+		if n > free {
+			return malformed(s, "array of %d elements, %d bytes left", n, free)
+		}
+		return r.open(s, i, int(n))
+	case headMap:
+		if 2*n > free {
+			return malformed(s, "map of %d entries, %d bytes left", n, free)
+		}
+		return r.open(s, i, 2*int(n))
+	default:
+		return malformed(s, "reserved code %#x", c)
+	}
+	return nil
+}
+
+// begin counts the value whose header is at s as begun, closing the arrays
+// and maps that have all their values.
+func (r *msgpackReader) begin(s int) error {
+	if r.owed == 0 {
+		return malformed(s, "%d trailing bytes", len(r.data)-s)
+	}
+	for r.owed == r.base {
+		r.top--
+		r.base = r.bases[r.top]
+	}
+	r.owed--
+	return nil
+}
+
+// readLength returns the big-endian length field of size 1, 2 or 4 at the
+// start of b.
+func readLength(b []byte, size uint8) int64 {
+	switch size {
+	case 1:
+		return int64(b[0])
+	case 2:
+		return int64(binary.BigEndian.Uint16(b))
+	}
+	return int64(binary.BigEndian.Uint32(b))
+}
+
+// ext checks an extension whose header starts at s and whose type byte is
+// at i, with a payload of n bytes.
+func (r *msgpackReader) ext(s, i int, n, free int64) error {
+	if n >= free {
+		return malformed(s, "extension of %d bytes, %d left", n, free)
+	}
+	p := i + 1
+	// Read as a map code, a 1-byte payload that is a fixmap or nil leaves
+	// the decoder on the next checked value; map16 and map32 would take
+	// their count from the bytes after it.
+	if n > 1 || n == 1 && (r.data[p] == 0xde || r.data[p] == 0xdf) {
+		r.guard = p
+	}
+	r.scan = p + int(n)
+	return nil
+}
+
+// open opens an array or map of n values whose header starts at s and
+// whose first value is at i.
+func (r *msgpackReader) open(s, i, n int) error {
+	r.scan = i
+	if n == 0 {
+		return nil
+	}
+	if r.top == maxMsgpackDepth {
+		return malformed(s, "nesting deeper than %d", maxMsgpackDepth)
+	}
+	r.push(n)
+	return nil
+}
+
+// push opens an array or map of n values, below maxMsgpackDepth.
+func (r *msgpackReader) push(n int) {
+	r.top++
+	r.bases[r.top] = r.owed
+	r.base = r.owed
+	r.owed += n
 }
 
 // malformed returns an error wrapping ErrMalformed that names the offset.

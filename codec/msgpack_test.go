@@ -91,7 +91,21 @@ func forgedMsgpack(t testing.TB) []struct {
 		{"100000 nested fixarrays", repeat([]byte{0x91}, 100000, 0xc0)},
 		{"100000 nested fixmaps", repeat([]byte{0x81, 0xa0}, 100000, 0xc0)},
 		{"513 nested arrays", repeat([]byte{0x91}, 513, 0xc0)},
+		{"nested array32s each as long as the rest", nestedArray32s(64, 800)},
 	}
+}
+
+// nestedArray32s returns depth array32 headers, each declaring as many
+// elements as there are bytes after it, then filler nils. Each header fits
+// the input on its own; together they declare depth times what is there, so
+// a check of each header alone would let a decoder allocate that much.
+func nestedArray32s(depth, filler int) []byte {
+	b := make([]byte, 0, 5*depth+filler)
+	for i := range depth {
+		rest := 5*(depth-1-i) + filler
+		b = append(b, 0xdd, byte(rest>>24), byte(rest>>16), byte(rest>>8), byte(rest))
+	}
+	return append(b, bytes.Repeat([]byte{0xc0}, filler)...)
 }
 
 func TestMsgpackMalformed(t *testing.T) {
