@@ -9,8 +9,8 @@
 // pick the slot. A user key longer than
 // the limit is replaced by "#", its SHA-256 in base64url, ":" and its first
 // HashKeep bytes (so prefix scans still find it); "=" and "#" keep the two
-// forms apart. Tag keys are "prefix:~tag:{t=tag}" and never collide with
-// data keys, which always have "{=" or "{#".
+// forms apart. Tag stamp keys are "prefix:~tag:{t<tag>}" and never collide
+// with data keys, which always have "{=" or "{#".
 package keys
 
 import (
@@ -112,9 +112,10 @@ func escape(k string) string {
 	return strings.NewReplacer("%", "%25", "}", "%7D").Replace(k)
 }
 
-// Tag returns the key of the sorted set that lists the members of tag. Its
-// companion TagStamp holds the time of the tag's last invalidation; both
-// share a slot.
+// Tag returns the key of tag's invalidation stamp: the time of the tag's
+// last invalidation. Tagged entries record their tags and a stamp of their
+// own, and a read accepts an entry only while every tag's stamp is older, so
+// no list of a tag's members is kept anywhere.
 func Tag(prefix, tag string, maxLen int) string {
 	base := "~tag:"
 	if prefix != "" {
@@ -122,10 +123,6 @@ func Tag(prefix, tag string, maxLen int) string {
 	}
 	return base + tagged('t', tag, maxLen)
 }
-
-// TagStamp returns the key that holds the last invalidation time of the
-// tag whose set is tagKey.
-func TagStamp(tagKey string) string { return tagKey + ":ts" }
 
 // Patterns returns SCAN MATCH patterns that match the data keys of user keys
 // starting with p in namespace base (Base() or a versioned base). Glob

@@ -116,12 +116,47 @@ func TestVersionAndTagKeysNeverCollideWithData(t *testing.T) {
 		data[b.Key(k)] = true
 		data[b.KeyAt("1", k)] = true
 	}
-	for _, k := range []string{b.Version(), Tag("p", "n", 16), Tag("p", strings.Repeat("t", 40), 16), TagStamp(Tag("p", "x", 16))} {
+	for _, k := range []string{b.Version(), Tag("p", "n", 16), Tag("p", strings.Repeat("t", 40), 16), Tag("p", "x", 16)} {
 		if data[k] || strings.Contains(k, "{=") || strings.Contains(k, "{#=") {
 			t.Errorf("%q collides with a data key or looks like one", k)
 		}
 	}
 	if b.KeyAt("1", "k") == b.KeyAt("2", "k") || b.KeyAt("1", "k") == b.Key("k") {
 		t.Errorf("versions share keys")
+	}
+}
+
+// TestEncodings pins keys to their exact bytes: stored data is found by
+// these strings, so a change here strands every value already in Redis.
+func TestEncodings(t *testing.T) {
+	b := New("shop", "product", 16)
+	long := strings.Repeat("k", 20)
+	const hashed = "{#=_lUu36W8e6UAdXzEn9PhNpxbTKmMNWr6eBUFi_l2cSA:kkkkkkkkkkkkkkkk}"
+	tests := []struct {
+		call, got, want string
+	}{
+		{`Key("42")`, b.Key("42"), "shop:product:{=42}"},
+		{`Key("")`, b.Key(""), "shop:product:{=}"},
+		{`Key("a}b%c")`, b.Key("a}b%c"), "shop:product:{=a%7Db%25c}"},
+		{`Key("*?[x]")`, b.Key("*?[x]"), "shop:product:{=*?[x]}"},
+		{`Key(long)`, b.Key(long), "shop:product:" + hashed},
+		{`KeyAt("3", "42")`, b.KeyAt("3", "42"), "shop:product:v3:{=42}"},
+		{`KeyAt("3", long)`, b.KeyAt("3", long), "shop:product:v3:" + hashed},
+		{`New("", "n").Key("x")`, New("", "n", 16).Key("x"), "n:{=x}"},
+		{`Version()`, b.Version(), "shop:product:~v"},
+		{`VersionedBase("3")`, b.VersionedBase("3"), "shop:product:v3:"},
+		{`Base()`, b.Base(), "shop:product:"},
+		{`Tag("shop", "org:7")`, Tag("shop", "org:7", 16), "shop:~tag:{torg:7}"},
+		{`Tag("", "t}")`, Tag("", "t}", 16), "~tag:{tt%7D}"},
+		{`Tag("shop", long)`, Tag("shop", long, 16), "shop:~tag:{#t_lUu36W8e6UAdXzEn9PhNpxbTKmMNWr6eBUFi_l2cSA:kkkkkkkkkkkkkkkk}"},
+		{`Marker(Key("42"))`, Marker(b.Key("42")), "shop:product:{=42}:i"},
+		{`Lease(Key("42"))`, Lease(b.Key("42")), "shop:product:{=42}:l"},
+		{`Patterns(Base(), "ab*")`, strings.Join(Patterns(b.Base(), "ab*", 16), " "),
+			`shop:product:{=ab\**` + " " + `shop:product:{#=???????????????????????????????????????????:ab\**`},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s = %q, want %q", tt.call, tt.got, tt.want)
+		}
 	}
 }
