@@ -10,14 +10,15 @@ import (
 //
 //	tag (6 random bytes) | secret (18 random bytes) | deadline (6 bytes)
 //
-// The Redis key is "prefix:name:{tag}secret". The tag is a Redis Cluster
-// hash tag: Renew keeps it and draws a new secret, so the old and the new
-// key share a slot and one script can rename the one to the other. The
-// secret is 144 bits from crypto/rand, new at every Renew. The deadline is
-// the end of the session's lifetime in Unix milliseconds, as Redis's clock
-// set it at creation; the hash stores it too, and an ID whose deadline does
-// not match the hash's is unknown. Every 3-byte group maps to 4 characters,
-// so each part is a fixed slice of the string.
+// The Redis key is "prefix:name:{tag}secret-and-deadline": the whole ID,
+// with the tag as a Redis Cluster hash tag. Renew keeps the tag and the
+// deadline and draws a new secret, so the old and the new key share a slot
+// and one script can rename the one to the other. The secret is 144 bits
+// from crypto/rand. The deadline is the end of the session's lifetime in
+// Unix milliseconds, checked against Redis's clock at creation; since it is
+// part of the key, an ID with another deadline names another key, which
+// holds no session. Every 3-byte group maps to 4 characters, so each part is
+// a fixed slice of the string.
 const (
 	tagLen      = 6
 	secretLen   = 18
@@ -30,9 +31,10 @@ const (
 )
 
 // deadlineField is the hash field holding the session's deadline, in Unix
-// milliseconds as decimal text. A hash without it, or with another
-// deadline than the ID's, is not a session. Field names users may pass
-// cannot hold a NUL, so they never clash with it.
+// milliseconds as decimal text. Every session has it from its creation; a
+// hash without it holds only what a write to an unknown ID left behind,
+// and is not a session. Field names users may pass cannot hold a NUL, so
+// they never clash with it.
 const deadlineField = "\x00deadline"
 
 // parsedID is a well-formed session ID taken apart.
@@ -73,10 +75,9 @@ func makeID(tag, secret []byte, deadline int64) parsedID {
 	return parsedID{id: base64.RawURLEncoding.EncodeToString(raw[:]), deadline: deadline}
 }
 
-// key returns the Redis key of a session whose ID starts with tag and
-// secret in their base64url form.
-func (st *Store) key(tagSecret string) string {
-	return st.base + "{" + tagSecret[:tagChars] + "}" + tagSecret[tagChars:tagChars+secretChars]
+// key returns the Redis key of the session id.
+func (st *Store) key(id string) string {
+	return st.base + "{" + id[:tagChars] + "}" + id[tagChars:]
 }
 
 // encodeTagSecret returns tag and secret in base64url, the start of an ID.

@@ -28,7 +28,7 @@ func TestParseID(t *testing.T) {
 		t.Errorf("makeID() = %q, want it to start with %q", p.id, ts)
 	}
 	st := &Store{base: "app:session:"}
-	if got, want := st.key(p.id), "app:session:{"+ts[:tagChars]+"}"+ts[tagChars:]; got != want {
+	if got, want := st.key(p.id), "app:session:{"+ts[:tagChars]+"}"+p.id[tagChars:]; got != want {
 		t.Errorf("key(%q) = %q, want %q", p.id, got, want)
 	}
 	bad := []string{"", p.id[:idLen-1], p.id + "A", p.id[:idLen-1] + "=", p.id[:idLen-1] + "*", makeID(tag, secret, 0).id}
@@ -77,6 +77,10 @@ func TestIDCollision(t *testing.T) {
 		if err := taken.Save(ctx); err != nil {
 			t.Fatalf("Save error = %v", err)
 		}
+		// The deadline is part of the key: stop the clock at the one
+		// that gave the taken session's.
+		p, _ := parseID(taken.ID())
+		st.now = func() time.Time { return time.UnixMilli(p.deadline).Add(-time.Hour) }
 		// A draw that hits the taken key is drawn again, never adopted.
 		st.random = fixedRandom(first, second)
 		s := st.Open("")
@@ -108,6 +112,62 @@ func TestIDCollision(t *testing.T) {
 		}
 		if got, err := Get[string](ctx, st.Open(renewing.ID()), "owner"); got != "first" || err != nil {
 			t.Errorf("Get(owner) after Renew = %q, %v, want first, nil", got, err)
+		}
+	})
+}
+
+func TestDeadlineFromRedisClock(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
+		ctx := context.Background()
+		st := newTestStore(t, srv)
+		// This process's clock is an hour fast: Redis's decides.
+		st.now = func() time.Time { return time.Now().Add(time.Hour) }
+		for i := range 2 {
+			s := st.Open("")
+			s.Set("a", i)
+			before := time.Now()
+			if err := s.Save(ctx); err != nil {
+				t.Fatalf("Save error = %v", err)
+			}
+			p, _ := parseID(s.ID())
+			got := time.UnixMilli(p.deadline).Sub(before)
+			if got < time.Hour-2*clockTolerance || got > time.Hour+2*clockTolerance {
+				t.Errorf("deadline of session %d = now + %v, want now + 1h (Redis's clock)", i, got)
+			}
+		}
+		if skew := time.Duration(st.skew.Load()) * time.Millisecond; skew > -59*time.Minute || skew < -61*time.Minute {
+			t.Errorf("skew learned = %v, want about -1h", skew)
+		}
+	})
+}
+
+func TestWriteRepairsSessionWithoutTTL(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
+		ctx := context.Background()
+		st := newTestStore(t, srv)
+		s := st.Open("")
+		s.Set("a", "1")
+		if err := s.Save(ctx); err != nil {
+			t.Fatal(err)
+		}
+		id := s.ID()
+		c := srv.Client(t)
+		if err := c.Persist(ctx, st.key(id)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		s = st.Open(id)
+		s.Set("b", "2")
+		if err := s.Save(ctx); err != nil {
+			t.Fatalf("Save error = %v", err)
+		}
+		if s.ID() != id {
+			t.Errorf("ID() after a write to a session without TTL = %q, want %q (same session)", s.ID(), id)
+		}
+		if d := c.PTTL(ctx, st.key(id)).Val(); d <= 0 {
+			t.Errorf("PTTL after the repair = %v, want a TTL", d)
+		}
+		if got, err := Get[string](ctx, st.Open(id), "a"); got != "1" || err != nil {
+			t.Errorf("Get(a) = %q, %v, want 1, nil", got, err)
 		}
 	})
 }

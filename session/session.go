@@ -14,34 +14,43 @@ import (
 // MaxFieldLen is the longest field name, in bytes.
 const MaxFieldLen = 256
 
-// createScript makes a new session hash, unless the key exists: it stamps
-// the deadline from Redis's clock, writes the fields and sets the TTL to
-// the shorter of the idle timeout and the lifetime. It returns the
-// deadline, or nil when the key was taken.
+// createScript makes a new session hash, unless the key exists. The
+// deadline is in the key, so the caller picks it; the script refuses one
+// more than clockTolerance away from Redis's clock (now + lifetime) and
+// returns Redis's instead, for the caller to try again with. It writes the
+// deadline field and the fields, and sets the TTL to the idle timeout,
+// capped at the deadline. It returns 1 once created, -1 when the key is
+// taken, or the deadline to use.
 //
-// KEYS[1] the key; ARGV[1] the deadline field, ARGV[2] idle ms, ARGV[3]
-// lifetime ms, then field, value pairs.
+// KEYS[1] the key; ARGV[1] the deadline field, ARGV[2] the deadline,
+// ARGV[3] idle ms, ARGV[4] lifetime ms, ARGV[5] the tolerance in ms, then
+// field, value pairs.
 var createScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local t = redis.call('TIME')
-local d = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', d))
-for i = 4, #ARGV, 2 do
+local d = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
+if math.abs(d - tonumber(ARGV[2])) > tonumber(ARGV[5]) then return d end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 6, #ARGV, 2 do
 	redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[2]), tonumber(ARGV[3])))
-return d
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'LT')
+return 1
 `)
 
+// clockTolerance is how far the deadline a process proposes for a new
+// session may be from the one Redis's clock gives.
+const clockTolerance = time.Second
+
 // renewScript moves a session to a new key of the same hash tag, keeping
-// its data and deadline, and refreshes its idle timeout. It returns 1, 0
-// when the old key holds no session with that deadline, or -1 when the new
-// key is taken.
+// its data and deadline, and restarts its idle timeout. It returns 1, 0
+// when the old key holds no session, or -1 when the new key is taken.
 //
 // KEYS[1] the old key, KEYS[2] the new key; ARGV[1] the deadline field,
 // ARGV[2] the deadline, ARGV[3] idle ms.
 var renewScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -49,12 +58,34 @@ redis.call('PEXPIREAT', KEYS[2], ARGV[2], 'LT')
 return 1
 `)
 
-// idTries bounds the draws of a fresh ID when the key is taken, which
-// with 144 random bits does not happen unless the random source is broken.
+// repairScript settles a key that a write found without a TTL: a session
+// (one with the deadline field) gets its TTL back and 1 is returned;
+// anything else is what the write left at an unknown ID, and is deleted.
+//
+// KEYS[1] the key; ARGV[1] the deadline field, ARGV[2] the deadline,
+// ARGV[3] idle ms.
+var repairScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+	redis.call('PEXPIRE', KEYS[1], ARGV[3])
+	redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'LT')
+	return 1
+end
+redis.call('DEL', KEYS[1])
+return 0
+`)
+
+// repairTimeout bounds the repair after a write to an unknown ID, which
+// runs even when the caller's context has ended, so that no key is left
+// without a TTL.
+const repairTimeout = 5 * time.Second
+
+// idTries bounds the tries to create or renew a session: a draw whose key
+// is taken, which with 144 random bits does not happen unless the random
+// source is broken, and a deadline Redis's clock corrected.
 const idTries = 3
 
 // errNoFreeID reports idTries draws of an ID whose key was taken.
-var errNoFreeID = errors.New("session: every new ID drawn was taken")
+var errNoFreeID = errors.New("session: no free ID after several draws")
 
 // Session is one session as seen by one unit of work, such as a request. It
 // reads fields from Redis when first asked and remembers them, and it keeps
@@ -335,35 +366,35 @@ func (s *Session) applyPending() {
 // absorbs any skew between this process's clock and Redis's, which alone
 // decides when the key expires.
 func (s *Session) needCap() bool {
-	return time.Until(time.UnixMilli(s.id.deadline)) < 2*s.st.idle+time.Minute
+	return time.UnixMilli(s.id.deadline).Sub(s.st.now()) < 2*s.st.idle+time.Minute
 }
 
-// touch queues the commands that restart the idle timeout of s in pipe,
-// capped at the deadline when it is near, and returns the PEXPIRE command,
-// whose reply says whether the key exists.
-func (s *Session) touch(ctx context.Context, pipe redis.Pipeliner) *redis.BoolCmd {
-	exp := pipe.PExpire(ctx, s.key, s.st.idle)
+// fetch reads fields into s.loaded, with the deadline field that every
+// session has, and restarts the idle timeout, in one round trip. If the
+// key holds no session, s becomes new.
+func (s *Session) fetch(ctx context.Context, fields []string) error {
+	args := make([]string, 0, len(fields)+1)
+	args = append(append(args, deadlineField), fields...)
+	pipe := s.st.client.Pipeline()
+	hm := pipe.HMGet(ctx, s.key, args...)
+	exists := pipe.PExpire(ctx, s.key, s.st.idle)
 	if s.needCap() {
 		pipe.Do(ctx, "PEXPIREAT", s.key, s.deadline, "LT")
 	}
-	return exp
-}
-
-// fetch reads fields into s.loaded, with the deadline field to check that
-// the key holds this session, and restarts the idle timeout, in one round
-// trip. If the session is unknown, s becomes new.
-func (s *Session) fetch(ctx context.Context, fields []string) error {
-	pipe := s.st.client.Pipeline()
-	hm := pipe.HMGet(ctx, s.key, append([]string{deadlineField}, fields...)...)
-	exists := s.touch(ctx, pipe)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return redisErr(ctx, err)
 	}
 	vals := hm.Val()
-	if len(vals) != len(fields)+1 {
-		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(fields)+1)
+	if len(vals) != len(args) {
+		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(args))
 	}
-	if !s.own(ctx, vals[0], exists.Val()) {
+	if vals[0] != s.deadline {
+		if exists.Val() {
+			// A hash without the deadline field is what a write to an
+			// unknown ID left; the PEXPIRE above gave it a TTL in any case.
+			_ = s.st.client.Del(ctx, s.key).Err()
+		}
+		s.reset()
 		return nil
 	}
 	if s.loaded == nil {
@@ -379,10 +410,11 @@ func (s *Session) fetch(ctx context.Context, fields []string) error {
 // errBadReply reports a reply of a shape Redis does not send.
 var errBadReply = errors.New("session: unexpected reply")
 
-// write sends the pending changes, restarts the idle timeout and reads the
-// deadline field back, in one round trip. It reports false, with s reset to
-// new, when the key held no session with the ID's deadline: the changes
-// then went to a hash that no read accepts, which is deleted.
+// write sends the pending changes and restarts the idle timeout in one
+// round trip. PEXPIRE XX finds out, in the same round trip, whether the key
+// held a session: every session has a TTL, and a key the HSET has just
+// created has none. It reports false, with s reset to new, when the key
+// held no session; the hash the changes made is then deleted.
 func (s *Session) write(ctx context.Context) (bool, error) {
 	sets := make([]any, 0, 2*len(s.pending))
 	var dels []string
@@ -400,65 +432,64 @@ func (s *Session) write(ctx context.Context) (bool, error) {
 	if len(dels) > 0 {
 		pipe.HDel(ctx, s.key, dels...)
 	}
-	exists := s.touch(ctx, pipe)
-	hm := pipe.HMGet(ctx, s.key, deadlineField)
+	live := redis.NewBoolCmd(ctx, "pexpire", s.key, s.st.idle.Milliseconds(), "xx")
+	_ = pipe.Process(ctx, live)
+	if s.needCap() {
+		pipe.Do(ctx, "PEXPIREAT", s.key, s.deadline, "LT")
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, redisErr(ctx, err)
 	}
-	vals := hm.Val()
-	if len(vals) != 1 {
-		return false, fmt.Errorf("%w: HMGET returned %d values for 1 field", errBadReply, len(vals))
+	if live.Val() {
+		return true, nil
 	}
-	return s.own(ctx, vals[0], exists.Val()), nil
-}
-
-// own reports whether the deadline field read from the key, marker, is the
-// ID's. If not, the session is unknown: s becomes new, and the key is put
-// right on a best-effort basis. A hash without the field holds only what
-// writes to an unknown ID left, which no read accepts, so it is deleted. A
-// hash with another deadline is a live session that an ID with a forged
-// deadline touched; the idle refresh it got is capped back at its real
-// deadline.
-func (s *Session) own(ctx context.Context, marker any, exists bool) bool {
-	if m, ok := marker.(string); ok && m == s.deadline {
-		return true
+	// Even if the caller has gone, the key must not stay without a TTL.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
+	defer cancel()
+	n, err := repairScript.Run(rctx, s.st.client, []string{s.key},
+		deadlineField, s.deadline, s.st.idle.Milliseconds()).Int64()
+	if err != nil {
+		return false, redisErr(ctx, err)
 	}
-	switch m := marker.(type) {
-	case string:
-		_ = s.st.client.Do(ctx, "PEXPIREAT", s.key, m, "LT").Err()
-	case nil:
-		if exists {
-			_ = s.st.client.Del(ctx, s.key).Err()
-		}
+	if n == 1 {
+		return true, nil
 	}
 	s.reset()
-	return false
+	return false, nil
 }
 
-// create writes the pending fields as a new session under a fresh ID, with
-// its deadline from Redis's clock.
+// create writes the pending fields as a new session under a fresh ID. The
+// deadline is now plus the lifetime by this process's clock, corrected by
+// what Redis's clock said last time; if Redis's clock disagrees by more
+// than clockTolerance, its deadline is used and remembered.
 func (s *Session) create(ctx context.Context) error {
-	args := make([]any, 0, 3+2*len(s.pending))
-	args = append(args, deadlineField, s.st.idle.Milliseconds(), s.st.lifetime.Milliseconds())
+	args := make([]any, 5, 5+2*len(s.pending))
+	args[0], args[2], args[3], args[4] = deadlineField, s.st.idle.Milliseconds(), s.st.lifetime.Milliseconds(), clockTolerance.Milliseconds()
 	for f, b := range s.pending {
 		if b != nil {
 			args = append(args, f, b)
 		}
 	}
+	local := s.st.now().Add(s.st.lifetime).UnixMilli()
+	deadline := local + s.st.skew.Load()
 	var r [tagLen + secretLen]byte
 	for range idTries {
 		s.st.random(r[:])
-		ts := encodeTagSecret(r[:tagLen], r[tagLen:])
-		d, err := createScript.Run(ctx, s.st.client, []string{s.st.key(ts)}, args...).Int64()
-		if errors.Is(err, redis.Nil) {
-			continue // the key is taken
-		}
+		p := makeID(r[:tagLen], r[tagLen:], deadline)
+		args[1] = p.deadline
+		n, err := createScript.Run(ctx, s.st.client, []string{s.st.key(p.id)}, args...).Int64()
 		if err != nil {
 			return redisErr(ctx, err)
 		}
-		s.setID(makeID(r[:tagLen], r[tagLen:], d))
-		s.sendCookie, s.clearCookie = true, false
-		return nil
+		switch {
+		case n == 1:
+			s.setID(p)
+			s.sendCookie, s.clearCookie = true, false
+			return nil
+		case n > 1:
+			deadline = n
+			s.st.skew.Store(n - local)
+		}
 	}
 	return errNoFreeID
 }
@@ -507,9 +538,8 @@ func (s *Session) Renew(ctx context.Context) error {
 	var secret [secretLen]byte
 	for range idTries {
 		s.st.random(secret[:])
-		ts := s.id.id[:tagChars] + encodeSecret(secret[:])
-		next := parsedID{id: ts + s.id.id[tagChars+secretChars:], deadline: s.id.deadline}
-		n, err := renewScript.Run(ctx, s.st.client, []string{s.key, s.st.key(ts)},
+		next := parsedID{id: s.id.id[:tagChars] + encodeSecret(secret[:]) + s.id.id[tagChars+secretChars:], deadline: s.id.deadline}
+		n, err := renewScript.Run(ctx, s.st.client, []string{s.key, s.st.key(next.id)},
 			deadlineField, s.deadline, s.st.idle.Milliseconds()).Int64()
 		if err != nil {
 			return redisErr(ctx, err)

@@ -159,7 +159,7 @@ func (e *env) create(t *testing.T, fields map[string]any) string {
 }
 
 // key returns the Redis key of the session id.
-func key(id string) string { return "test:session:{" + id[:8] + "}" + id[8:32] }
+func key(id string) string { return "test:session:{" + id[:8] + "}" + id[8:] }
 
 // raw returns the hash of session id as stored, without the deadline field.
 func (e *env) raw(t *testing.T, id string) map[string]string {
@@ -730,6 +730,7 @@ func TestUnknownIDs(t *testing.T) {
 			{"other tag", other[:8] + victim[8:]},
 			{"never issued", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" + victim[32:]},
 			{"zero deadline", victim[:32] + "AAAAAAAA"},
+			{"forged deadline", victim[:32] + "_" + victim[33:]},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -834,24 +835,27 @@ func TestRedisDown(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 	e := onClient(t, rdb)
 	ctx := context.Background()
-	valid := e.st.Open("")
-	s := e.st.Open("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGKJ5Tw")
-	ops := map[string]func() error{
-		"Get":     func() error { _, err := session.Get[string](ctx, s, "a"); return err },
-		"Load":    func() error { return s.Load(ctx, "a") },
-		"Save":    func() error { s.Set("a", 1); return s.Save(ctx) },
-		"Destroy": func() error { return s.Destroy(ctx) },
-		"Renew":   func() error { return e.st.Open("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGKJ5Tw").Renew(ctx) },
-		"create":  func() error { valid.Set("a", 1); return valid.Save(ctx) },
+	const id = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGKJ5Tw" // well formed
+	ops := map[string]func(s *session.Session) error{
+		"Get":     func(s *session.Session) error { _, err := session.Get[string](ctx, s, "a"); return err },
+		"Load":    func(s *session.Session) error { return s.Load(ctx, "a") },
+		"Save":    func(s *session.Session) error { s.Set("a", 1); return s.Save(ctx) },
+		"Destroy": func(s *session.Session) error { return s.Destroy(ctx) },
+		"Renew":   func(s *session.Session) error { return s.Renew(ctx) },
 	}
 	for name, op := range ops {
-		if err := op(); !errors.Is(err, cachemgr.ErrUnavailable) {
+		if err := op(e.st.Open(id)); !errors.Is(err, cachemgr.ErrUnavailable) {
 			t.Errorf("%s with Redis down error = %v, want ErrUnavailable", name, err)
 		}
 	}
+	s := e.st.Open("")
+	s.Set("a", 1)
+	if err := s.Save(ctx); !errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Errorf("Save of a new session with Redis down error = %v, want ErrUnavailable", err)
+	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := session.Get[string](cancelled, e.st.Open("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGKJ5Tw"), "a"); !errors.Is(err, context.Canceled) {
+	if _, err := session.Get[string](cancelled, e.st.Open(id), "a"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Get with a cancelled context error = %v, want context.Canceled", err)
 	}
 }

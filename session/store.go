@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachemgr/cachemgr"
@@ -29,6 +30,10 @@ type Store struct {
 	cookie   http.Cookie // template: name, path, domain and flags
 	logger   *slog.Logger
 	random   func([]byte) // fills with random bytes; crypto/rand
+	now      func() time.Time
+	// skew is what Redis's clock was last found ahead of this process's,
+	// in ms, for the deadlines of new sessions.
+	skew atomic.Int64
 }
 
 type config struct {
@@ -220,6 +225,7 @@ func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
 		cookie:   cfg.cookie,
 		logger:   cfg.logger,
 		random:   func(b []byte) { rand.Read(b) }, // never fails (Go 1.24+)
+		now:      time.Now,
 	}
 	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
 		st.codecs[cd.ID()] = cd
