@@ -2,6 +2,7 @@ package coherence
 
 import (
 	"bytes"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -276,5 +277,32 @@ func TestLogRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeRecords(bytes.NewReader([]byte("{\"k\":")), nil); err == nil {
 		t.Errorf("decodeRecords(truncated) error = nil, want an error")
+	}
+}
+
+func TestRunChildRefusesBadSpecs(t *testing.T) {
+	good := Spec{Name: "x", Keys: 8, Readers: 1, WriterIDs: []int{1}, Writers: 2, ReadsPerInvalidation: 4, Large: 1024}
+	tests := []struct {
+		name   string
+		change func(*Spec)
+	}{
+		{"no keys", func(s *Spec) { s.Keys = 0 }},
+		{"no readers", func(s *Spec) { s.Readers = 0 }},
+		{"no writers in all", func(s *Spec) { s.Writers = 0 }},
+		{"no pacing", func(s *Spec) { s.ReadsPerInvalidation = 0 }},
+		{"writer out of range", func(s *Spec) { s.WriterIDs = []int{2} }},
+		{"tiny values", func(s *Spec) { s.Large = 8 }},
+	}
+	if err := good.validate(); err != nil {
+		t.Fatalf("validate(%+v) = %v, want nil", good, err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := good
+			tt.change(&s)
+			if err := RunChild(s, strings.NewReader(""), io.Discard, io.Discard); err == nil {
+				t.Errorf("RunChild(%+v) error = nil, want one", s)
+			}
+		})
 	}
 }

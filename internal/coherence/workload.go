@@ -61,6 +61,24 @@ type Spec struct {
 	History              string // path of the history file
 }
 
+// validate reports a Spec the workload cannot run.
+func (s Spec) validate() error {
+	switch {
+	case s.Keys < 4 || s.Readers < 1:
+		return fmt.Errorf("spec %q: %d keys and %d readers, want at least 4 and 1", s.Name, s.Keys, s.Readers)
+	case len(s.WriterIDs) > 0 && (s.Writers < 1 || s.ReadsPerInvalidation < 1):
+		return fmt.Errorf("spec %q: %d writers, one invalidation per %d reads, want both positive", s.Name, s.Writers, s.ReadsPerInvalidation)
+	case s.Large < 32:
+		return fmt.Errorf("spec %q: large values of %d bytes, want at least 32", s.Name, s.Large)
+	}
+	for _, id := range s.WriterIDs {
+		if id < 0 || id >= s.Writers || id >= s.Keys {
+			return fmt.Errorf("spec %q: writer %d of %d with %d keys", s.Name, id, s.Writers, s.Keys)
+		}
+	}
+	return nil
+}
+
 // Row is the cached value: a database row's version, and padding that
 // makes some values large enough for reads to overlap events.
 type Row struct {
@@ -109,6 +127,9 @@ type worker struct {
 // the number of key reads done so far to progress every 50 reads, the
 // Manager's log to logw, and its history to spec.History.
 func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
+	if err := spec.validate(); err != nil {
+		return err
+	}
 	hist, err := CreateLog(spec.History)
 	if err != nil {
 		return err
