@@ -47,7 +47,9 @@ type Cache struct {
 	private   bool
 	query     queryFilter
 	now       func() time.Time
-	flight    singleflight.Group
+
+	clientRevalidation bool
+	flight             singleflight.Group
 }
 
 type config struct {
@@ -58,6 +60,8 @@ type config struct {
 	maxBody   int
 	private   bool
 	query     queryFilter
+
+	clientRevalidation bool
 }
 
 // Option configures New.
@@ -88,6 +92,23 @@ func WithTTL(d time.Duration) Option {
 func WithPrivate(on bool) Option {
 	return func(c *config) error {
 		c.private = on
+		return nil
+	}
+}
+
+// WithClientRevalidation sets whether a request's Cache-Control: no-cache,
+// max-age and min-fresh (and Pragma: no-cache) make the cache revalidate a
+// fresh stored response with the handler, as RFC 9111 asks. Revalidation
+// never deletes the stored response, and a handler that answers
+// conditional requests (ETag, Last-Modified) confirms it with a cheap 304;
+// still, any client can make the handler run. Turn it off in front of an
+// endpoint that clients must not be able to load that way: those
+// directives are then ignored, and fresh responses are served as they are.
+// no-store, only-if-cached and max-stale are always honoured.
+// Default: true.
+func WithClientRevalidation(on bool) Option {
+	return func(c *config) error {
+		c.clientRevalidation = on
 		return nil
 	}
 }
@@ -163,6 +184,8 @@ func New(m *cachemgr.Manager, name string, opts ...Option) (*Cache, error) {
 		ttl:       time.Minute,
 		condition: func(int, http.Header) bool { return true },
 		maxBody:   1 << 20,
+
+		clientRevalidation: true,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -188,6 +211,8 @@ func New(m *cachemgr.Manager, name string, opts ...Option) (*Cache, error) {
 		private:   cfg.private,
 		query:     cfg.query,
 		now:       time.Now,
+
+		clientRevalidation: cfg.clientRevalidation,
 	}, nil
 }
 

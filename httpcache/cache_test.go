@@ -38,7 +38,10 @@ var quiet = slog.New(slog.DiscardHandler)
 // test ends.
 func newManager(t *testing.T, s *redistest.Server, opts ...cachemgr.Option) *cachemgr.Manager {
 	t.Helper()
-	m, err := cachemgr.New(s.Client(t), append([]cachemgr.Option{cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet)}, opts...)...)
+	// A generous op timeout: a busy machine must not turn a write into a
+	// failure, and so a hit into a miss.
+	base := []cachemgr.Option{cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet), cachemgr.WithOpTimeout(5 * time.Second)}
+	m, err := cachemgr.New(s.Client(t), append(base, opts...)...)
 	if err != nil {
 		t.Fatalf("cachemgr.New() error = %v", err)
 	}

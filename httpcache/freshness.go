@@ -86,9 +86,13 @@ func nextDirective(v string) (name, arg string, quoted bool, rest string) {
 	if i < 0 {
 		return strings.TrimSpace(v), "", false, ""
 	}
-	name = strings.TrimSpace(v[:i])
 	if v[i] == ',' {
-		return name, "", false, v[i+1:]
+		return strings.TrimSpace(v[:i]), "", false, v[i+1:]
+	}
+	// No space may come between a name and its "=": "max-age =60" is
+	// not max-age.
+	if name = strings.TrimLeft(v[:i], " \t"); strings.TrimRight(name, " \t") != name {
+		name = ""
 	}
 	v = v[i+1:]
 	if strings.HasPrefix(v, `"`) {

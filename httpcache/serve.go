@@ -45,6 +45,9 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	if len(r.Header["Cache-Control"]) == 0 && pragmaNoCache(r.Header["Pragma"]) {
 		rcc.noCache = true
 	}
+	if !c.clientRevalidation {
+		rcc.noCache, rcc.maxAge, rcc.minFresh = false, -1, -1
+	}
 	ctx := r.Context()
 	e, err := c.cache.Get(ctx, key)
 	if err != nil && ctx.Err() != nil {
@@ -59,9 +62,9 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 		case rcc.onlyIfCached:
 			gatewayTimeout(w)
 		case auth && !c.private:
-			// Not shared with loads of other requests: their response
-			// was made without these credentials.
-			passThrough(w, r, next)
+			// Not Fetch, which would share the load with requests without
+			// these credentials.
+			c.refill(w, r, next, key, e, nil)
 		case len(e.R) == 0:
 			c.load(w, r, next, key)
 		default:
@@ -71,7 +74,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	}
 	s := &e.R[i]
 	if auth && !c.private && s.Flags&flagAuthOK == 0 {
-		passThrough(w, r, next)
+		c.refill(w, r, next, key, e, nil)
 		return
 	}
 	now := c.now()
@@ -152,7 +155,10 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 	if w != nil {
 		send = (&interimSink{w: w}).send
 	}
-	v, _, _ := c.flight.Do(key+"\x00"+r.Method+"\x00"+varyKey(r, variantNames(e, s)), func() (any, error) {
+	// Requests share a run when their response would be the same: same
+	// key, variant and credentials.
+	flight := key + "\x00" + r.Method + "\x00" + varyKey(r, variantNames(e, s)) + "\x00" + r.Header.Get("Authorization")
+	v, _, _ := c.flight.Do(flight, func() (any, error) {
 		res := c.run(r.Context(), r, next, s, send)
 		res.owner = r
 		if res.stored != nil && !res.served {
@@ -162,8 +168,9 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 			}
 			merged := e.with(*res.stored)
 			// A failed write leaves the old entry; the next request
-			// revalidates again.
-			_ = c.cache.Set(r.Context(), key, merged, cachemgr.TTL(res.keep), cachemgr.Tags(tags...))
+			// revalidates again. The write is done for the others sharing
+			// the entry, so it goes on if this client leaves.
+			_ = c.cache.Set(context.WithoutCancel(r.Context()), key, merged, cachemgr.TTL(res.keep), cachemgr.Tags(tags...))
 		}
 		return res, nil
 	})
@@ -232,6 +239,10 @@ func (c *Cache) run(ctx context.Context, r *http.Request, next http.Handler, s *
 		return result{uncached: &uncached{owner: r, resp: resp, trailers: trailers}}
 	}
 	if s != nil && resp.Status == http.StatusNotModified && (req.Header["If-None-Match"] != nil || req.Header["If-Modified-Since"] != nil) {
+		if len(headerValues(resp.Header, "Date")) == 0 {
+			// net/http adds one on the wire, where the recorder is not.
+			resp.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
+		}
 		merged := s.response
 		merged.Header = mergeHeader(s.Header, resp.Header)
 		p := c.decide(r, merged.Status, merged.Header, reqTime, respTime)
