@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,14 +46,7 @@ func runEvents(ctx context.Context, args []string, stdout io.Writer) error {
 	c.register(fs)
 	n := fs.Int("n", 0, "stop after `n` events (0: run until interrupted)")
 	cache := fs.String("cache", "", "print only the events of this cache (and the tag events, which reach every cache)")
-	err := parse(fs, args, "cachemgr events [flags]", stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if ok, err := parse(fs, &c, args, "cachemgr events [flags]", stdout); !ok {
 		return err
 	}
 	switch {

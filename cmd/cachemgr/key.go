@@ -89,14 +89,7 @@ func runKey(ctx context.Context, args []string, stdout io.Writer) error {
 	raw := fs.String("raw", "", "inspect this Redis `key` instead of CACHE KEY")
 	maxValue := fs.Int("maxvalue", 8<<20, "largest value a Manager accepts, in bytes (WithMaxValueSize)")
 	show := fs.Int("show", 2048, "show at most this many bytes of the value (0: none)")
-	err := parse(fs, args, "cachemgr key [flags] CACHE KEY | cachemgr key [flags] -raw REDISKEY", stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if ok, err := parse(fs, &c, args, "cachemgr key [flags] CACHE KEY | cachemgr key [flags] -raw REDISKEY", stdout); !ok {
 		return err
 	}
 	switch {
@@ -508,7 +501,7 @@ func (e *entry) writeText(w io.Writer, now time.Time) error {
 		}
 	}
 	if e.Marker != nil {
-		line("marker", "%s = %q, TTL %s (rotated by Delete; a load writes back only if it is unchanged)", e.Marker.Key, e.Marker.Value, ttl(e.Marker.TTLMillis))
+		line("marker", "%s = %q, TTL %s (set by a load's claim, rotated by Delete: a load writes back only if it is unchanged)", e.Marker.Key, e.Marker.Value, ttl(e.Marker.TTLMillis))
 	} else {
 		line("marker", "none")
 	}

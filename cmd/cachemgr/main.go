@@ -138,19 +138,24 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return fmt.Errorf("unknown command %q (want key, scan or events)", cmd)
 }
 
-// parse parses args into fs, printing the usage on -h. It returns
-// flag.ErrHelp after -h.
-func parse(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writer) error {
+// parse registers c's flags on fs, parses args and checks c. It reports
+// false when the command should stop: after -h, which prints the usage
+// (err nil), or on an error.
+func parse(fs *flag.FlagSet, c *common, args []string, synopsis string, stdout io.Writer) (bool, error) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: %s\n\nFlags:\n", synopsis)
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
+			return false, nil
 		}
-		return err
+		return false, err
 	}
-	return nil
+	if err := c.check(); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ago describes t relative to now: "in 9m58s" or "12.3s ago".

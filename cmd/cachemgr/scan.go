@@ -67,14 +67,7 @@ func runScan(ctx context.Context, args []string, stdout io.Writer) error {
 	sample := fs.Int("sample", 1000, "stop after this many data keys")
 	top := fs.Int("top", 10, "list this many of the biggest keys")
 	maxValue := fs.Int("maxvalue", 8<<20, "largest value a Manager accepts, in bytes (WithMaxValueSize)")
-	err := parse(fs, args, "cachemgr scan [flags] CACHE", stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if ok, err := parse(fs, &c, args, "cachemgr scan [flags] CACHE", stdout); !ok {
 		return err
 	}
 	switch {
