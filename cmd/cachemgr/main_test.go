@@ -394,10 +394,14 @@ func (s *syncBuffer) String() string {
 func TestEvents(t *testing.T) {
 	rdb, url, m := setup(t, cachemgr.WithEvents(true))
 	ctx := context.Background()
-	var out syncBuffer
-	done := make(chan error, 1)
+	var out, filtered syncBuffer
+	done, filterDone := make(chan error, 1), make(chan error, 1)
 	go func() { done <- run(ctx, []string{"events", "-redis", url, "-prefix", "shop", "-n", "5"}, &out) }()
-	waitSubscribed(t, rdb, "shop:~events")
+	// Of another cache's events, only the tag invalidation reaches it.
+	go func() {
+		filterDone <- run(ctx, []string{"events", "-redis", url, "-prefix", "shop", "-cache", "other", "-n", "1", "-json"}, &filtered)
+	}()
+	waitSubscribed(t, rdb, "shop:~events", 2)
 
 	products := newCache[product](t, m, "product", cachemgr.WithVersioned(true))
 	steps := []func() error{
@@ -420,6 +424,15 @@ func TestEvents(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("events did not return after 5 events\noutput:\n%s", out.String())
 	}
+	select {
+	case err := <-filterDone:
+		var r received
+		if err != nil || json.Unmarshal([]byte(filtered.String()), &r) != nil || r.Event == nil || r.Event.Kind != "tags" {
+			t.Errorf("events -cache other -n 1 -json = %v, output %q; want the tags event as JSON", err, filtered.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("events -cache other did not return after 1 event\noutput:\n%s", filtered.String())
+	}
 	got := out.String()
 	for _, want := range []string{
 		"following shop:~events",
@@ -437,17 +450,17 @@ func TestEvents(t *testing.T) {
 	}
 }
 
-// waitSubscribed polls until the channel has a subscriber.
-func waitSubscribed(t *testing.T, rdb *redis.Client, ch string) {
+// waitSubscribed polls until the channel has n subscribers.
+func waitSubscribed(t *testing.T, rdb *redis.Client, ch string, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		n, err := rdb.PubSubNumSub(context.Background(), ch).Result()
-		if err == nil && n[ch] > 0 {
+		subs, err := rdb.PubSubNumSub(context.Background(), ch).Result()
+		if err == nil && subs[ch] >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no subscriber on %s after 30s (last error %v)", ch, err)
+			t.Fatalf("%d subscribers on %s after 30s, want %d (last error %v)", subs[ch], ch, n, err)
 		}
 		time.Sleep(5 * time.Millisecond) // polling the server, not waiting for time to pass
 	}
@@ -458,7 +471,7 @@ func TestEventsInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"events", "-redis", url}, io.Discard) }()
-	waitSubscribed(t, rdb, "~events")
+	waitSubscribed(t, rdb, "~events", 1)
 	cancel()
 	select {
 	case err := <-done:
