@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/cachemgr/cachemgr/session"
@@ -13,10 +14,11 @@ import (
 
 // TestCluster runs every operation on a three-master Redis Cluster, on
 // sessions spread over the slots: a session is one key, and Renew's two
-// keys share a hash tag.
+// keys share a hash tag. The lifetime is near enough for every call to cap
+// the TTL too.
 func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	e := onClient(t, cl.Client(t))
+	e := onClient(t, cl.Client(t), session.WithLifetime(time.Hour))
 	ctx := context.Background()
 	const n = 24
 	nodes := map[string]bool{}
@@ -59,6 +61,18 @@ func TestCluster(t *testing.T) {
 		if _, err := e.getString(t, s.ID(), "j"); !errors.Is(err, session.ErrNoField) {
 			t.Errorf("Get(j) after Destroy error = %v, want ErrNoField", err)
 		}
+	}
+	// A write to an unknown ID moves to a new session and leaves nothing.
+	unknown := e.st.Open("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGKJ5Tw")
+	unknown.Set("a", "1")
+	if err := unknown.Save(ctx); err != nil {
+		t.Fatalf("Save to an unknown ID error = %v", err)
+	}
+	if n, err := e.rdb.Exists(ctx, key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAGKJ5Tw")).Result(); n != 0 || err != nil {
+		t.Errorf("EXISTS of the unknown ID's key = %d, %v, want 0", n, err)
+	}
+	if got, err := e.getString(t, unknown.ID(), "a"); got != "1" || err != nil {
+		t.Errorf("Get(a) of the new session = %q, %v, want 1, nil", got, err)
 	}
 	if len(nodes) < 2 {
 		t.Errorf("%d sessions landed on %d node(s), want them spread", n, len(nodes))

@@ -124,7 +124,7 @@ func newEnv(t *testing.T, srv *redistest.Server, opts ...session.Option) *env {
 }
 
 // onClient returns a Store on rdb, with prefix "test".
-func onClient(t *testing.T, rdb redis.UniversalClient, opts ...session.Option) *env {
+func onClient(t testing.TB, rdb redis.UniversalClient, opts ...session.Option) *env {
 	t.Helper()
 	rec := &recorder{}
 	rdb.AddHook(rec)
@@ -141,7 +141,7 @@ func onClient(t *testing.T, rdb redis.UniversalClient, opts ...session.Option) *
 }
 
 // create saves a new session holding fields and returns its ID.
-func (e *env) create(t *testing.T, fields map[string]any) string {
+func (e *env) create(t testing.TB, fields map[string]any) string {
 	t.Helper()
 	s := e.st.Open("")
 	for _, f := range slices.Sorted(maps.Keys(fields)) {
