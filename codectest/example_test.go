@@ -17,9 +17,9 @@ type Product struct {
 }
 
 // ExampleMeasure compares codecs and compressions for a page of products.
-// The sizes are what cachemgr stored; the timings (left out here, as they
-// vary from run to run) are in Encode, Decode and RoundTrip, and
-// Report.WriteText prints them all as a table.
+// StoredBytes has what cachemgr stored, header included; the timings (left
+// out here, as they vary from run to run) are in Encode, Decode and
+// RoundTrip, and Report.WriteText prints them all as a table.
 func ExampleMeasure() {
 	page := make([]Product, 30)
 	for i := range page {
@@ -32,16 +32,16 @@ func ExampleMeasure() {
 	}
 	fmt.Println(rep.Type)
 	for _, r := range rep.Results {
-		fmt.Printf("%s+%s: %d B stored, compressed %t, smallest %t\n", r.Codec, r.Compression, r.StoredBytes, r.Compressed, r.Smallest)
+		fmt.Printf("%s+%s: %d B encoded, compressed %t, smallest stored %t\n", r.Codec, r.Compression, r.EncodedBytes, r.Compressed, r.Smallest)
 	}
 	for _, s := range rep.Skipped {
 		fmt.Println("skipped", s.Codec)
 	}
 	// Output:
 	// []codectest_test.Product
-	// msgpack+lz4: 380 B stored, compressed true, smallest true
-	// msgpack+none: 2109 B stored, compressed false, smallest false
-	// json+lz4: 401 B stored, compressed true, smallest false
-	// json+none: 2307 B stored, compressed false, smallest false
+	// msgpack+lz4: 2093 B encoded, compressed true, smallest stored true
+	// msgpack+none: 2093 B encoded, compressed false, smallest stored false
+	// json+lz4: 2291 B encoded, compressed true, smallest stored false
+	// json+none: 2291 B encoded, compressed false, smallest stored false
 	// skipped raw
 }

@@ -16,8 +16,9 @@ import (
 // encodes it.
 type event struct {
 	Origin string          `json:"o"`
-	Kind   string          `json:"k"` // key, version, tags or user
+	Kind   string          `json:"k"` // key, version, tags, prefix or user
 	Cache  string          `json:"c,omitempty"`
+	Prefix string          `json:"p,omitempty"`
 	Keys   []string        `json:"ks,omitempty"`
 	Tags   []string        `json:"t,omitempty"`
 	Topic  string          `json:"tp,omitempty"`
@@ -145,6 +146,8 @@ func (r received) text() string {
 		what = fmt.Sprintf("cache %s: Bump, every entry moved out of reach", e.Cache)
 	case "tags":
 		what = fmt.Sprintf("InvalidateTags %s", quoted(e.Tags))
+	case "prefix":
+		what = fmt.Sprintf("cache %s: keys starting with %q invalidated", e.Cache, e.Prefix)
 	case "user":
 		what = fmt.Sprintf("user event on topic %q: %s", e.Topic, e.Data)
 	default:

@@ -532,3 +532,26 @@ func runOut(t *testing.T, args ...string) string {
 	}
 	return out.String()
 }
+
+func TestEventText(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 600e6, time.UTC)
+	tests := []struct {
+		name string
+		r    received
+		want string
+	}{
+		{"key", received{At: at, Event: &event{Origin: "ABCDEFGHIJ", Kind: "key", Cache: "product", Keys: []string{"1", "2"}}},
+			`03:04:05.600  key     cache product: keys "1", "2" changed (Set or Delete)  (from Manager ABCDEFGH)`},
+		{"prefix", received{At: at, Event: &event{Origin: "X", Kind: "prefix", Cache: "product", Prefix: "eu:"}},
+			`03:04:05.600  prefix  cache product: keys starting with "eu:" invalidated  (from Manager X)`},
+		{"unknown kind", received{At: at, Event: &event{Origin: "X", Kind: "flush"}}, `unknown kind "flush"`},
+		{"unparsable", received{At: at, Raw: "{oops"}, `03:04:05.600  unparsable payload "{oops"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.r.text(); !strings.Contains(got, tt.want) {
+				t.Errorf("text() = %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}

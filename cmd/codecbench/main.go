@@ -12,6 +12,8 @@
 //
 //	go run ./cmd/codecbench
 //
+// -samples picks some of them, such as -samples small,medium.
+//
 // The answer depends on the Go type the values decode into, so the best
 // measurement is of your own type, from a test of yours, with the codectest
 // package this command is built on (see its documentation):
@@ -81,6 +83,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cachemgr/cachemgr/codec"
@@ -102,6 +106,7 @@ func main() {
 // config is the parsed command line.
 type config struct {
 	input     string
+	samples   []string // built-in samples to run; nil: all
 	format    string
 	threshold int
 	runs      int
@@ -118,6 +123,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.SetOutput(io.Discard)
 	var cfg config
 	fs.StringVar(&cfg.input, "input", "", "JSON `file` to measure instead of the built-in samples")
+	samples := fs.String("samples", "small,medium,large", "built-in samples to measure, comma-separated")
 	fs.StringVar(&cfg.format, "format", "text", "output format: text, csv or json")
 	fs.IntVar(&cfg.threshold, "threshold", 1024, "compression threshold in bytes, as cachemgr.WithCompressThreshold")
 	fs.IntVar(&cfg.runs, "runs", 10, "times every measurement is repeated; the report gives the median and its confidence interval")
@@ -149,6 +155,15 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-min %v: want > 0", cfg.block)
 	case cfg.ops < 0 || set["ops"] && cfg.ops == 0:
 		return config{}, fmt.Errorf("-ops %d: want at least 1", cfg.ops)
+	}
+	for _, name := range strings.Split(*samples, ",") {
+		if !slices.Contains(sampleNames, name) {
+			return config{}, fmt.Errorf("-samples: unknown sample %q (want %s)", name, strings.Join(sampleNames, ", "))
+		}
+		cfg.samples = append(cfg.samples, name)
+	}
+	if set["samples"] && set["input"] {
+		return config{}, errors.New("-samples and -input: give one, not both")
 	}
 	if *url != "" {
 		opts, err := redis.ParseURL(*url)
@@ -194,7 +209,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	payloads, err := loadPayloads(cfg.input)
+	payloads, err := loadPayloads(cfg.input, cfg.samples)
 	if err != nil {
 		return err
 	}
@@ -229,11 +244,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return writeText(stdout, out)
 }
 
-// loadPayloads returns the built-in samples, or the JSON document in the
-// file input: as an any, and as its bytes.
-func loadPayloads(input string) ([]payload, error) {
+// loadPayloads returns the built-in samples called names, or the JSON
+// document in the file input: as an any, and as its bytes.
+func loadPayloads(input string, names []string) ([]payload, error) {
 	if input == "" {
-		return samples(), nil
+		var ps []payload
+		for _, p := range samples() {
+			if slices.Contains(names, p.name) {
+				ps = append(ps, p)
+			}
+		}
+		return ps, nil
 	}
 	data, err := os.ReadFile(input)
 	if err != nil {

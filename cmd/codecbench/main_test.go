@@ -65,24 +65,29 @@ var textPhrases = []string{
 }
 
 func TestRunFormats(t *testing.T) {
+	// The text runs every sample; the other formats, the two quick ones.
 	tests := []struct {
-		format string
-		parse  func(t *testing.T, out string) []row
-		want   []string // phrases in the output
+		format  string
+		samples []string
+		parse   func(t *testing.T, out string) []row
+		want    []string // phrases in the output
 	}{
-		{"text", parseText, textPhrases},
-		{"csv", parseCSV, nil},
-		{"json", parseJSON, nil},
+		{"text", []string{"small", "medium", "large"}, parseText, textPhrases},
+		{"csv", []string{"small", "medium"}, parseCSV, nil},
+		{"json", []string{"small", "medium"}, parseJSON, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.format, func(t *testing.T) {
-			out := runOK(t, append(quick, "-format", tt.format)...)
+			out := runOK(t, append(quick, "-format", tt.format, "-samples", strings.Join(tt.samples, ","))...)
 			rows := tt.parse(t, out)
-			checkRows(t, rows, []string{"small", "medium", "large"}, []string{"msgpack", "json"})
+			checkRows(t, rows, tt.samples, []string{"msgpack", "json"})
+			if len(rows) != 4*len(tt.samples) {
+				t.Errorf("run(-format %s) = %d rows, want %d", tt.format, len(rows), 4*len(tt.samples))
+			}
 			for _, cd := range []string{"msgpack", "json"} {
-				lz4, none := find(t, rows, "large", cd, "lz4"), find(t, rows, "large", cd, "none")
+				lz4, none := find(t, rows, "medium", cd, "lz4"), find(t, rows, "medium", cd, "none")
 				if lz4.stored >= none.stored {
-					t.Errorf("large/%s: lz4 stored %d B, want less than none's %d B", cd, lz4.stored, none.stored)
+					t.Errorf("medium/%s: lz4 stored %d B, want less than none's %d B", cd, lz4.stored, none.stored)
 				}
 			}
 			for _, w := range tt.want {
@@ -140,9 +145,9 @@ func TestRunInput(t *testing.T) {
 // against a real one, and checks that nothing is left behind.
 func TestRunRedis(t *testing.T) {
 	mr := miniredis.RunT(t)
-	args := append(quick, "-format", "csv", "-redis", "redis://"+mr.Addr())
+	args := append(quick, "-format", "csv", "-samples", "small", "-redis", "redis://"+mr.Addr())
 	rows := parseCSV(t, runOK(t, args...))
-	checkRows(t, rows, []string{"small", "medium", "large"}, []string{"msgpack", "json"})
+	checkRows(t, rows, []string{"small"}, []string{"msgpack", "json"})
 	if n := mr.CommandCount(); n == 0 {
 		t.Errorf("run(%q) sent %d commands to the server, want some", args, n)
 	}
@@ -171,6 +176,8 @@ func TestRunErrors(t *testing.T) {
 		{"zero ops", []string{"-ops", "0"}, "-ops"},
 		{"zero runs", []string{"-runs", "0"}, "-runs"},
 		{"zero min", []string{"-min", "0s"}, "-min"},
+		{"unknown sample", []string{"-samples", "small,huge"}, "huge"},
+		{"samples and input", []string{"-samples", "small", "-input", "x.json"}, "not both"},
 		{"unknown flag", []string{"-fast"}, "-fast"},
 		{"extra argument", []string{"payload.json"}, "unexpected argument"},
 		{"bad redis URL", []string{"-redis", "http://example.com"}, "-redis"},

@@ -242,6 +242,9 @@ func (g *sampleGen) orderPage(orders int) orderPage {
 	return p
 }
 
+// sampleNames are the names of the built-in samples, in order.
+var sampleNames = []string{"small", "medium", "large"}
+
 // samples returns the built-in payloads: a product (about 200 B as JSON),
 // an order (about 2 KiB) and a page of orders (about 64 KiB), each
 // measured as its Go struct type.
