@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,53 +16,64 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// pairSide accumulates one side of a paired benchmark.
-type pairSide struct {
-	ns            time.Duration
-	bytes, allocs uint64
-	ops           int
-}
-
-// runBlock runs f block times, adding its time and allocations to s. The
-// allocation count is read outside the timed part.
-func (s *pairSide) runBlock(block int, f func()) {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	mallocs, total := ms.Mallocs, ms.TotalAlloc
-	start := time.Now()
-	for range block {
+// paired runs a and base alternately, one call each in turn, inside one
+// benchmark loop, so that both see the same machine load, and times every
+// call. It reports each side's mean and median time per call and their
+// allocations (measured after the loop, untimed), and two ratios of a to
+// base: of the medians ("ratio", which a stalled call on a busy machine
+// cannot move) and of the means ("ratio-mean").
+func paired(b *testing.B, a, base func()) {
+	var ta, tb []time.Duration
+	timed := func(f func()) time.Duration {
+		start := time.Now()
 		f()
+		return time.Since(start)
 	}
-	s.ns += time.Since(start)
-	runtime.ReadMemStats(&ms)
-	s.allocs += ms.Mallocs - mallocs
-	s.bytes += ms.TotalAlloc - total
-	s.ops += block
-}
-
-func (s *pairSide) report(b *testing.B, name string) {
-	b.ReportMetric(float64(s.ns.Nanoseconds())/float64(s.ops), name+"-ns/op")
-	b.ReportMetric(float64(s.bytes)/float64(s.ops), name+"-B/op")
-	b.ReportMetric(float64(s.allocs)/float64(s.ops), name+"-allocs/op")
-}
-
-// paired runs a and base alternately, in blocks of block calls, inside one
-// benchmark loop, so that both see the same machine load. It reports each
-// side's time and allocations per call and the ratio of a's time to base's.
-func paired(b *testing.B, block int, a, base func()) {
-	var sa, sb pairSide
 	for i := 0; b.Loop(); i++ {
 		if i%2 == 0 {
-			sa.runBlock(block, a)
-			sb.runBlock(block, base)
+			ta = append(ta, timed(a))
+			tb = append(tb, timed(base))
 		} else {
-			sb.runBlock(block, base)
-			sa.runBlock(block, a)
+			tb = append(tb, timed(base))
+			ta = append(ta, timed(a))
 		}
 	}
-	sa.report(b, "session")
-	sb.report(b, "raw")
-	b.ReportMetric(float64(sa.ns)/float64(sb.ns), "ratio")
+	ma, mb := median(ta), median(tb)
+	sa, sb := sum(ta), sum(tb)
+	b.ReportMetric(float64(sa.Nanoseconds())/float64(len(ta)), "session-ns/op")
+	b.ReportMetric(float64(sb.Nanoseconds())/float64(len(tb)), "raw-ns/op")
+	b.ReportMetric(float64(ma.Nanoseconds()), "session-median-ns")
+	b.ReportMetric(float64(mb.Nanoseconds()), "raw-median-ns")
+	b.ReportMetric(float64(ma)/float64(mb), "ratio")
+	b.ReportMetric(float64(sa)/float64(sb), "ratio-mean")
+	for _, side := range []struct {
+		name string
+		f    func()
+	}{{"session", a}, {"raw", base}} {
+		const n = 200
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			side.f()
+		}
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/n, side.name+"-B/op")
+		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, side.name+"-allocs/op")
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func sum(d []time.Duration) time.Duration {
+	var t time.Duration
+	for _, x := range d {
+		t += x
+	}
+	return t
 }
 
 // benchSession starts a redis-server and returns a Store on it (raw codec,
@@ -102,7 +114,7 @@ func BenchmarkFieldRead(b *testing.B) {
 	for _, size := range []int{64, 1 << 10, 16 << 10} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			st, rdb, id, k, stored := benchSession(b, size)
-			paired(b, 20,
+			paired(b,
 				func() {
 					v, err := session.Get[[]byte](ctx, st.Open(id), "f")
 					if err != nil || len(v) != size {
@@ -128,7 +140,7 @@ func BenchmarkFieldWrite(b *testing.B) {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			st, rdb, id, k, stored := benchSession(b, size)
 			value := stored[1:]
-			paired(b, 20,
+			paired(b,
 				func() {
 					s := st.Open(id)
 					if err := s.Set("f", value); err != nil {

@@ -24,22 +24,26 @@
 //
 // A session ends after an idle timeout ([WithIdleTimeout]) without use, and
 // at the latest a lifetime ([WithLifetime]) after its creation. Both are
-// Redis TTLs, measured by Redis's clock: the deadline is stamped by Redis
-// when the session is created, and every read or write restarts the idle
-// timeout (PEXPIRE) in the same pipeline as the command, so it costs no
-// extra round trip. When the deadline is nearer than the idle timeout the
-// same pipeline caps the TTL at it (PEXPIREAT ... LT). A request that does
-// not touch the session does not extend it.
+// Redis TTLs, so Redis's clock decides when a session ends. Every read and
+// write restarts the idle timeout with a PEXPIRE sent in the same pipeline
+// as the command, so it costs no extra round trip; when the deadline is
+// nearer than twice the idle timeout, the same pipeline caps the TTL at the
+// deadline (PEXPIREAT ... LT). The deadline is fixed at creation, checked
+// against Redis's clock, and is part of the ID. A request that does not
+// touch the session does not extend it.
 //
 // # IDs
 //
 // An ID is 40 base64url characters: 192 random bits from crypto/rand and
-// the session's deadline. [Session.Renew] moves the data to a new ID
-// atomically, keeping 48 bits (the Redis Cluster hash tag, so both keys
-// share a slot) and drawing 144 new ones; call it at login against session
-// fixation. An ID that is malformed, forged, expired or unknown to Redis
-// gives a new, empty session, with a fresh ID once something is saved: it
-// never fails the request and never reaches another user's data.
+// the deadline. [Session.Renew] moves the data to a new ID atomically,
+// keeping 48 bits (the Redis Cluster hash tag, so both keys share a slot)
+// and drawing 144 new ones; call it at login against session fixation. An
+// ID that is malformed, forged, expired or unknown to Redis gives a new,
+// empty session, with a fresh ID once something is saved: it never fails
+// the request, never reaches another user's data, and is never adopted. A
+// write to an unknown ID finds out in its own round trip (PEXPIRE XX: every
+// session has a TTL, a hash the write has just created has none) and moves
+// to a new session.
 //
 // # Cluster
 //

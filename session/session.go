@@ -357,7 +357,8 @@ func (s *Session) applyPending() {
 		if b == nil {
 			s.loaded[f] = loadedValue{}
 		} else {
-			s.loaded[f] = loadedValue{v: string(b), ok: true}
+			// b came from encode and nothing changes it any more.
+			s.loaded[f] = loadedValue{v: unsafe.String(unsafe.SliceData(b), len(b)), ok: true}
 		}
 	}
 	s.pending = nil
