@@ -106,3 +106,108 @@ func ExampleCache_InvalidatePath() {
 	// HIT /about
 	// MISS /about
 }
+
+// A handler that sets an ETag and answers If-None-Match with 304 lets the
+// cache confirm a stale response without rendering it again. Clients
+// that send the ETag back get a 304 from the cache.
+func Example_revalidation() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	pages, _ := httpcache.New(m, "page")
+	renders := 0
+	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// no-cache: store it, but check with the handler before each use.
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		renders++
+		io.WriteString(w, "report v1")
+	}))
+
+	get(h, "/report", "")
+	get(h, "/report", "")
+	req := httptest.NewRequest(http.MethodGet, "/report", nil)
+	req.Header.Set("If-None-Match", `"v1"`)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, rec.Header().Get(httpcache.StatusHeader))
+	fmt.Println("renders:", renders)
+	// Output:
+	// MISS report v1
+	// REVALIDATED report v1
+	// 304 REVALIDATED
+	// renders: 1
+}
+
+// stale-while-revalidate lets the cache answer at once with the stale
+// response and revalidate after it is sent.
+func Example_staleWhileRevalidate() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	pages, _ := httpcache.New(m, "page")
+	version := 0
+	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		version++
+		// Stale at once, but usable for a minute while a new one loads.
+		w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
+		fmt.Fprintf(w, "prices v%d", version)
+	}))
+	get(h, "/prices", "")
+	get(h, "/prices", "") // v1 is sent, then v2 is loaded and stored
+	get(h, "/prices", "")
+	// Output:
+	// MISS prices v1
+	// STALE prices v1
+	// STALE prices v2
+}
+
+// A successful POST, PUT or DELETE to a URL deletes its stored responses.
+func Example_invalidation() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	pages, _ := httpcache.New(m, "page")
+	stock := 5
+	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			stock--
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=3600")
+		fmt.Fprintf(w, "in stock: %d", stock)
+	}))
+	get(h, "/items/7", "")
+	get(h, "/items/7", "")
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/items/7", nil))
+	get(h, "/items/7", "")
+	// Output:
+	// MISS in stock: 5
+	// HIT in stock: 5
+	// MISS in stock: 4
+}
+
+// WithQueryKeys keeps parameters the page does not depend on out of the
+// key, so that clients cannot make new entries with them.
+func ExampleWithQueryKeys() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	pages, _ := httpcache.New(m, "page", httpcache.WithQueryKeys("q"))
+	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "results for %s", r.URL.Query().Get("q"))
+	}))
+	get(h, "/search?q=go", "")
+	get(h, "/search?q=go&utm_source=mail", "")
+	get(h, "/search?q=redis", "")
+	// Output:
+	// MISS results for go
+	// HIT results for go
+	// MISS results for redis
+}

@@ -164,19 +164,34 @@ func parseAge(values []string) time.Duration {
 	return age
 }
 
-// parseHTTPDate parses an IMF-fixdate strictly: other forms, even those
-// net/http accepts, are invalid, as a date written wrongly by an origin is
-// more likely to be a mistake than a meaning.
+// parseHTTPDate parses an HTTP date: an IMF-fixdate, or one of the two
+// obsolete forms recipients must accept (RFC 850 and asctime, RFC 9110
+// section 5.6.7), written exactly; "GMT" may be in any case. Anything
+// else, and two field lines, is invalid, as a date written wrongly by an
+// origin is more likely a mistake than a meaning.
 func parseHTTPDate(values []string) (time.Time, bool) {
 	if len(values) != 1 {
 		return time.Time{}, false
 	}
 	s := values[0]
-	t, err := time.Parse(http.TimeFormat, s)
-	if err != nil || !strings.EqualFold(t.Format(http.TimeFormat), s) {
-		return time.Time{}, false
+	if n := len(s); n > 3 && strings.EqualFold(s[n-3:], "GMT") {
+		s = s[:n-3] + "GMT"
 	}
-	return t, true
+	for _, layout := range [...]string{http.TimeFormat, "Monday, 02-Jan-06 15:04:05 GMT", time.ANSIC} {
+		// Written exactly: formatting the time gives the text back, but
+		// for the day name, which need not match the date.
+		t, err := time.Parse(layout, s)
+		if err == nil && strings.EqualFold(afterSpace(t.Format(layout)), afterSpace(s)) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// afterSpace returns s after its first space.
+func afterSpace(s string) string {
+	_, after, _ := strings.Cut(s, " ")
+	return after
 }
 
 // heuristicStatus reports whether responses with status may be given a

@@ -78,8 +78,12 @@ func TestParseHTTPDate(t *testing.T) {
 		{"Thu, 18-Aug-2050 02:01:18 GMT", false},
 		{"Thu, 18 Aug 2050 02.01.18 GMT", false},
 		{"Thu, 18 Aug 2050 2:01:18 GMT", false},
-		{"Thursday, 18-Aug-50 02:01:18 GMT", false},
-		{"Thu Aug 18 02:01:18 2050", false},
+		{"Thu, 18 Aug 2050 02:01:18 gMT", true},
+		{"Thursday, 18-Aug-50 02:01:18 GMT", true},
+		{"Thursday, 18-Aug-50 02:01:18 UTC", false},
+		{"Thu Aug 18 02:01:18 2050", true},
+		{"Thu Aug  8 02:01:18 2050", true},
+		{"Thu Aug 8 02:01:18 2050", false},
 		{"0", false},
 	}
 	for _, tt := range tests {

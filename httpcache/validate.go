@@ -95,7 +95,12 @@ func notModified(r *http.Request, status int, h http.Header) bool {
 	if err != nil {
 		return false
 	}
+	// Without a Last-Modified, the date the response was made stands in
+	// (RFC 9111, section 4.3.2).
 	lm, err := http.ParseTime(h.Get("Last-Modified"))
+	if err != nil {
+		lm, err = http.ParseTime(h.Get("Date"))
+	}
 	return err == nil && !lm.After(ims)
 }
 
