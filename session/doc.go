@@ -27,8 +27,8 @@
 // Redis TTLs, so Redis's clock decides when a session ends. Every read and
 // write restarts the idle timeout with a PEXPIRE sent in the same pipeline
 // as the command, so it costs no extra round trip; when the deadline is
-// nearer than twice the idle timeout, the same pipeline caps the TTL at the
-// deadline (PEXPIREAT ... LT). The deadline is fixed at creation, checked
+// nearer than twice the idle timeout plus a minute, the same pipeline caps
+// the TTL at the deadline (PEXPIREAT ... LT). The deadline is fixed at creation, checked
 // against Redis's clock, and is part of the ID. A request that does not
 // touch the session does not extend it.
 //

@@ -521,8 +521,8 @@ func (s *Session) Destroy(ctx context.Context) error {
 // unsaved changes, in one atomic step: the old ID stops working at once. Call
 // it when the privileges behind a session change, as at login, so that an
 // ID planted in the victim's browser before (session fixation) is worth
-// nothing after. The new ID shares the old one's first 48 bits (its Redis
-// Cluster hash tag) and has 144 new random bits.
+// nothing after. The new ID keeps the old one's first 48 bits (its Redis
+// Cluster hash tag) and its deadline, and has 144 new random bits.
 //
 // A new session has no ID yet, so Renew does nothing for it; Save will draw
 // a fresh one. A session Redis does not know becomes new. A request that
