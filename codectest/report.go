@@ -26,12 +26,16 @@ type Report struct {
 
 // Skip is a codec left out of a Report, and why.
 type Skip struct {
-	Codec  string `json:"codec"`
+	// Codec is the codec's name.
+	Codec string `json:"codec"`
+	// Reason is its error on encoding the sample.
 	Reason string `json:"reason"`
 }
 
 // Result is one row of a Report: one codec with one compressor.
 type Result struct {
+	// Codec and Compression name the pair, as codec.Codec.Name and
+	// compress.Compressor.Name do.
 	Codec       string `json:"codec"`
 	Compression string `json:"compression"`
 	// EncodedBytes is the codec's output, before compression and without
