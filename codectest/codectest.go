@@ -26,7 +26,7 @@
 // cachemgr.Manager (on an embedded miniredis, or on the server given with
 // the [Redis] option) and reads back what Redis holds, header included.
 // The timed encode and decode repeat what a Set does before it talks to
-// Redis, and what a Get does after; every run checks that the timed encode
+// Redis, and what a Get does after; each timed encode checks that it
 // produced the payload cachemgr stored, so the two cannot drift apart.
 package codectest
 
