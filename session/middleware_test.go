@@ -16,7 +16,6 @@ import (
 
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/cachemgr/cachemgr/session"
-	"github.com/redis/go-redis/v9"
 )
 
 // serve sends one request with the cookie value id ("" for none) through
@@ -397,9 +396,7 @@ func TestMiddlewareHeadersWritten(t *testing.T) {
 func TestMiddlewareLogsSaveErrors(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	rdb := redis.NewClient(&redis.Options{Addr: deadAddr(t), MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { rdb.Close() })
-	e := onClient(t, rdb, session.WithLogger(logger))
+	e := deadEnv(t, session.WithLogger(logger))
 	res := e.serve(t, "", func(w http.ResponseWriter, r *http.Request) {
 		e.st.From(r.Context()).Set("a", "1")
 		w.Write([]byte("ok"))
