@@ -85,6 +85,23 @@ func ExampleNew() {
 	// Output: 40 characters, 1 key in Redis
 }
 
+func ExampleStore_Open() {
+	st, done := exampleStore()
+	defer done()
+	ctx := context.Background()
+	id := login(st)
+
+	for _, cookie := range []string{id, "forged", ""} {
+		s := st.Open(cookie) // no Redis call yet
+		u, err := session.Get[User](ctx, s, "user")
+		fmt.Printf("%q %v\n", u.Name, errors.Is(err, session.ErrNoField))
+	}
+	// Output:
+	// "Ada" false
+	// "" true
+	// "" true
+}
+
 func ExampleGet() {
 	st, done := exampleStore()
 	defer done()
