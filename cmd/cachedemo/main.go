@@ -413,10 +413,14 @@ func explain(r reportData) string {
 	b, c := r.base, r.cached
 	var s strings.Builder
 	misses := 1 - c.stats.HitRatio()
-	fmt.Fprintf(&s, "With the cache warm, half of the requests took under %s instead of %s: "+
+	warm := "With the cache warm"
+	if !r.warmup.ran() {
+		warm = "With the cache, which started empty (-warmup 0)"
+	}
+	fmt.Fprintf(&s, "%s, half of the requests took under %s instead of %s: "+
 		"%.1f%% of them were hits, answered by Redis without calling the repository, "+
 		"which was called %s times instead of %s.",
-		ms(c.p(0.50)), ms(b.p(0.50)), 100*c.stats.HitRatio(), count(c.loaderCalls), count(b.loaderCalls))
+		warm, ms(c.p(0.50)), ms(b.p(0.50)), 100*c.stats.HitRatio(), count(c.loaderCalls), count(b.loaderCalls))
 	switch {
 	case misses >= 0.01:
 		fmt.Fprintf(&s, " The p99 is not a hit: %.1f%% of requests still missed (keys asked for "+

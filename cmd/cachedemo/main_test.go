@@ -63,20 +63,29 @@ func TestExplain(t *testing.T) {
 		return out
 	}
 	base := phase{name: "without cache", requests: 4, lat: ms(20, 20, 21, 22), loaderCalls: 4}
+	warmup := phase{requests: 4, lat: ms(0.2, 25, 25, 30), stats: cachemgr.Stats{Hits: 1, Misses: 3}}
 	tests := []struct {
-		name   string
-		cached phase
-		want   []string
-		not    []string
+		name           string
+		warmup, cached phase
+		want           []string
+		not            []string
 	}{
 		{
-			name: "misses set the p99",
+			name:   "misses set the p99",
+			warmup: warmup,
 			cached: phase{requests: 4, lat: ms(0.2, 0.3, 0.4, 25), loadLat: ms(25), loaderCalls: 1,
 				stats: cachemgr.Stats{Hits: 3, Misses: 1}},
 			want: []string{"under 0.300ms instead of 20.000ms", "75.0% of them were hits", "called 1 times instead of 4",
 				"The p99 is not a hit: 25.0% of requests still missed", "a median of 25.000ms",
-				"25.000ms with the cache against 22.000ms without"},
+				"25.000ms with the cache against 22.000ms without", "With the cache warm,",
+				"reported apart (25.0% hits, p99 30.000ms)"},
 			not: []string{"falls too", "machine is busy"},
+		},
+		{
+			name:   "no warm-up",
+			cached: phase{requests: 4, lat: ms(0.2, 0.3, 0.4, 0.5), stats: cachemgr.Stats{Hits: 4}},
+			want:   []string{"With the cache, which started empty (-warmup 0), half"},
+			not:    []string{"With the cache warm"},
 		},
 		{
 			name:   "no misses",
@@ -87,7 +96,7 @@ func TestExplain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := explain(reportData{cfg: config{latency: 20 * time.Millisecond}, base: base, cached: tt.cached})
+			got := explain(reportData{cfg: config{latency: 20 * time.Millisecond}, base: base, warmup: tt.warmup, cached: tt.cached})
 			for _, w := range tt.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("explain() = %q, want it to contain %q", got, w)
