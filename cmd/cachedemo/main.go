@@ -9,7 +9,8 @@
 //
 //  1. without cache: the workers call the repository directly;
 //  2. warm-up: the same workload through Cache.Fetch, starting from an
-//     empty cache, reported on its own line (-warmup requests; 0 skips it);
+//     empty cache (on a real server, from what earlier runs left), reported
+//     on its own line (-warmup requests; 0 skips it);
 //  3. with cache: the same workload again, on the cache the warm-up filled.
 //
 // Phases 1 and 3 draw the same key sequence, so their numbers compare one to
@@ -92,7 +93,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	url := fs.String("redis", "", "Redis URL, such as redis://127.0.0.1:6379 (default: embedded miniredis)")
 	fs.IntVar(&cfg.workers, "workers", 32, "concurrent workers")
 	fs.IntVar(&cfg.requests, "requests", 5000, "requests in each measured phase (without cache, with cache)")
-	fs.IntVar(&cfg.warmup, "warmup", 5000, "requests of the warm-up phase, from an empty cache (0 skips it)")
+	fs.IntVar(&cfg.warmup, "warmup", 5000, "requests of the warm-up phase, which starts from an empty cache on the embedded miniredis (0 skips it)")
 	fs.IntVar(&cfg.keys, "keys", 10000, "number of distinct product ids")
 	fs.Float64Var(&cfg.zipf, "zipf", 1.1, "Zipf skew s of the key choice (> 1; higher is more skewed)")
 	fs.DurationVar(&cfg.ttl, "ttl", 30*time.Second, "TTL of cached products")
@@ -185,6 +186,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return loaded, err
 	}
 	r := reportData{cfg: cfg, embedded: cfg.redis == nil}
+	// On a real server the keys of an earlier run may still be there.
+	start := "an empty cache"
+	if !r.embedded {
+		start = "what the server holds (nothing on a first run)"
+	}
 	steps := []struct {
 		p      *phase
 		name   string
@@ -194,7 +200,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		call   func(context.Context, int64) (bool, error)
 	}{
 		{&r.base, "without cache", "calling the repository directly", cfg.requests, measuredStream, direct},
-		{&r.warmup, "warm-up", "Fetch through cachemgr, from an empty cache", cfg.warmup, warmupStream, fetch},
+		{&r.warmup, "warm-up", "Fetch through cachemgr, from " + start, cfg.warmup, warmupStream, fetch},
 		{&r.cached, "with cache", "Fetch through cachemgr, on the warmed cache", cfg.requests, measuredStream, fetch},
 	}
 	for _, s := range steps {
@@ -443,9 +449,13 @@ func explain(r reportData) string {
 			"so even the slowest 1%% were answered by Redis.", ms(c.p(0.99)), ms(b.p(0.99)))
 	}
 	if r.warmup.ran() {
-		fmt.Fprintf(&s, " The warm-up, which started from an empty cache, is reported apart "+
+		start := "an empty cache"
+		if !r.embedded {
+			start = "what the server held from earlier runs, if anything"
+		}
+		fmt.Fprintf(&s, " The warm-up, which started from %s, is reported apart "+
 			"(%.1f%% hits, p99 %s) so that its cold misses do not blur the comparison.",
-			100*r.warmup.stats.HitRatio(), ms(r.warmup.p(0.99)))
+			start, 100*r.warmup.stats.HitRatio(), ms(r.warmup.p(0.99)))
 	}
 	if r.embedded {
 		s.WriteString(" Redis here is the embedded miniredis, a Go server sharing this process's CPU: " +
