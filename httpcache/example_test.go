@@ -22,7 +22,9 @@ func exampleManager() (*cachemgr.Manager, func()) {
 		panic(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("web"))
+	// A generous op timeout, so that a busy machine cannot fail a write
+	// and change the output.
+	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("web"), cachemgr.WithOpTimeout(5*time.Second))
 	if err != nil {
 		panic(err)
 	}
