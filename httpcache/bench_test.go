@@ -30,6 +30,7 @@ func BenchmarkMiddlewareHit(b *testing.B) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 64)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=3600")
 		w.Write(body)
 	})
 	req := httptest.NewRequest(http.MethodGet, "/products/42?color=red&size=m", nil)
