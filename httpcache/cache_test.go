@@ -740,6 +740,8 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"nil tags", m, []httpcache.Option{httpcache.WithTags(nil)}},
 		{"zero max body", m, []httpcache.Option{httpcache.WithMaxBodySize(0)}},
 		{"nil option", m, []httpcache.Option{nil}},
+		{"allow and deny lists", m, []httpcache.Option{httpcache.WithQueryKeys("a"), httpcache.WithoutQueryKeys("b")}},
+		{"deny and allow lists", m, []httpcache.Option{httpcache.WithoutQueryKeys("b"), httpcache.WithQueryKeys("a")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

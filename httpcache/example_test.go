@@ -213,3 +213,57 @@ func ExampleWithQueryKeys() {
 	// HIT results for go
 	// MISS results for redis
 }
+
+// A response's Vary header makes the cache keep one response per value of
+// the request headers it names.
+func Example_vary() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	pages, _ := httpcache.New(m, "page")
+	h := pages.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Language")
+		if r.Header.Get("Accept-Language") == "fr" {
+			io.WriteString(w, "bonjour")
+			return
+		}
+		io.WriteString(w, "hello")
+	}))
+	for _, lang := range []string{"fr", "en", "fr", "en"} {
+		req := httptest.NewRequest(http.MethodGet, "/greeting", nil)
+		req.Header.Set("Accept-Language", lang)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		fmt.Println(rec.Header().Get(httpcache.StatusHeader), rec.Body.String())
+	}
+	// Output:
+	// MISS bonjour
+	// MISS hello
+	// HIT bonjour
+	// HIT hello
+}
+
+// A private cache keyed by user stores the responses marked private, and
+// those to requests with Authorization.
+func ExampleWithPrivate() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+
+	inbox, _ := httpcache.New(m, "inbox",
+		httpcache.WithPrivate(true),
+		// Each user's responses under keys of their own.
+		httpcache.WithVary(func(r *http.Request) string { return r.Header.Get("X-User") }),
+	)
+	h := inbox.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, max-age=30")
+		fmt.Fprintf(w, "inbox of %s", r.Header.Get("X-User"))
+	}))
+	get(h, "/inbox", "ada")
+	get(h, "/inbox", "ada")
+	get(h, "/inbox", "bob")
+	// Output:
+	// MISS inbox of ada
+	// HIT inbox of ada
+	// MISS inbox of bob
+}
