@@ -486,3 +486,54 @@ func httptraceContext(req *http.Request, got1xx func(int, http.Header)) context.
 		},
 	})
 }
+
+// TestConcurrentRevalidationRunsHandlerOnce: many requests for one stale
+// response share one conditional run of the handler.
+func TestConcurrentRevalidationRunsHandlerOnce(t *testing.T) {
+	clk := newClock()
+	m := newManager(t, redistest.StartMini(t))
+	c := newCache(t, m, "page")
+	httpcache.SetClock(c, clk.now)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var conditional atomic.Int32
+	mw := c.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			if conditional.Add(1) == 1 {
+				close(entered)
+			}
+			<-release
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		io.WriteString(w, "v1")
+	}))
+	do(mw, "GET", "/p")
+	clk.advance(2 * time.Minute)
+	const n = 50
+	hits := m.Stats().Hits
+	results := make(chan result, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { results <- do(mw, "GET", "/p") })
+	}
+	<-entered
+	// Every request has read the stale entry (a Redis hit) before it
+	// joins the revalidation; missing the deadline only weakens the test.
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Stats().Hits < hits+n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.body != "v1" || r.state != httpcache.Revalidated && r.state != httpcache.Hit {
+			t.Errorf("GET /p = %s %q, want REVALIDATED or HIT \"v1\"", r.state, r.body)
+		}
+	}
+	if got := conditional.Load(); got != 1 {
+		t.Errorf("conditional handler runs = %d, want 1", got)
+	}
+}

@@ -159,6 +159,9 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 	// key, variant and credentials.
 	flight := key + "\x00" + r.Method + "\x00" + varyKey(r, variantNames(e, s)) + "\x00" + r.Header.Get("Authorization")
 	v, _, _ := c.flight.Do(flight, func() (any, error) {
+		if n := c.recheck(r, key, s); n != nil {
+			return result{stored: n, served: true, state: Hit}, nil
+		}
 		res := c.run(r.Context(), r, next, s, send)
 		res.owner = r
 		if res.stored != nil && !res.served {
@@ -190,6 +193,31 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 	default:
 		passThrough(w, r, next)
 	}
+}
+
+// recheck reads key again and returns a stored response that answers r
+// after all: one stored after s (or, without s, a fresh one), which a run
+// this request just missed joining has written. It returns nil otherwise.
+func (c *Cache) recheck(r *http.Request, key string, s *stored) *stored {
+	e, err := c.cache.Get(r.Context(), key)
+	i := e.match(r)
+	if err != nil || i < 0 {
+		return nil
+	}
+	n := &e.R[i]
+	if r.Header.Get("Authorization") != "" && !c.private && n.Flags&flagAuthOK == 0 {
+		return nil
+	}
+	if s != nil {
+		if n.Resp > s.Resp {
+			return n
+		}
+		return nil
+	}
+	if n.age(c.now()) < time.Duration(n.Life) && n.Flags&flagNoCache == 0 {
+		return n
+	}
+	return nil
 }
 
 // result is the outcome of running the handler for a request.
