@@ -120,8 +120,9 @@
 //		m.InvalidateTags(r.Context(), "category:"+r.PathValue("id"))
 //	})
 //
-// Tags a handler adds with [cachemgr.EntryFrom] stay on the entry until it
-// is revalidated; those of [WithTags] are set again at every write.
+// Tags a handler adds with [cachemgr.EntryFrom] stay on the entry only
+// until it is written again (a revalidation, a new variant); those of
+// [WithTags] are set at every write.
 //
 // # When Redis is down
 //
