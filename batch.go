@@ -22,11 +22,12 @@ import (
 func (c *Cache[T]) GetMany(ctx context.Context, keys []string) ([]T, []error, error) {
 	vals := make([]T, len(keys))
 	errs := make([]error, len(keys))
-	raws, rkeys, err := c.readMany(ctx, keys, vals, errs)
+	fill := c.l1Token()
+	raws, rkeys, ver, err := c.readMany(ctx, keys, vals, errs)
 	if err != nil {
 		return vals, errs, fmt.Errorf("get many: %w", err)
 	}
-	c.decodeMany(ctx, keys, rkeys, raws, vals, errs)
+	c.decodeMany(ctx, fill, keys, rkeys, ver, raws, vals, errs)
 	return vals, errs, nil
 }
 
@@ -50,12 +51,13 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 		return vals, errs, fmt.Errorf("fetch many: %w", err)
 	}
 	start := c.m.now()
-	raws, rkeys, rerr := c.readMany(ctx, keys, vals, errs)
+	fill := c.l1Token()
+	raws, rkeys, ver, rerr := c.readMany(ctx, keys, vals, errs)
 	switch {
 	case errors.Is(rerr, ErrClosed), ctx.Err() != nil:
 		return vals, errs, fmt.Errorf("fetch many: %w", rerr)
 	case rerr == nil:
-		c.decodeMany(ctx, keys, rkeys, raws, vals, errs)
+		c.decodeMany(ctx, fill, keys, rkeys, ver, raws, vals, errs)
 	default:
 		for i := range errs {
 			errs[i] = ErrMiss
@@ -78,7 +80,7 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 	}
 	var markers map[string]string
 	if rerr == nil {
-		markers = c.claimMany(ctx, missing, rkeys, keys)
+		markers = c.claimMany(ctx, missing, rkeys, keys, c.loadStamp(start), w.tags)
 	}
 	loaded, lerr := c.callLoadMany(ctx, missing, loadMany)
 	c.m.stats.loads.Add(1)
@@ -97,7 +99,7 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 		}
 	}
 	if markers != nil {
-		c.storeMany(ctx, missing, markers, loaded, start, w)
+		c.storeMany(ctx, missing, markers, loaded, start, ver, w)
 	}
 	return vals, errs, nil
 }
@@ -105,7 +107,7 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 // claimMany reads (creating them if absent) the invalidation markers of
 // the missing keys, in one round trip, before their load. It returns the
 // marker of each key by its data key, or nil if Redis did not answer.
-func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []string) map[string]string {
+func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []string, stamp int64, tags []string) map[string]string {
 	rkeyOf := map[string]string{}
 	for i, k := range keyList {
 		rkeyOf[k] = rkeys[i]
@@ -115,7 +117,8 @@ func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []stri
 		rkey := rkeyOf[k]
 		cmds[j] = claimScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, "", 0, rand.Text(), millis(c.m.markerTTL()))
 	}
-	if err := c.m.doAll(ctx, cmds...); err != nil {
+	prep, _ := c.m.tagPrepares(ctx, stamp, tags)
+	if err := c.m.doAll(ctx, append(prep, cmds...)...); err != nil {
 		return nil
 	}
 	markers := map[string]string{}
@@ -133,12 +136,12 @@ func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []stri
 
 // readMany reads keys, filling vals and errs for L1 hits. It returns the
 // raw replies by index and the data keys.
-func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error) ([]any, []string, error) {
+func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error) ([]any, []string, string, error) {
 	if c.m.done.Load() {
-		return nil, nil, ErrClosed
+		return nil, nil, "", ErrClosed
 	}
 	if ctx.Err() != nil {
-		return nil, nil, context.Cause(ctx)
+		return nil, nil, "", context.Cause(ctx)
 	}
 	raws := make([]any, len(keyList))
 	rkeys := make([]string, len(keyList))
@@ -146,7 +149,7 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 	if c.versioned {
 		var err error
 		if ver, err = c.localVersion(ctx); err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -193,18 +196,26 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 		}
 		if len(cmds) > 0 {
 			if err := c.m.doAll(ctx, cmds...); err != nil {
-				return nil, nil, err
+				return nil, nil, "", err
 			}
 		}
 		if c.versioned {
 			var again bool
 			var err error
 			ver, again, err = c.observed(ctx, ver, getVer.Val(), getVer.Err())
-			if err != nil {
-				return nil, nil, err
-			}
-			if again && attempt < maxVersionRetries {
+			switch {
+			case err != nil:
+				return nil, nil, "", err
+			case again && attempt < maxVersionRetries:
 				continue
+			case again:
+				// Still moving: nothing read under an older version may be
+				// returned. Every key is a miss under the newest.
+				var zero T
+				for i, k := range keyList {
+					rkeys[i], raws[i], vals[i], errs[i] = c.keys.KeyAt(ver, k), nil, zero, nil
+				}
+				return raws, rkeys, ver, nil
 			}
 			cmds = cmds[1:]
 		}
@@ -216,7 +227,7 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 				raws[i] = cmds[j]
 			}
 		}
-		return raws, rkeys, nil
+		return raws, rkeys, ver, nil
 	}
 }
 
@@ -225,7 +236,7 @@ type l1Marker struct{}
 
 // decodeMany turns the replies of readMany into values and per-key errors,
 // checking all tags of tagged entries in one round trip.
-func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws []any, vals []T, errs []error) {
+func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys []string, ver string, raws []any, vals []T, errs []error) {
 	type tagged struct {
 		i  int
 		ti tagInfo
@@ -243,7 +254,7 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			errs[i] = ErrMiss
 			continue
 		}
-		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &vals[i])
+		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, c.shape, &vals[i])
 		if err != nil {
 			var zero T
 			vals[i], errs[i] = zero, c.unusable(ctx, rkeys[i], s, err)
@@ -253,7 +264,7 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			pending = append(pending, tagged{i, ti, s, h})
 			continue
 		}
-		c.hitMany(ctx, keyList[i], s, h, ti, errs, i)
+		c.hitMany(ctx, fill, keyList[i], ver, s, h, ti, errs, i)
 	}
 	if len(pending) == 0 {
 		return
@@ -278,7 +289,7 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 			valid = stampOlder(stamps[t], p.ti.stamp)
 		}
 		if valid {
-			c.hitMany(ctx, keyList[p.i], p.s, p.h, p.ti, errs, p.i)
+			c.hitMany(ctx, fill, keyList[p.i], ver, p.s, p.h, p.ti, errs, p.i)
 			continue
 		}
 		var zero T
@@ -293,8 +304,8 @@ func (c *Cache[T]) decodeMany(ctx context.Context, keyList, rkeys []string, raws
 }
 
 // hitMany records a usable value read by a batch.
-func (c *Cache[T]) hitMany(ctx context.Context, key, s string, h envelope.Header, ti tagInfo, errs []error, i int) {
-	c.hit(ctx, key, s, h, ti)
+func (c *Cache[T]) hitMany(ctx context.Context, fill uint64, key, version, s string, h envelope.Header, ti tagInfo, errs []error, i int) {
+	c.hit(ctx, fill, key, version, s, h, ti)
 	if h.Negative {
 		errs[i] = ErrNotFound
 	}
@@ -335,15 +346,15 @@ func (c *Cache[T]) callLoadMany(ctx context.Context, missing []string, loadMany 
 
 // storeMany writes the results of a batch load back in one pipeline, each
 // only if its key's marker is unchanged since the claim.
-func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[string]string, loaded map[string]T, start time.Time, w writeConfig) {
-	ti := tagInfo{stamp: start.Add(-c.m.skew).UnixMilli()}
+func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[string]string, loaded map[string]T, start time.Time, ver string, w writeConfig) {
+	ti := tagInfo{stamp: c.loadStamp(start)}
 	ti.tags, _ = checkTags(w.tags)
 	var cmds []redis.Cmder
 	var bufs []*[]byte
 	for _, k := range missing {
 		rkey := c.keys.Key(k)
-		if v := c.localVersionOrEmpty(); c.versioned {
-			rkey = c.keys.KeyAt(v, k)
+		if c.versioned {
+			rkey = c.keys.KeyAt(ver, k)
 		}
 		marker, ok := markers[rkey]
 		if !ok {
@@ -358,7 +369,8 @@ func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[
 			fresh, stale = c.ttl.negativeTTL, 0
 		}
 		exp := c.ttl.expiry(fresh, c.m.random())
-		h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli()}
+		c.m.noteLifetime(exp + stale)
+		h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Shape: c.shape}
 		var buf *[]byte
 		if found {
 			var err error
@@ -370,7 +382,7 @@ func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[
 			buf = c.m.encodeNegative(c.codec, h, ti)
 		}
 		bufs = append(bufs, buf)
-		cmds = append(cmds, c.m.tagWrites(ctx, ti, exp)...)
+		cmds = append(cmds, c.m.tagWrites(ctx, ti, exp, true)...)
 		cmds = append(cmds, writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, marker, *buf, millis(exp+stale), "", ""))
 	}
 	if len(cmds) > 0 {

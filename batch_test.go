@@ -22,7 +22,7 @@ func batchCases(t *testing.T, fn func(t *testing.T, rdb redis.UniversalClient)) 
 func TestFetchMany(t *testing.T) {
 	batchCases(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
-		m, err := cachemgr.New(rdb, cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet))
+		m, err := cachemgr.New(rdb, testOptions()...)
 		if err != nil {
 			t.Fatalf("New() error = %v", err)
 		}

@@ -26,6 +26,7 @@ type Cache[T any] struct {
 	name      string
 	keys      keys.Builder
 	codec     codec.Codec
+	shape     uint32 // fingerprint of T's shape (see shapeOf)
 	ttl       ttlPolicy
 	versioned bool
 	version   atomic.Pointer[string] // last namespace version seen
@@ -94,11 +95,13 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 	if err := m.claimName(name, reflect.TypeFor[T]()); err != nil {
 		return nil, err
 	}
+	m.noteLifetime(time.Duration(float64(max(cfg.ttl.ttl, cfg.ttl.negativeTTL))*(1+cfg.ttl.jitter)) + cfg.swr.stale)
 	c := &Cache[T]{
 		m:         m,
 		name:      name,
 		keys:      keys.New(m.prefix, name, m.maxKey),
 		codec:     cfg.codec,
+		shape:     Shape[T](),
 		ttl:       cfg.ttl,
 		versioned: cfg.versioned,
 		swr:       cfg.swr,
@@ -167,19 +170,25 @@ func (c *Cache[T]) Get(ctx context.Context, key string) (T, error) {
 
 // found is what a lookup read.
 type found struct {
-	key  string // the user's key
-	rkey string // the data key, in the namespace version read
-	raw  string // the stored bytes
-	h    envelope.Header
-	l1   bool // answered by the L1 tier: no Redis, nothing to refresh
+	key     string // the user's key
+	rkey    string // the data key, in the namespace version read
+	version string // that version ("" when not versioned)
+	raw     string // the stored bytes
+	h       envelope.Header
+	l1      bool // answered by the L1 tier: no Redis, nothing to refresh
 }
 
 // lookup reads and decodes key, counting hits and misses. The error is
 // ErrMiss, ErrNotFound, ErrUnavailable, ErrClosed or the caller's ctx
 // error, possibly wrapping a cause.
 func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
+	if c.m.covering(c.name, key, nil) {
+		var zero T
+		c.missed(ctx)
+		return zero, found{key: key}, errPendingMiss
+	}
 	if c.l1 != nil && c.m.l1Trusted.Load() {
-		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() {
+		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() && !c.m.covering(c.name, key, e.tags) {
 			c.hitL1(ctx)
 			if e.negative {
 				c.m.stats.negativeHits.Add(1)
@@ -194,8 +203,10 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 // lookupRedis is lookup's Redis tier.
 func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error) {
 	var v T
-	rkey, s, err := c.read(ctx, key)
-	f := found{key: key, rkey: rkey, raw: s}
+	fill := c.l1Token()
+	t, s, err := c.read(ctx, key)
+	rkey := t.rkey
+	f := found{key: key, rkey: rkey, version: t.version, raw: s}
 	if err != nil {
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -209,8 +220,13 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 		return v, f, err
 	}
 	// The reply string is never written to; decode only reads it.
-	h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, &v)
+	h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, c.shape, &v)
 	f.h = h
+	if err == nil && len(ti.tags) > 0 && c.m.covering(c.name, key, ti.tags) {
+		var zero T
+		c.missed(ctx)
+		return zero, f, errPendingMiss
+	}
 	if err == nil && len(ti.tags) > 0 {
 		err = c.m.checkTags(ctx, ti)
 	}
@@ -221,15 +237,16 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 		}
 		return zero, f, c.unusable(ctx, rkey, s, err)
 	}
-	c.hit(ctx, key, s, h, ti)
+	c.hit(ctx, fill, key, t.version, s, h, ti)
 	if h.Negative {
 		return v, f, ErrNotFound
 	}
 	return v, f, nil
 }
 
-// hit counts a Redis-tier hit and keeps a copy in the L1 tier.
-func (c *Cache[T]) hit(ctx context.Context, key, raw string, h envelope.Header, ti tagInfo) {
+// hit counts a Redis-tier hit and keeps a copy in the L1 tier, read by a
+// reader that took token fill before sending the read.
+func (c *Cache[T]) hit(ctx context.Context, fill uint64, key, version, raw string, h envelope.Header, ti tagInfo) {
 	c.m.stats.hits.Add(1)
 	if h.Negative {
 		c.m.stats.negativeHits.Add(1)
@@ -237,7 +254,16 @@ func (c *Cache[T]) hit(ctx context.Context, key, raw string, h envelope.Header, 
 	if c.m.obs != nil {
 		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
 	}
-	c.fillL1(key, c.localVersionOrEmpty(), raw, h, ti)
+	c.fillL1(fill, key, version, raw, h, ti)
+}
+
+// l1Token is the token a reader takes before it sends a read whose reply
+// may fill the L1 tier (see l1Store.token); 0 without an L1 tier.
+func (c *Cache[T]) l1Token() uint64 {
+	if c.l1 == nil {
+		return 0
+	}
+	return c.l1.token()
 }
 
 // hitL1 counts a hit of the L1 tier.
@@ -251,8 +277,16 @@ func (c *Cache[T]) hitL1(ctx context.Context) {
 
 // unusable handles stored bytes that cannot be served, undecodable or
 // invalidated by a tag (err says which): it counts a miss, deletes them if
-// unchanged, and returns the miss.
+// unchanged, and returns the miss. An entry written for another shape of T
+// is a miss but is not deleted.
 func (c *Cache[T]) unusable(ctx context.Context, rkey, raw string, err error) error {
+	if errors.Is(err, errOtherShape) {
+		// Another process's entry, good for its type: a miss here, and
+		// left alone.
+		c.m.stats.otherShape.Add(1)
+		c.missed(ctx)
+		return fmt.Errorf("%w: %w", ErrMiss, err)
+	}
 	if errors.Is(err, errInvalidated) {
 		c.m.stats.invalidated.Add(1)
 	} else {
@@ -280,8 +314,9 @@ func (c *Cache[T]) localVersionOrEmpty() string {
 }
 
 // fillL1 keeps a private decoded copy of a fresh value read from (or
-// written to) Redis, until the L1 TTL or the end of its freshness.
-func (c *Cache[T]) fillL1(key, version, raw string, h envelope.Header, ti tagInfo) {
+// written to) Redis, until the L1 TTL or the end of its freshness, unless an
+// invalidation of key reached this process after token fill was taken.
+func (c *Cache[T]) fillL1(fill uint64, key, version, raw string, h envelope.Header, ti tagInfo) {
 	if c.l1 == nil || !c.m.l1Trusted.Load() {
 		return
 	}
@@ -292,20 +327,20 @@ func (c *Cache[T]) fillL1(key, version, raw string, h envelope.Header, ti tagInf
 	}
 	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: expires}
 	if !h.Negative {
-		if _, _, err := c.m.decode([]byte(raw), c.codec, &e.val); err != nil {
+		if _, _, err := c.m.decode([]byte(raw), c.codec, c.shape, &e.val); err != nil {
 			return
 		}
 	}
-	c.l1.put(e)
+	c.l1.put(e, fill)
 }
 
 // invalidated applies an invalidation of keys to this process's L1 tier
 // at once and tells the other processes.
-func (c *Cache[T]) invalidated(ctx context.Context, keys ...string) {
+func (c *Cache[T]) invalidated(ctx context.Context, keys ...string) error {
 	if c.l1 != nil {
 		c.dropKeys(keys)
 	}
-	c.m.publish(ctx, event{Kind: "key", Cache: c.name, Keys: keys})
+	return c.m.publish(ctx, event{Kind: "key", Cache: c.name, Keys: keys})
 }
 
 func (c *Cache[T]) dropKeys(keys []string) {
@@ -331,27 +366,30 @@ func (c *Cache[T]) dropTags(tags []string) {
 
 // read returns the stored bytes of key and the data key they came from.
 // The error is the reply's (redis.Nil for a miss) or doAll's.
-func (c *Cache[T]) read(ctx context.Context, key string) (string, string, error) {
+func (c *Cache[T]) read(ctx context.Context, key string) (target, string, error) {
 	if !c.versioned {
-		rkey := c.keys.Key(key)
-		cmd := redis.NewStringCmd(ctx, "get", rkey)
+		t := target{key: key, rkey: c.keys.Key(key)}
+		cmd := redis.NewStringCmd(ctx, "get", t.rkey)
 		if err := c.m.do(ctx, cmd); err != nil {
-			return rkey, "", err // an abandoned cmd may still be written to
+			return t, "", err // an abandoned cmd may still be written to
 		}
-		return rkey, cmd.Val(), nil
+		return t, cmd.Val(), nil
 	}
 	if c.m.single {
 		return c.readVersioned(ctx, key)
 	}
 	var cmd *redis.StringCmd
-	rkey, err := c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+	t, moved, err := c.inVersion(ctx, key, false, func(rkey string) []redis.Cmder {
 		cmd = redis.NewStringCmd(ctx, "get", rkey)
 		return []redis.Cmder{cmd}
 	})
-	if err != nil {
-		return rkey, "", err
+	switch {
+	case err != nil:
+		return t, "", err
+	case moved:
+		return t, "", redis.Nil
 	}
-	return rkey, cmd.Val(), cmd.Err()
+	return t, cmd.Val(), cmd.Err()
 }
 
 // dropScript deletes a key only if it still holds the bytes that were
@@ -372,7 +410,9 @@ func (c *Cache[T]) drop(ctx context.Context, rkey, bad string) {
 // or the TTL option, carrying the Tags option's tags. It returns
 // ErrTooLarge for a value over the Manager's size limit, ErrInvalidOption
 // for a bad per-call option, and an error wrapping ErrUnavailable when Redis
-// cannot take the write.
+// cannot take the write within the write timeout (WithWriteTimeout); the
+// key's old value is then deleted as by a failed Delete: queued for retry,
+// and not served by this process meanwhile.
 func (c *Cache[T]) Set(ctx context.Context, key string, v T, opts ...WriteOption) error {
 	if err := c.set(ctx, key, v, opts); err != nil {
 		return fmt.Errorf("set %.64q: %w", key, err)
@@ -395,15 +435,16 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 	// an InvalidateTags must be readable. (A Set that races an
 	// InvalidateTags from a process whose clock is behind may survive it.)
 	ti := tagInfo{stamp: now.UnixMilli(), tags: w.tags}
-	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: now.Add(exp).UnixMilli()}, ti)
+	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: now.Add(exp).UnixMilli(), Shape: c.shape}, ti)
 	if err != nil {
 		return err
 	}
+	c.m.noteLifetime(exp + c.swr.stale)
 	var set *redis.StatusCmd
 	var tw []redis.Cmder
-	_, err = c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+	_, _, err = c.inVersion(ctx, key, true, func(rkey string) []redis.Cmder {
 		set = redis.NewStatusCmd(ctx, "set", rkey, *buf, "px", millis(exp+c.swr.stale))
-		tw = c.m.tagWrites(ctx, ti, exp)
+		tw = c.m.tagWrites(ctx, ti, exp, false)
 		return append(tw, set)
 	})
 	c.releaseBuf(buf)
@@ -417,10 +458,27 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 			err = cmd.Err()
 		}
 	}
-	if err == nil {
-		c.invalidated(ctx, key)
+	if c.l1 != nil {
+		c.dropKeys([]string{key})
 	}
-	return err
+	if err != nil {
+		// The old value may still be in Redis: it must go.
+		return c.m.keep(c.pendingDelete(key), err)
+	}
+	if err := c.invalidated(ctx, key); err != nil {
+		// The value is written; other processes' L1 tiers must still hear.
+		return c.m.keep(&pendingInvalidation{cache: c.name, key: key, until: c.m.horizon(), retry: func(ctx context.Context) error {
+			return c.invalidated(ctx, key)
+		}}, err)
+	}
+	return nil
+}
+
+// pendingDelete is a Delete of key, queued for retry.
+func (c *Cache[T]) pendingDelete(key string) *pendingInvalidation {
+	return &pendingInvalidation{cache: c.name, key: key, until: c.m.horizon(), retry: func(ctx context.Context) error {
+		return c.delete(ctx, key)
+	}}
 }
 
 // releaseBuf returns buf to the pool once no goroutine can still be sending
@@ -445,14 +503,28 @@ func (m *Manager) deleteCmd(ctx context.Context, rkey string) *redis.Cmd {
 
 // Delete removes key. A Fetch whose load was already running when Delete
 // returned does not write its (possibly outdated) result back: the next read
-// loads again. Delete returns an error wrapping ErrUnavailable when Redis
-// could not be reached; the value may then still be cached.
+// loads again. Delete is bounded by the write timeout and retried within it
+// (WithWriteTimeout). When Redis still cannot be reached it returns an error
+// wrapping ErrUnavailable, and keeps the delete in a queue that retries it
+// in the background until it lands; meanwhile this process does not serve
+// key from Redis or its L1 tier, though other processes may.
 func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 	if c.m.done.Load() {
 		return ErrClosed
 	}
+	if c.l1 != nil {
+		c.dropKeys([]string{key})
+	}
+	if err := c.delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %.64q: %w", key, c.m.keep(c.pendingDelete(key), err))
+	}
+	return nil
+}
+
+// delete removes key in Redis and tells the other processes.
+func (c *Cache[T]) delete(ctx context.Context, key string) error {
 	var del *redis.Cmd
-	_, err := c.inVersion(ctx, key, func(rkey string) []redis.Cmder {
+	_, _, err := c.inVersion(ctx, key, true, func(rkey string) []redis.Cmder {
 		del = c.m.deleteCmd(ctx, rkey)
 		return []redis.Cmder{del}
 	})
@@ -460,10 +532,9 @@ func (c *Cache[T]) Delete(ctx context.Context, key string) error {
 		err = del.Err()
 	}
 	if err != nil {
-		return fmt.Errorf("delete %.64q: %w", key, err)
+		return err
 	}
-	c.invalidated(ctx, key)
-	return nil
+	return c.invalidated(ctx, key)
 }
 
 // firstSet returns the first non-zero duration.

@@ -230,10 +230,11 @@ func TestUndecodableValues(t *testing.T) {
 		if err != nil {
 			t.Fatalf("raw GET error = %v", err)
 		}
-		forgedLen := append([]byte(nil), valid...)
-		forgedLen[3], forgedLen[12] = compress.LZ4ID, 0x7f // claims a 2 GiB raw payload
-		msgpackBomb := append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID}), 0xdd, 0xff, 0xff, 0xff, 0xff)
-		lz4Bomb := append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Compressor: compress.LZ4ID, RawLen: 1 << 20}), 0xff, 0xff, 0xff)
+		shape := cachemgr.Shape[Product]()
+		// claims a 2 GiB raw payload
+		forgedLen := append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Compressor: compress.LZ4ID, RawLen: 1<<31 - 1, Shape: shape}), valid[envelope.HeaderSize:]...)
+		msgpackBomb := append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Shape: shape}), 0xdd, 0xff, 0xff, 0xff, 0xff)
+		lz4Bomb := append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Compressor: compress.LZ4ID, RawLen: 1 << 20, Shape: shape}), 0xff, 0xff, 0xff)
 		tests := []struct {
 			name  string
 			value []byte
@@ -245,7 +246,7 @@ func TestUndecodableValues(t *testing.T) {
 			{"forged raw length", forgedLen},
 			{"msgpack bomb", msgpackBomb},
 			{"lz4 garbage", lz4Bomb},
-			{"unknown codec", append(envelope.Append(nil, envelope.Header{Codec: 200}), 1)},
+			{"unknown codec", append(envelope.Append(nil, envelope.Header{Codec: 200, Shape: shape}), 1)},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

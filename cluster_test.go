@@ -18,7 +18,7 @@ func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	rdb := cl.Client(t)
 	ctx := context.Background()
-	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("cl"), cachemgr.WithLogger(quiet))
+	m, err := cachemgr.New(rdb, testOptions(cachemgr.WithPrefix("cl"))...)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}

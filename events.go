@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -34,9 +35,10 @@ func WithEvents(on bool) Option {
 // event is one message on the channel, JSON-encoded.
 type event struct {
 	Origin string          `json:"o"`
-	Kind   string          `json:"k"` // "key", "version", "tags" or "user"
+	Kind   string          `json:"k"` // "key", "version", "tags", "prefix" or "user"
 	Cache  string          `json:"c,omitempty"`
 	Keys   []string        `json:"ks,omitempty"`
+	Prefix string          `json:"p,omitempty"`
 	Tags   []string        `json:"t,omitempty"`
 	Topic  string          `json:"tp,omitempty"`
 	Data   json.RawMessage `json:"d,omitempty"`
@@ -47,6 +49,7 @@ type l1Holder interface {
 	dropKeys(keys []string)
 	dropAll()
 	dropTags(tags []string)
+	dropPrefix(prefix string)
 }
 
 // events is the Manager's pub/sub side.
@@ -55,9 +58,9 @@ type events struct {
 	id      string // this Manager's origin id; its own events are ignored
 	enabled bool   // publish invalidation events
 	once    sync.Once
-	ps      *redis.PubSub
 
 	mu       sync.Mutex
+	ps       *redis.PubSub // the current subscription
 	holders  []l1Holder
 	handlers map[string][]*handler
 }
@@ -74,54 +77,148 @@ func newEvents(prefix string) *events {
 	return &events{channel: ch, id: rand.Text(), handlers: map[string][]*handler{}}
 }
 
-// startEvents subscribes to the channel and starts the listener, once.
+// WithEventsLiveness bounds how long the Manager trusts its L1 tier
+// without proof that its event subscription is alive. The listener pings
+// the subscription four times per d; when nothing at all (event, reply,
+// confirmation) has arrived for d, the connection is taken for dead even
+// if it was never closed (a half-open TCP connection, a stalled proxy):
+// the L1 tier stops serving at once, and is flushed when a new subscription
+// is up. It bounds how long a silently lost invalidation can be served,
+// independently of the L1 TTL. Default: 1s.
+func WithEventsLiveness(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 10*time.Millisecond || d > time.Minute {
+			return fmt.Errorf("%w: events liveness %v outside [10ms, 1m]", ErrInvalidOption, d)
+		}
+		c.liveness = d
+		return nil
+	}
+}
+
+// startEvents starts the listener, once.
 func (m *Manager) startEvents() {
 	m.ev.once.Do(func() {
-		ps := m.client.Subscribe(m.ctx, m.ev.channel)
-		m.ev.ps = ps
-		if !m.goTracked(func() { m.listen(ps) }) {
-			ps.Close()
-		}
+		m.goTracked(m.listen)
 	})
 }
 
-// listen receives events until Close. go-redis reconnects and resubscribes
-// on its own; each drop makes the L1 untrusted, each (re)subscription
-// after the first flushes it.
-func (m *Manager) listen(ps *redis.PubSub) {
+// subscribe opens a new subscription, unless the Manager is closing; the
+// Manager's Close closes it.
+func (m *Manager) subscribe() *redis.PubSub {
+	m.ev.mu.Lock()
+	defer m.ev.mu.Unlock()
+	if m.ctx.Err() != nil {
+		return nil
+	}
+	m.ev.ps = m.client.Subscribe(m.ctx, m.ev.channel)
+	return m.ev.ps
+}
+
+// closeSubscription closes the current subscription, if any.
+func (m *Manager) closeSubscription() {
+	m.ev.mu.Lock()
+	defer m.ev.mu.Unlock()
+	if m.ev.ps != nil {
+		m.ev.ps.Close()
+		m.ev.ps = nil
+	}
+}
+
+// distrust stops L1 reads and fills until the next subscription is up.
+func (m *Manager) distrust(why string, err error) {
+	if m.l1Trusted.Swap(false) {
+		m.logError("event subscription "+why+"; L1 tier off until it is back", err)
+	}
+}
+
+// listen receives events until Close, on subscriptions it opens itself.
+// go-redis reconnects and resubscribes a subscription whose connection
+// failed; one that went silent is closed here and replaced. Each loss
+// makes the L1 untrusted; each (re)subscription flushes it.
+func (m *Manager) listen() {
+	defer m.closeSubscription()
 	subscribed := false
 	for {
-		msg, err := ps.Receive(m.ctx)
-		if err != nil {
-			if m.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
-				return
-			}
-			if m.l1Trusted.Swap(false) {
-				m.logError("event subscription lost; L1 tier off until it is back", err)
-			}
-			t := time.NewTimer(50 * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-m.ctx.Done():
-				t.Stop()
-				return
-			}
-			continue
+		ps := m.subscribe()
+		if ps == nil {
+			return
 		}
+		if !m.receiveWhileAlive(ps, &subscribed) {
+			return
+		}
+		m.closeSubscription()
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-m.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// receiveWhileAlive handles what ps delivers, pinging it, until it has been
+// silent for the liveness bound. It reports false when the Manager closed.
+func (m *Manager) receiveWhileAlive(ps *redis.PubSub, subscribed *bool) bool {
+	tick := m.liveness / 4
+	alive := time.Now()
+	var pinged time.Time
+	for {
+		if time.Since(pinged) >= tick {
+			pinged = time.Now()
+			// An error shows in Receive; a ping into a dead connection
+			// shows as silence.
+			_ = ps.Ping(m.ctx)
+		}
+		msg, err := ps.ReceiveTimeout(m.ctx, tick)
+		if m.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+			return m.ctx.Err() == nil
+		}
+		if err != nil {
+			if time.Since(alive) <= m.liveness {
+				if !isTimeout(err) {
+					// A failed connection: go-redis reconnects on the next
+					// Receive; what was sent meanwhile is lost.
+					m.distrust("lost", err)
+					pause(m.ctx, 50*time.Millisecond)
+				}
+				continue
+			}
+			m.stats.livenessLost.Add(1)
+			m.distrust("silent for longer than the liveness bound", err)
+			return true
+		}
+		alive = time.Now()
 		switch msg := msg.(type) {
 		case *redis.Subscription:
 			if msg.Kind != "subscribe" {
 				continue
 			}
-			if subscribed {
+			if *subscribed {
 				m.stats.resyncs.Add(1)
 			}
 			m.flushL1()
-			subscribed = true
+			*subscribed = true
 			m.l1Trusted.Store(true)
 		case *redis.Message:
 			m.receive(msg.Payload)
 		}
+	}
+}
+
+// isTimeout reports whether err is a read that timed out.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -136,18 +233,21 @@ func (m *Manager) receive(payload string) {
 		return
 	}
 	switch e.Kind {
-	case "key", "version", "tags", "user":
+	case "key", "version", "tags", "prefix", "user":
 		m.stats.eventsReceived.Add(1)
 	default:
 		m.stats.badEvents.Add(1)
 		return
 	}
 	switch e.Kind {
-	case "key", "version":
+	case "key", "version", "prefix":
 		for _, h := range m.holdersOf(e.Cache) {
-			if e.Kind == "key" {
+			switch e.Kind {
+			case "key":
 				h.dropKeys(e.Keys)
-			} else {
+			case "prefix":
+				h.dropPrefix(e.Prefix)
+			default:
 				h.dropAll()
 			}
 		}
@@ -197,26 +297,28 @@ func (m *Manager) flushL1() {
 	}
 }
 
-// publish sends e to the other Managers. A failure is logged, not
-// returned: the invalidation itself is done in Redis, and other processes'
-// L1 entries expire by the L1 TTL.
-func (m *Manager) publish(ctx context.Context, e event) {
+// publish sends invalidation event e to the other Managers, as a write
+// (see doWrite): an event lost would leave their L1 tiers stale, so a
+// failure fails the invalidation, which its caller queues for retry.
+func (m *Manager) publish(ctx context.Context, e event) error {
 	if !m.ev.enabled {
-		return
+		return nil
 	}
-	if err := m.send(ctx, e); err != nil && !errors.Is(err, ErrClosed) {
-		m.logError("publish invalidation event", err, "kind", e.Kind)
-	}
+	return m.send(ctx, e, m.doWrite)
 }
 
-func (m *Manager) send(ctx context.Context, e event) error {
+// send publishes e through do.
+func (m *Manager) send(ctx context.Context, e event, do func(context.Context, ...redis.Cmder) error) error {
 	e.Origin = m.ev.id
 	payload, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
 	cmd := redis.NewIntCmd(ctx, "publish", m.ev.channel, payload)
-	if err := m.do(ctx, cmd); err != nil {
+	if err := do(ctx, cmd); err != nil {
+		return err
+	}
+	if err := cmd.Err(); err != nil {
 		return err
 	}
 	m.stats.eventsSent.Add(1)
@@ -235,7 +337,7 @@ func Publish[E any](ctx context.Context, m *Manager, topic string, e E) error {
 	if err != nil {
 		return fmt.Errorf("publish %q: %w", topic, err)
 	}
-	if err := m.send(ctx, event{Kind: "user", Topic: topic, Data: data}); err != nil {
+	if err := m.send(ctx, event{Kind: "user", Topic: topic, Data: data}, m.doAll); err != nil {
 		return fmt.Errorf("publish %q: %w", topic, err)
 	}
 	return nil

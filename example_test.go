@@ -13,13 +13,16 @@ import (
 
 // exampleManager returns a Manager on an embedded miniredis, so the
 // examples run anywhere. The cleanup closes the Manager, client and server.
+// Its op timeout is generous so that the examples print the same on a
+// loaded machine; a service keeps the default (100ms) or sets what its
+// latency budget allows.
 func exampleManager() (*cachemgr.Manager, func()) {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
 		panic(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("shop"))
+	m, err := cachemgr.New(rdb, cachemgr.WithPrefix("shop"), cachemgr.WithOpTimeout(5*time.Second))
 	if err != nil {
 		panic(err)
 	}

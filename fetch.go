@@ -10,6 +10,7 @@ import (
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
 	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
 // Entry lets a loader describe the value it is producing, when it learns
@@ -69,15 +70,16 @@ type loaded[T any] struct {
 }
 
 // usableBy reports whether a caller that did not run the load, and began
-// its lookup at start, may return this result.
+// its lookup at start, may return this result. A load that began after the
+// caller did read the source after every invalidation that returned before
+// the caller began, so its value is current for that caller whatever
+// happened since. An older load's value is usable only up to the moment the
+// flight last confirmed with Redis that nothing had invalidated it.
 func (r *loaded[T]) usableBy(start time.Time) bool {
-	if r.stale {
-		return false
+	if !r.began.IsZero() && !start.After(r.began) {
+		return true
 	}
-	if r.checked.IsZero() {
-		return !start.After(r.began)
-	}
-	return !start.After(r.checked)
+	return !r.stale && !r.checked.IsZero() && !start.After(r.checked)
 }
 
 // Fetch returns the value under key, calling load to produce it on a miss
@@ -105,10 +107,11 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
-	if rkey, ok := c.flying(key); ok {
+	if t, ok := c.flying(key); ok && !c.m.covering(c.name, key, nil) {
 		// A load of this key is under way here: join it rather than send
 		// one more GET that would only miss (a stampede's 999 others).
-		v, err := c.share(ctx, start, key, rkey, load, w, true)
+		c.m.stats.joins.Add(1)
+		v, err := c.share(ctx, start, t, load, w, true)
 		if err != nil {
 			return v, fmt.Errorf("fetch %.64q: %w", key, err)
 		}
@@ -122,47 +125,54 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	case ctx.Err() != nil:
 		return zero, context.Cause(ctx)
+	case errors.Is(err, errPendingMiss):
+		// What Redis holds may be what the invalidation retires, and a
+		// load shared with callers who began earlier may be too: load
+		// afresh, and leave Redis alone until the invalidation lands.
+		v, _, err := c.callLoader(ctx, &Entry{}, load)
+		c.m.stats.loads.Add(1)
+		if err != nil {
+			return zero, fmt.Errorf("fetch %.64q: %w", key, err)
+		}
+		return v, nil
 	}
-	v, err = c.share(ctx, start, key, f.rkey, load, w, !errors.Is(err, ErrUnavailable))
+	v, err = c.share(ctx, start, target{key: key, rkey: f.rkey, version: f.version}, load, w, !errors.Is(err, ErrUnavailable))
 	if err != nil {
 		return v, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
 	return v, nil
 }
 
-// maxJoins bounds how many flights a caller joins before it takes a result
-// that an invalidation overtook (see loaded.usableBy).
-const maxJoins = 3
-
 // share runs one load per key in this process and hands its result to
 // every caller. The load runs on a goroutine the Manager owns, so a caller
 // can leave on ctx.Done without cancelling the load for the others. A caller
-// that joined a flight which an invalidation overtook joins the next one: a
-// load that began before an invalidation is never returned to a caller that
-// began after it.
-func (c *Cache[T]) share(ctx context.Context, start time.Time, key, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
+// that joined a flight which an invalidation overtook joins the next one,
+// which began after the caller did: it waits for at most one load that
+// began after it, and never returns a value an invalidation retired before
+// it began.
+func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
 	var zero T
-	for join := 1; ; join++ {
+	for {
 		var ran bool
 		flight := func() (any, error) {
 			ran = true
 			c.flights.Add(1)
-			c.inflight.Store(rkey, struct{}{})
+			c.inflight.Store(t.rkey, struct{}{})
 			defer func() {
-				c.inflight.Delete(rkey)
+				c.inflight.Delete(t.rkey)
 				c.flights.Add(-1)
 			}()
-			return c.loadAndStore(ctx, key, rkey, load, w, redisOK), nil
+			return c.loadAndStore(ctx, t, load, w, redisOK), nil
 		}
 		var r *loaded[T]
 		if ctx.Done() == nil {
 			// The caller cannot leave early: wait on its own goroutine.
-			v, _, _ := c.group.Do(rkey, flight)
+			v, _, _ := c.group.Do(t.rkey, flight)
 			r = v.(*loaded[T])
 		} else {
 			ch := make(chan *loaded[T], 1)
 			if !c.m.goTracked(func() {
-				v, _, _ := c.group.Do(rkey, flight)
+				v, _, _ := c.group.Do(t.rkey, flight)
 				ch <- v.(*loaded[T])
 			}) {
 				return zero, ErrClosed
@@ -173,7 +183,13 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, key, rkey string,
 				return zero, context.Cause(ctx)
 			}
 		}
-		if !ran && !r.usableBy(start) && join < maxJoins {
+		if !ran && !r.usableBy(start) {
+			if c.m.done.Load() {
+				return zero, ErrClosed
+			}
+			// The namespace version may have moved: the next flight is
+			// keyed by the one this process knows now.
+			t = c.target(t.key)
 			continue
 		}
 		if r.err != nil {
@@ -183,28 +199,43 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, key, rkey string,
 			return r.val, nil
 		}
 		var own T
-		if _, _, err := c.m.decode(r.enc, c.codec, &own); err != nil {
+		if _, _, err := c.m.decode(r.enc, c.codec, c.shape, &own); err != nil {
 			return r.val, nil
 		}
 		return own, nil
 	}
 }
 
-// flying reports whether this process is loading key, and its data key.
-func (c *Cache[T]) flying(key string) (string, bool) {
+// target is the key a flight loads: the user's key, its data key and the
+// namespace version that data key is in ("" when not versioned).
+type target struct {
+	key, rkey, version string
+}
+
+// target returns the data key of key under the namespace version this
+// process knows ("" when not versioned or not known yet: then the flight is
+// keyed by the unversioned key, and never matches a versioned one).
+func (c *Cache[T]) target(key string) target {
+	if !c.versioned {
+		return target{key: key, rkey: c.keys.Key(key)}
+	}
+	if p := c.version.Load(); p != nil {
+		return target{key: key, rkey: c.keys.KeyAt(*p, key), version: *p}
+	}
+	return target{key: key, rkey: c.keys.Key(key)}
+}
+
+// flying reports whether this process is loading key, and what.
+func (c *Cache[T]) flying(key string) (target, bool) {
 	if c.flights.Load() == 0 {
-		return "", false
+		return target{}, false
 	}
-	rkey := c.keys.Key(key)
-	if c.versioned {
-		p := c.version.Load()
-		if p == nil {
-			return "", false
-		}
-		rkey = c.keys.KeyAt(*p, key)
+	t := c.target(key)
+	if c.versioned && t.version == "" {
+		return t, false
 	}
-	_, ok := c.inflight.Load(rkey)
-	return rkey, ok
+	_, ok := c.inflight.Load(t.rkey)
+	return t, ok
 }
 
 // loadAndStore claims the key (its invalidation marker, and the lease that
@@ -212,11 +243,11 @@ func (c *Cache[T]) flying(key string) (string, bool) {
 // the result back only if the marker has not changed, so a Delete that ran
 // during the load wins. A tagged result is stamped with the load's start,
 // so an InvalidateTags during the load makes it unreadable.
-func (c *Cache[T]) loadAndStore(ctx context.Context, key, rkey string, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
+func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
 	began := time.Now()
-	st := storeRequest{key: key, version: c.localVersionOrEmpty(), rkey: rkey, start: c.m.now()}
-	if redisOK {
+	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), tags: w.tags}
+	if redisOK && (!c.versioned || t.version != "") {
 		if r := c.claimLoad(ctx, &st); r != nil {
 			return r
 		}
@@ -231,6 +262,13 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, key, rkey string, load func
 	return r
 }
 
+// loadStamp is the tag stamp of a load that began at start: an
+// InvalidateTags stamped at or after it (by a clock up to the skew
+// allowance ahead) makes the result unreadable.
+func (c *Cache[T]) loadStamp(start time.Time) int64 {
+	return start.Add(-c.m.skew).UnixMilli()
+}
+
 // storeRequest is what a load learned from Redis before it began.
 type storeRequest struct {
 	key      string // the user's key, for the L1 tier
@@ -243,6 +281,9 @@ type storeRequest struct {
 	token    string    // lease held, released by the write-back; "" none
 	replace  string    // SHA-1 of the stale value a refresh replaces; "" write only if absent
 	refresh  bool      // a background refresh: keep the lease after a failure
+	tags     []string  // tags known before the load (the Tags option)
+	epoch    string    // the tag epoch when the load began (keys.TagEpoch)
+	epochOK  bool      // epoch was read
 	// uncertain is the token of a lease claim whose reply never came: it
 	// may have run, so the lease is released once Redis answers again.
 	uncertain string
@@ -270,12 +311,13 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 	if notFound {
 		fresh, stale = c.ttl.negativeTTL, 0
 	}
-	ti := tagInfo{stamp: st.start.Add(-c.m.skew).UnixMilli()}
+	ti := tagInfo{stamp: c.loadStamp(st.start)}
 	if terr == nil {
 		ti.tags, terr = checkTags(append(tags, w.tags...))
 	}
 	exp := c.ttl.expiry(fresh, c.m.random())
-	h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Load: took}
+	c.m.noteLifetime(exp + stale)
+	h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Load: took, Shape: c.shape}
 	var buf *[]byte
 	switch {
 	case terr != nil:
@@ -295,10 +337,18 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 	// skipped: it could undo a Delete that happened during the load.
 	if st.markerOK && time.Since(st.markerAt) < c.m.loadTimeout+c.m.opTimeout {
 		checked := time.Now()
-		tw := c.m.tagWrites(ctx, ti, exp)
+		fill := c.l1Token()
+		tw := c.m.tagWrites(ctx, ti, exp, true)
 		wb := writeBackScript.cmd(ctx, []string{st.rkey, keys.Marker(st.rkey), keys.Lease(st.rkey)},
 			st.marker, *buf, millis(exp+stale), st.token, st.replace)
-		werr := c.m.doAll(ctx, append(tw, wb)...)
+		vc := c.versionCheck(ctx)
+		cmds := withCheck(append(tw, wb), vc)
+		var epoch *redis.StringCmd
+		if len(tw) > 0 {
+			epoch = c.m.tagEpoch(ctx)
+			cmds = append(cmds, epoch)
+		}
+		werr := c.m.doAll(ctx, cmds...)
 		if werr == nil {
 			werr = wb.Err()
 		}
@@ -306,12 +356,14 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 		case werr == nil:
 			res.checked = checked
 			// -1: an invalidation ran during the load; 0: a newer value
-			// (a Set, another process's load) arrived. Either way callers
-			// that joined late take the next flight, which reads it.
-			res.stale = wb.Val() != int64(1) || tagsMoved(tw, ti.stamp)
-			if wb.Val() == int64(1) && !res.stale {
+			// (a Set, another process's load) arrived; or a Bump retired
+			// the namespace written to. Either way callers that joined
+			// late take the next flight, which reads what is current.
+			res.stale = wb.Val() != int64(1) || versionMoved(vc, st.version) ||
+				len(tw) > 0 && !c.m.settleTags(ctx, ti, tw, st.epoch, st.epochOK, epoch)
+			if !res.stale {
 				h.Negative = notFound
-				c.fillL1(st.key, st.version, string(res.enc), h, ti)
+				c.fillL1(fill, st.key, st.version, string(res.enc), h, ti)
 			}
 		case !errors.Is(werr, ErrClosed):
 			c.m.stats.writeErrors.Add(1)

@@ -67,12 +67,28 @@ type l1Shard[T any] struct {
 	head  int
 }
 
+// l1Slots is how many slots remember the last removal of the keys that
+// hash to them (see l1Store.token).
+const l1Slots = 1024
+
 // l1Store is a cache's L1 tier.
+//
+// A read from Redis can be overtaken by an invalidation of its key: the
+// event arrives while the reply is on its way, and filling the tier with
+// the reply would keep the retired value until the L1 TTL. So a reader takes
+// a token before it sends the read, and put refuses an entry when any
+// removal of its key (or of everything) happened after the token was taken.
+// Removals are remembered per hash slot, so a removal of another key in the
+// same slot may refuse a fill too: a spare Redis read later, never a stale
+// entry.
 type l1Store[T any] struct {
 	seed      maphash.Seed
 	shards    [l1Shards]l1Shard[T]
 	perShard  int
 	evictions *atomic.Uint64
+	gen       atomic.Uint64 // counts removals
+	all       atomic.Uint64 // gen of the last removal of several entries
+	slots     [l1Slots]atomic.Uint64
 }
 
 func newL1[T any](size int, evictions *atomic.Uint64) *l1Store[T] {
@@ -83,13 +99,32 @@ func newL1[T any](size int, evictions *atomic.Uint64) *l1Store[T] {
 	return s
 }
 
-func (s *l1Store[T]) shard(key string) *l1Shard[T] {
-	return &s.shards[maphash.String(s.seed, key)%l1Shards]
+func (s *l1Store[T]) shard(key string) (*l1Shard[T], *atomic.Uint64) {
+	h := maphash.String(s.seed, key)
+	return &s.shards[h%l1Shards], &s.slots[(h/l1Shards)%l1Slots]
+}
+
+// token returns what a reader must hand to put for the value it is about
+// to read from Redis.
+func (s *l1Store[T]) token() uint64 { return s.gen.Load() }
+
+// removed records a removal, before the entries go, in slot (nil: all).
+func (s *l1Store[T]) removed(slot *atomic.Uint64) {
+	g := s.gen.Add(1)
+	if slot == nil {
+		slot = &s.all
+	}
+	for {
+		cur := slot.Load()
+		if g <= cur || slot.CompareAndSwap(cur, g) {
+			return
+		}
+	}
 }
 
 // get returns the entry for key if it is there, unexpired at now.
 func (s *l1Store[T]) get(key string, now int64) (*l1Entry[T], bool) {
-	sh := s.shard(key)
+	sh, _ := s.shard(key)
 	sh.mu.RLock()
 	e, ok := sh.items[key]
 	sh.mu.RUnlock()
@@ -102,11 +137,18 @@ func (s *l1Store[T]) get(key string, now int64) (*l1Entry[T], bool) {
 	return e, true
 }
 
-// put stores e, evicting by CLOCK when the shard is full.
-func (s *l1Store[T]) put(e *l1Entry[T]) {
-	sh := s.shard(e.key)
+// put stores e, read from Redis by a reader that took token tok before
+// sending the read, unless e's key was removed since; it evicts by CLOCK
+// when the shard is full. It reports whether e was stored.
+func (s *l1Store[T]) put(e *l1Entry[T], tok uint64) bool {
+	sh, slot := s.shard(e.key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	// A removal records its generation before it takes the shard lock, so
+	// one that this check misses removes e after it is stored.
+	if slot.Load() > tok || s.all.Load() > tok {
+		return false
+	}
 	if old, ok := sh.items[e.key]; ok {
 		old.gone.Store(true)
 	}
@@ -122,6 +164,7 @@ func (s *l1Store[T]) put(e *l1Entry[T]) {
 		sh.ring = append(sh.ring[:0], sh.ring[sh.head:]...)
 		sh.head = 0
 	}
+	return true
 }
 
 // evictOne removes one entry, giving visited ones a second chance. It
@@ -148,7 +191,8 @@ func (sh *l1Shard[T]) evictOne() bool {
 
 // remove drops key.
 func (s *l1Store[T]) remove(key string) {
-	sh := s.shard(key)
+	sh, slot := s.shard(key)
+	s.removed(slot)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.items[key]; ok {
@@ -159,6 +203,7 @@ func (s *l1Store[T]) remove(key string) {
 
 // removeIf drops every entry for which drop returns true.
 func (s *l1Store[T]) removeIf(drop func(*l1Entry[T]) bool) {
+	s.removed(nil)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -174,6 +219,7 @@ func (s *l1Store[T]) removeIf(drop func(*l1Entry[T]) bool) {
 
 // clear drops everything.
 func (s *l1Store[T]) clear() {
+	s.removed(nil)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()

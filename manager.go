@@ -38,12 +38,20 @@ type Manager struct {
 	maxKey      int
 	logger      *slog.Logger
 	now         func() time.Time
-	skew        time.Duration
-	l1Size      int
-	l1TTL       time.Duration
-	obs         Observer // nil: none
-	breaker     *breaker.Breaker
-	co          *coalescer // nil: commands go out one by one
+	// writeTimeout bounds writes and invalidations (WithWriteTimeout);
+	// pending holds those that did not reach Redis; longest is the longest
+	// lifetime, in nanoseconds, of an entry written (see horizon).
+	writeTimeout time.Duration
+	pending      pendingQueue
+	longest      atomic.Int64
+	writesHeld   atomic.Bool // a write failed while the breaker was open
+	skew         time.Duration
+	l1Size       int
+	l1TTL        time.Duration
+	liveness     time.Duration
+	obs          Observer // nil: none
+	breaker      *breaker.Breaker
+	co           *coalescer // nil: commands go out one by one
 	// single is true for a *redis.Client (one node, or Sentinel failover),
 	// where keys of different slots may share one command.
 	single bool
@@ -75,24 +83,26 @@ type Manager struct {
 }
 
 type config struct {
-	prefix      string
-	codec       codec.Codec
-	compressor  compress.Compressor
-	threshold   int
-	opTimeout   time.Duration
-	loadTimeout time.Duration
-	maxValue    int
-	maxKey      int
-	failures    int
-	cooldown    time.Duration
-	logger      *slog.Logger
-	now         func() time.Time
-	skew        time.Duration
-	l1Size      int
-	l1TTL       time.Duration
-	events      bool
-	observer    Observer
-	coalesce    bool
+	prefix       string
+	codec        codec.Codec
+	compressor   compress.Compressor
+	threshold    int
+	opTimeout    time.Duration
+	loadTimeout  time.Duration
+	writeTimeout time.Duration
+	maxValue     int
+	maxKey       int
+	failures     int
+	cooldown     time.Duration
+	logger       *slog.Logger
+	now          func() time.Time
+	skew         time.Duration
+	l1Size       int
+	l1TTL        time.Duration
+	liveness     time.Duration
+	events       bool
+	observer     Observer
+	coalesce     bool
 }
 
 // Option configures New.
@@ -254,20 +264,22 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
 	}
 	cfg := config{
-		codec:       codec.Msgpack(),
-		compressor:  compress.LZ4(),
-		threshold:   1 << 10,
-		opTimeout:   100 * time.Millisecond,
-		loadTimeout: 30 * time.Second,
-		maxValue:    8 << 20,
-		maxKey:      200,
-		failures:    5,
-		cooldown:    time.Second,
-		logger:      slog.Default(),
-		now:         time.Now,
-		skew:        250 * time.Millisecond,
-		l1TTL:       5 * time.Second,
-		coalesce:    true,
+		codec:        codec.Msgpack(),
+		compressor:   compress.LZ4(),
+		threshold:    1 << 10,
+		opTimeout:    100 * time.Millisecond,
+		loadTimeout:  30 * time.Second,
+		writeTimeout: time.Second,
+		maxValue:     8 << 20,
+		maxKey:       200,
+		failures:     5,
+		cooldown:     time.Second,
+		logger:       slog.Default(),
+		now:          time.Now,
+		skew:         250 * time.Millisecond,
+		l1TTL:        5 * time.Second,
+		liveness:     time.Second,
+		coalesce:     true,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -278,26 +290,28 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		}
 	}
 	m := &Manager{
-		client:      client,
-		prefix:      cfg.prefix,
-		codec:       cfg.codec,
-		compressor:  cfg.compressor,
-		threshold:   cfg.threshold,
-		opTimeout:   cfg.opTimeout,
-		loadTimeout: cfg.loadTimeout,
-		maxValue:    cfg.maxValue,
-		maxKey:      cfg.maxKey,
-		logger:      cfg.logger,
-		now:         cfg.now,
-		skew:        cfg.skew,
-		l1Size:      cfg.l1Size,
-		l1TTL:       cfg.l1TTL,
-		obs:         cfg.observer,
-		ev:          newEvents(cfg.prefix),
-		breaker:     breaker.New(cfg.failures, cfg.cooldown, cfg.now),
-		direct:      honoursContext(client),
-		single:      isSingle(client),
-		rand:        rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		client:       client,
+		prefix:       cfg.prefix,
+		codec:        cfg.codec,
+		compressor:   cfg.compressor,
+		threshold:    cfg.threshold,
+		opTimeout:    cfg.opTimeout,
+		loadTimeout:  cfg.loadTimeout,
+		writeTimeout: cfg.writeTimeout,
+		maxValue:     cfg.maxValue,
+		maxKey:       cfg.maxKey,
+		logger:       cfg.logger,
+		now:          cfg.now,
+		skew:         cfg.skew,
+		l1Size:       cfg.l1Size,
+		l1TTL:        cfg.l1TTL,
+		liveness:     cfg.liveness,
+		obs:          cfg.observer,
+		ev:           newEvents(cfg.prefix),
+		breaker:      breaker.New(cfg.failures, cfg.cooldown, cfg.now),
+		direct:       honoursContext(client),
+		single:       isSingle(client),
+		rand:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
 		m.codecs[cd.ID()] = cd
@@ -368,11 +382,14 @@ func (m *Manager) Client() redis.UniversalClient { return m.client }
 // Codec returns the Manager's default codec (WithCodec).
 func (m *Manager) Codec() codec.Codec { return m.codec }
 
-// Close stops the Manager: loads in flight see their context cancelled, and
-// Close returns once every goroutine the Manager started has exited. Calls
+// Close stops the Manager: it makes a last attempt, bounded by the write
+// timeout, at invalidations that have not reached Redis yet; loads in
+// flight see their context cancelled, and Close returns once every
+// goroutine the Manager started has exited. Calls
 // made after Close return ErrClosed. Close does not close the Redis client.
 // It is safe to call more than once.
 func (m *Manager) Close() error {
+	m.closePending()
 	m.mu.Lock()
 	m.closed = true
 	m.done.Store(true)
@@ -381,10 +398,8 @@ func (m *Manager) Close() error {
 	if m.co != nil {
 		m.co.close()
 	}
-	m.ev.once.Do(func() {}) // no subscription may start from now on
-	if m.ev.ps != nil {
-		m.ev.ps.Close() // unblocks the listener's Receive
-	}
+	m.ev.once.Do(func() {}) // no listener may start from now on
+	m.closeSubscription()   // unblocks the listener's Receive
 	m.wg.Wait()
 	return nil
 }
@@ -408,13 +423,27 @@ func (m *Manager) goTracked(fn func()) bool {
 // errBreakerOpen is wrapped in ErrUnavailable when a call is skipped.
 var errBreakerOpen = errors.New("circuit breaker open")
 
+// callPolicy is how one call goes to Redis.
+type callPolicy struct {
+	timeout time.Duration // bounds the call
+	// write marks a write or invalidation: an open breaker does not stop
+	// it (read failures opened it; an invalidation skipped for them would
+	// be lost), and its caller retries it within the write timeout.
+	write bool
+}
+
+// reads is the policy of reads and of the calls a load makes.
+func (m *Manager) reads() callPolicy { return callPolicy{timeout: m.opTimeout} }
+
 // admit decides whether a call may go to Redis at all: not after Close,
-// not while the breaker is open, not for a caller that already gave up.
-func (m *Manager) admit(ctx context.Context) error {
+// not while the breaker is open (a write still goes, until one has failed
+// while it was open: then Redis is down for writes too), not for a caller
+// that already gave up.
+func (m *Manager) admit(ctx context.Context, pol callPolicy) error {
 	switch {
 	case m.done.Load():
 		return ErrClosed
-	case !m.breaker.Allow():
+	case (!pol.write || m.writesHeld.Load()) && !m.breaker.Allow():
 		m.stats.skipped.Add(1)
 		return fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
 	case ctx.Err() != nil:
@@ -427,27 +456,52 @@ func (m *Manager) admit(ctx context.Context) error {
 // records the outcome. The returned error is cmd.Err() (redis.Nil included),
 // or ErrUnavailable wrapping the cause when Redis could not answer.
 func (m *Manager) do(ctx context.Context, cmd redis.Cmder) error {
-	if err := m.admit(ctx); err != nil {
+	return m.doWith(ctx, m.reads(), cmd)
+}
+
+// doWith is do under pol.
+func (m *Manager) doWith(ctx context.Context, pol callPolicy, cmd redis.Cmder) error {
+	if err := m.admit(ctx, pol); err != nil {
 		return err
 	}
 	callCtx, cancel := ctx, context.CancelFunc(nil)
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
-		if m.direct {
-			callCtx = &opCtx{Context: ctx, bound: m.deadlines.get(m.ctx, m.opTimeout)}
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > pol.timeout {
+		if m.direct && !pol.write {
+			callCtx = &opCtx{Context: ctx, bound: m.deadlines.get(m.ctx, pol.timeout)}
 		} else {
-			callCtx, cancel = context.WithTimeout(ctx, m.opTimeout)
+			callCtx, cancel = context.WithTimeout(ctx, pol.timeout)
 		}
 	}
 	var err error
-	if m.direct {
+	switch {
+	case pol.write && m.direct:
+		err = m.client.Process(callCtx, cmd)
+	case pol.write:
+		err = m.guarded(callCtx, cmd)
+	case m.direct:
 		err = m.process(callCtx, cmd)
-	} else {
+	default:
 		err = m.processGuarded(callCtx, cmd)
 	}
 	if cancel != nil {
 		cancel()
 	}
-	return m.record(ctx, err)
+	return m.recordWith(ctx, pol, err)
+}
+
+// recordWith is record for a call made under pol: a write that fails while
+// the breaker is open holds writes back until a call succeeds again.
+func (m *Manager) recordWith(ctx context.Context, pol callPolicy, err error) error {
+	err = m.record(ctx, err)
+	switch {
+	case err == nil || errors.Is(err, redis.Nil) || isReply(err):
+		if m.writesHeld.Load() {
+			m.writesHeld.Store(false)
+		}
+	case pol.write && errors.Is(err, ErrUnavailable) && m.breaker.State() != breaker.Closed:
+		m.writesHeld.Store(true)
+	}
+	return err
 }
 
 // guarded runs cmd on a tracked goroutine and stops waiting at the
@@ -481,7 +535,12 @@ func (m *Manager) guardedFn(ctx context.Context, fn func() error) (err error, ab
 // answer (ErrUnavailable), the caller's ctx ended, or the Manager is closed;
 // replies, redis.Nil included, are in each cmd.
 func (m *Manager) doAll(ctx context.Context, cmds ...redis.Cmder) error {
-	if err := m.doPipeline(ctx, cmds); err != nil {
+	return m.doAllWith(ctx, m.reads(), cmds...)
+}
+
+// doAllWith is doAll under pol.
+func (m *Manager) doAllWith(ctx context.Context, pol callPolicy, cmds ...redis.Cmder) error {
+	if err := m.doPipeline(ctx, pol, cmds); err != nil {
 		return err
 	}
 	var retry []redis.Cmder
@@ -497,7 +556,7 @@ func (m *Manager) doAll(ctx context.Context, cmds ...redis.Cmder) error {
 	if len(retry) == 0 {
 		return nil
 	}
-	if err := m.doPipeline(ctx, retry); err != nil {
+	if err := m.doPipeline(ctx, pol, retry); err != nil {
 		return err
 	}
 	for i, c := range retry {
@@ -507,18 +566,18 @@ func (m *Manager) doAll(ctx context.Context, cmds ...redis.Cmder) error {
 	return nil
 }
 
-func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
+func (m *Manager) doPipeline(ctx context.Context, pol callPolicy, cmds []redis.Cmder) error {
 	if len(cmds) == 1 {
-		err := m.do(ctx, cmds[0])
+		err := m.doWith(ctx, pol, cmds[0])
 		if err == nil || errors.Is(err, redis.Nil) || isReply(err) {
 			return nil
 		}
 		return err
 	}
-	if err := m.admit(ctx); err != nil {
+	if err := m.admit(ctx, pol); err != nil {
 		return err
 	}
-	callCtx, cancel := context.WithTimeout(ctx, m.opTimeout)
+	callCtx, cancel := context.WithTimeout(ctx, pol.timeout)
 	defer cancel()
 	exec := func() error {
 		pipe := m.client.Pipeline()
@@ -545,6 +604,9 @@ func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
 			e := c.Err()
 			marked = marked || e != nil
+			if isReply(e) && !redis.HasErrorPrefix(e, "NOSCRIPT") {
+				m.stats.redisErrors.Add(1) // WRONGTYPE, OOM…: Redis is up
+			}
 			if e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {
 				err = e
 				break
@@ -554,7 +616,7 @@ func (m *Manager) doPipeline(ctx context.Context, cmds []redis.Cmder) error {
 			err = execErr
 		}
 	}
-	if rerr := m.record(ctx, err); rerr != nil {
+	if rerr := m.recordWith(ctx, pol, err); rerr != nil {
 		return rerr
 	}
 	return nil

@@ -29,12 +29,25 @@ func (discardPrintf) Printf(context.Context, string, ...any) {}
 // quiet is a logger for tests that provoke errors on purpose.
 var quiet = slog.New(slog.DiscardHandler)
 
+// testOpTimeout is the op timeout of test Managers. Tests that are not
+// about timeouts must not trip one on a loaded machine, where a round trip
+// to a local Redis can take hundreds of milliseconds; tests about timeouts
+// set their own with WithOpTimeout, which wins.
+const testOpTimeout = 3 * time.Second
+
+// testOptions returns the options every test Manager starts from, then
+// opts: the test prefix, a quiet logger and testOpTimeout for reads and
+// writes.
+func testOptions(opts ...cachemgr.Option) []cachemgr.Option {
+	return append([]cachemgr.Option{cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet), cachemgr.WithOpTimeout(testOpTimeout), cachemgr.WithWriteTimeout(testOpTimeout)}, opts...)
+}
+
 // newManager returns a Manager over a fresh client of s, closed when the
 // test ends, with the client for direct inspection.
 func newManager(t *testing.T, s *redistest.Server, opts ...cachemgr.Option) (*cachemgr.Manager, *redis.Client) {
 	t.Helper()
 	rdb := s.Client(t)
-	m, err := cachemgr.New(rdb, append([]cachemgr.Option{cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet)}, opts...)...)
+	m, err := cachemgr.New(rdb, testOptions(opts...)...)
 	if err != nil {
 		t.Fatalf("New() error = %v", err)
 	}

@@ -160,21 +160,14 @@ func (e *keyEncoder) encode(v reflect.Value, depth int) error {
 	for v.Kind() == reflect.Interface && !v.IsNil() {
 		v = v.Elem()
 	}
-	if !v.IsValid() || (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) && v.IsNil() {
+	switch {
+	case !v.IsValid() || (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) && v.IsNil():
 		e.b = append(e.b, "nil"...)
 		return nil
-	}
-	if v.Kind() == reflect.Pointer {
+	case v.Kind() == reflect.Pointer:
 		// Followed before looking for methods, so *time.Time is a time.
-		leave, err := e.enter(v, 0)
-		if err != nil {
-			return err
-		}
-		defer leave()
-		return e.encode(v.Elem(), depth+1)
-	}
-	t := v.Type()
-	if t == timeType && v.CanInterface() {
+		return e.pointer(v, depth)
+	case v.Type() == timeType && v.CanInterface():
 		tm := v.Interface().(time.Time)
 		e.b = append(e.b, 't')
 		e.b = strconv.AppendQuote(e.b, tm.UTC().Format(time.RFC3339Nano))
@@ -183,6 +176,24 @@ func (e *keyEncoder) encode(v reflect.Value, depth int) error {
 	if ok, err := e.text(v); ok {
 		return err
 	}
+	if e.scalar(v) {
+		return nil
+	}
+	return e.composite(v, depth)
+}
+
+// pointer encodes what the non-nil pointer v points to.
+func (e *keyEncoder) pointer(v reflect.Value, depth int) error {
+	leave, err := e.enter(v, 0)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return e.encode(v.Elem(), depth+1)
+}
+
+// scalar encodes a bool, number or string, reporting whether v is one.
+func (e *keyEncoder) scalar(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Bool:
 		e.b = strconv.AppendBool(e.b, v.Bool())
@@ -194,13 +205,23 @@ func (e *keyEncoder) encode(v reflect.Value, depth int) error {
 		e.b = strconv.AppendUint(e.b, v.Uint(), 10)
 	case reflect.Float32, reflect.Float64:
 		e.b = append(e.b, 'f')
-		e.b = strconv.AppendFloat(e.b, noNegZero(v.Float()), 'g', -1, t.Bits())
+		e.b = strconv.AppendFloat(e.b, noNegZero(v.Float()), 'g', -1, v.Type().Bits())
 	case reflect.Complex64, reflect.Complex128:
 		c := v.Complex()
 		e.b = append(e.b, 'c')
-		e.b = append(e.b, strconv.FormatComplex(complex(noNegZero(real(c)), noNegZero(imag(c))), 'g', -1, t.Bits())...)
+		e.b = append(e.b, strconv.FormatComplex(complex(noNegZero(real(c)), noNegZero(imag(c))), 'g', -1, v.Type().Bits())...)
 	case reflect.String:
 		e.b = strconv.AppendQuote(e.b, v.String())
+	default:
+		return false
+	}
+	return true
+}
+
+// composite encodes a slice, array, map or struct; any other kind left
+// (func, chan, unsafe pointer) is an error.
+func (e *keyEncoder) composite(v reflect.Value, depth int) error {
+	switch v.Kind() {
 	case reflect.Slice:
 		if v.Len() == 0 {
 			e.b = append(e.b, "[]"...)
@@ -227,10 +248,8 @@ func (e *keyEncoder) encode(v reflect.Value, depth int) error {
 		return e.dict(v, depth)
 	case reflect.Struct:
 		return e.record(v, depth)
-	default: // Func, Chan, UnsafePointer
-		return &keyError{msg: fmt.Sprintf("%v is not supported", t)}
 	}
-	return nil
+	return &keyError{msg: fmt.Sprintf("%v is not supported", v.Type())}
 }
 
 // noNegZero maps -0 to 0, so the two equal values share a key.

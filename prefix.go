@@ -3,6 +3,7 @@ package cachemgr
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/cachemgr/cachemgr/internal/keys"
@@ -19,33 +20,66 @@ const scanBatch = 500
 // Glob characters in prefix match only themselves. Keys longer than the
 // Manager's maximum key length are stored hashed and are found only by a
 // prefix of at most 32 bytes. Each key is deleted as by Delete, so loads of
-// found keys that are in flight do not write back; a load of a key that
-// was not cached when the scan passed can still write its result.
+// matching keys that are in flight (cached or not) do not write back.
 func (c *Cache[T]) InvalidatePrefix(ctx context.Context, prefix string) (int, error) {
 	if c.m.done.Load() {
 		return 0, ErrClosed
 	}
+	if c.l1 != nil {
+		c.dropPrefix(prefix)
+	}
+	n, err := c.invalidatePrefix(ctx, prefix)
+	if err != nil {
+		p := &pendingInvalidation{cache: c.name, prefix: &prefix, until: c.m.horizon(), retry: func(ctx context.Context) error {
+			_, err := c.invalidatePrefix(ctx, prefix)
+			return err
+		}}
+		return n, fmt.Errorf("invalidate prefix %.64q: %w", prefix, c.m.keep(p, err))
+	}
+	return n, nil
+}
+
+// dropPrefix drops the L1 entries whose key starts with prefix.
+func (c *Cache[T]) dropPrefix(prefix string) {
+	c.l1.removeIf(func(e *l1Entry[T]) bool { return strings.HasPrefix(e.key, prefix) })
+}
+
+// invalidatePrefix deletes the entries of keys starting with prefix in
+// Redis and tells the other processes.
+func (c *Cache[T]) invalidatePrefix(ctx context.Context, prefix string) (int, error) {
 	base := c.keys.Base()
 	if c.versioned {
 		v, err := c.currentVersion(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("invalidate prefix %.64q: %w", prefix, err)
+			return 0, err
 		}
 		base = c.keys.VersionedBase(v)
 	}
 	n := 0
 	for _, pattern := range keys.Patterns(base, prefix, c.m.maxKey) {
 		err := c.m.scan(ctx, pattern, func(found []string) error {
-			var cmds []redis.Cmder
+			// A data key is deleted; so is the data key of a marker, whose
+			// key may be loading without a value yet: rotating the marker
+			// keeps that load's result out.
+			del := map[string]bool{}
 			for _, k := range found {
 				if keys.IsData(k) {
-					cmds = append(cmds, c.m.deleteCmd(ctx, k))
+					del[k] = true
+				} else if data, ok := keys.DataOfMarker(k); ok && !del[data] {
+					del[data] = false
 				}
 			}
-			if len(cmds) == 0 {
+			if len(del) == 0 {
 				return nil
 			}
-			if err := c.m.doAll(ctx, cmds...); err != nil {
+			cmds := make([]redis.Cmder, 0, len(del))
+			for k, isData := range del {
+				cmds = append(cmds, c.m.deleteCmd(ctx, k))
+				if isData {
+					n++
+				}
+			}
+			if err := c.m.doWrite(ctx, cmds...); err != nil {
 				return err
 			}
 			for _, cmd := range cmds {
@@ -53,14 +87,13 @@ func (c *Cache[T]) InvalidatePrefix(ctx context.Context, prefix string) (int, er
 					return err
 				}
 			}
-			n += len(cmds)
 			return nil
 		})
 		if err != nil {
-			return n, fmt.Errorf("invalidate prefix %.64q: %w", prefix, err)
+			return n, err
 		}
 	}
-	return n, nil
+	return n, c.m.publish(ctx, event{Kind: "prefix", Cache: c.name, Prefix: prefix})
 }
 
 // scan calls fn with each batch of keys matching pattern, on every master

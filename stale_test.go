@@ -34,19 +34,24 @@ func (r *staleRace) raise(i int, v int64) {
 	}
 }
 
-// run drives fetch and invalidate for d and returns the reads that saw a
-// version below their floor.
-func (r *staleRace) run(d time.Duration, fetch func(i int) (int64, error), invalidate func(i int) error) (reads, stale int64, err error) {
-	var wg sync.WaitGroup
+// staleReadsPerReader sizes the workload by count, not by time, so a
+// loaded machine runs the same test as a quiet one, only slower.
+const staleReadsPerReader = 150
+
+// run makes 8 readers fetch staleReadsPerReader keys each while 2 writers
+// invalidate keys until the readers are done, and returns the reads that
+// saw a version below their floor.
+func (r *staleRace) run(fetch func(i int) (int64, error), invalidate func(i int) error) (reads, stale int64, err error) {
+	var readers, writers sync.WaitGroup
 	var firstErr atomic.Pointer[error]
-	deadline := time.Now().Add(d)
+	var done atomic.Bool
 	var nReads, nStale atomic.Int64
 	for g := 0; g < 8; g++ {
-		wg.Add(1)
+		readers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer readers.Done()
 			rnd := rand.New(rand.NewPCG(uint64(g), 1))
-			for time.Now().Before(deadline) {
+			for range staleReadsPerReader {
 				i := rnd.IntN(len(r.db))
 				floor := r.floors[i].Load()
 				v, err := fetch(i)
@@ -62,11 +67,13 @@ func (r *staleRace) run(d time.Duration, fetch func(i int) (int64, error), inval
 		}()
 	}
 	for g := 0; g < 2; g++ {
-		wg.Add(1)
+		writers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer writers.Done()
 			rnd := rand.New(rand.NewPCG(uint64(g), 2))
-			for time.Now().Before(deadline) {
+			// Bounded too, in case a reader hangs; the readers' count ends
+			// the run.
+			for n := 0; n < 100_000 && !done.Load(); n++ {
 				i := rnd.IntN(len(r.db))
 				v := r.db[i].Add(1)
 				if err := invalidate(i); err != nil {
@@ -78,7 +85,9 @@ func (r *staleRace) run(d time.Duration, fetch func(i int) (int64, error), inval
 			}
 		}()
 	}
-	wg.Wait()
+	readers.Wait()
+	done.Store(true)
+	writers.Wait()
 	if p := firstErr.Load(); p != nil {
 		err = *p
 	}
@@ -96,7 +105,6 @@ func (r *staleRace) load(i int) int64 {
 // InvalidateTags and Bump, and shows the same workload finds stale reads in
 // a naive cache-aside (GET, load, SET; DEL to invalidate).
 func TestNoStaleSetRace(t *testing.T) {
-	const d = 700 * time.Millisecond
 	redistest.Each(t, func(t *testing.T, s *redistest.Server) {
 		tests := []struct {
 			name       string
@@ -128,10 +136,10 @@ func TestNoStaleSetRace(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				ctx := context.Background()
-				m, _ := newManager(t, s, cachemgr.WithOpTimeout(time.Second))
+				m, _ := newManager(t, s)
 				c := newCache[int64](t, m, "race-"+tt.name, cachemgr.WithVersioned(tt.versioned))
 				var r staleRace
-				reads, stale, err := r.run(d, func(i int) (int64, error) {
+				reads, stale, err := r.run(func(i int) (int64, error) {
 					return c.Fetch(ctx, fmt.Sprint(i), func(ctx context.Context) (int64, error) {
 						cachemgr.EntryFrom(ctx).AddTags(fmt.Sprint("row:", i))
 						return r.load(i), nil
@@ -143,8 +151,8 @@ func TestNoStaleSetRace(t *testing.T) {
 				if stale != 0 {
 					t.Errorf("%d of %d reads were stale after an invalidation", stale, reads)
 				}
-				if reads < 100 {
-					t.Errorf("only %d reads: workload too small to mean anything", reads)
+				if want := int64(8 * staleReadsPerReader); reads != want {
+					t.Errorf("%d reads, want %d", reads, want)
 				}
 				t.Logf("%s: %d reads, %d stale, stats %+v", tt.name, reads, stale, m.Stats())
 			})
@@ -153,7 +161,7 @@ func TestNoStaleSetRace(t *testing.T) {
 			ctx := context.Background()
 			rdb := s.Client(t)
 			var r staleRace
-			reads, stale, err := r.run(d, func(i int) (int64, error) {
+			reads, stale, err := r.run(func(i int) (int64, error) {
 				key := fmt.Sprint("naive:", i)
 				v, err := rdb.Get(ctx, key).Int64()
 				if err == nil {

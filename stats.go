@@ -23,9 +23,15 @@ type Stats struct {
 	// handler failed to decode them); Resyncs the L1 flushes after the
 	// subscription came back.
 	EventsSent, EventsReceived, BadEvents, Resyncs uint64
+	// LivenessLost counts subscriptions given up because nothing arrived
+	// on them for the liveness bound (WithEventsLiveness).
+	LivenessLost uint64
 	// LeaseWaits counts loads of a missing key that waited for another
 	// process holding the key's lease.
 	LeaseWaits uint64
+	// Joins counts Fetches that found a load of their key already running
+	// in this process and waited for it instead of reading Redis.
+	Joins uint64
 	// NegativeHits counts reads answered by a cached ErrNotFound.
 	NegativeHits uint64
 	// Misses counts reads that found no usable value.
@@ -44,9 +50,23 @@ type Stats struct {
 	// Invalidated counts reads that found an entry made stale by
 	// InvalidateTags; each is treated as a miss and deleted.
 	Invalidated uint64
+	// OtherShape counts reads that found an entry written for another
+	// shape of the cache's type (another process, another deploy of the
+	// struct); each is a miss, and is left for the processes it belongs to.
+	OtherShape uint64
 	// WriteErrors counts failed writes of loaded values (Fetch still
 	// returned the value).
 	WriteErrors uint64
+	// WriteRetries counts attempts of a write or invalidation made again
+	// because Redis could not be reached (WithWriteTimeout).
+	WriteRetries uint64
+	// InvalidationsPending is how many invalidations that did not reach
+	// Redis are queued for retry now; InvalidationRetries counts their
+	// background attempts, InvalidationsRecovered those that then landed,
+	// and InvalidationsGivenUp those dropped because every entry they
+	// covered had expired (or the queue was full).
+	InvalidationsPending                                              int
+	InvalidationRetries, InvalidationsRecovered, InvalidationsGivenUp uint64
 	// Breaker is the circuit breaker's state: "closed", "open" or "half-open".
 	Breaker string
 }
@@ -65,11 +85,14 @@ type counters struct {
 	loads, loadErrors                              atomic.Uint64
 	redisErrors, skipped                           atomic.Uint64
 	decodeErrors, writeErrors                      atomic.Uint64
-	invalidated                                    atomic.Uint64
+	invalidated, otherShape                        atomic.Uint64
 	staleHits, refreshes, refreshesElsewhere       atomic.Uint64
-	refreshErrors, leaseWaits                      atomic.Uint64
+	refreshErrors, leaseWaits, joins               atomic.Uint64
 	l1Hits, l1Evictions                            atomic.Uint64
 	eventsSent, eventsReceived, badEvents, resyncs atomic.Uint64
+	livenessLost, writeRetries                     atomic.Uint64
+	invalidationRetries, invalidationsRecovered    atomic.Uint64
+	invalidationsGivenUp                           atomic.Uint64
 }
 
 // Stats returns a snapshot of the Manager's counters. It is safe to call
@@ -77,27 +100,35 @@ type counters struct {
 func (m *Manager) Stats() Stats {
 	c := &m.stats
 	return Stats{
-		Hits:               c.hits.Load(),
-		StaleHits:          c.staleHits.Load(),
-		Refreshes:          c.refreshes.Load(),
-		RefreshesElsewhere: c.refreshesElsewhere.Load(),
-		RefreshErrors:      c.refreshErrors.Load(),
-		LeaseWaits:         c.leaseWaits.Load(),
-		L1Hits:             c.l1Hits.Load(),
-		L1Evictions:        c.l1Evictions.Load(),
-		EventsSent:         c.eventsSent.Load(),
-		EventsReceived:     c.eventsReceived.Load(),
-		BadEvents:          c.badEvents.Load(),
-		Resyncs:            c.resyncs.Load(),
-		NegativeHits:       c.negativeHits.Load(),
-		Misses:             c.misses.Load(),
-		Loads:              c.loads.Load(),
-		LoadErrors:         c.loadErrors.Load(),
-		RedisErrors:        c.redisErrors.Load(),
-		Skipped:            c.skipped.Load(),
-		DecodeErrors:       c.decodeErrors.Load(),
-		Invalidated:        c.invalidated.Load(),
-		WriteErrors:        c.writeErrors.Load(),
-		Breaker:            m.breaker.State().String(),
+		Hits:                   c.hits.Load(),
+		StaleHits:              c.staleHits.Load(),
+		Refreshes:              c.refreshes.Load(),
+		RefreshesElsewhere:     c.refreshesElsewhere.Load(),
+		RefreshErrors:          c.refreshErrors.Load(),
+		LeaseWaits:             c.leaseWaits.Load(),
+		Joins:                  c.joins.Load(),
+		L1Hits:                 c.l1Hits.Load(),
+		L1Evictions:            c.l1Evictions.Load(),
+		EventsSent:             c.eventsSent.Load(),
+		EventsReceived:         c.eventsReceived.Load(),
+		BadEvents:              c.badEvents.Load(),
+		Resyncs:                c.resyncs.Load(),
+		LivenessLost:           c.livenessLost.Load(),
+		NegativeHits:           c.negativeHits.Load(),
+		Misses:                 c.misses.Load(),
+		Loads:                  c.loads.Load(),
+		LoadErrors:             c.loadErrors.Load(),
+		RedisErrors:            c.redisErrors.Load(),
+		Skipped:                c.skipped.Load(),
+		DecodeErrors:           c.decodeErrors.Load(),
+		Invalidated:            c.invalidated.Load(),
+		OtherShape:             c.otherShape.Load(),
+		WriteErrors:            c.writeErrors.Load(),
+		WriteRetries:           c.writeRetries.Load(),
+		InvalidationsPending:   int(m.pending.n.Load()),
+		InvalidationRetries:    c.invalidationRetries.Load(),
+		InvalidationsRecovered: c.invalidationsRecovered.Load(),
+		InvalidationsGivenUp:   c.invalidationsGivenUp.Load(),
+		Breaker:                m.breaker.State().String(),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/redis/go-redis/v9"
 )
 
 // swrPolicy is a cache's stale-while-revalidate and lease configuration.
@@ -141,7 +142,13 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	wait := leasePollMin
 	for waited := false; ; waited = true {
 		checked := time.Now()
-		cmd, err := c.m.runScript(ctx, claimScript, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
+		cmd := claimScript.cmd(ctx, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
+		vc := c.versionCheck(ctx)
+		prep, epoch := c.m.tagPrepares(ctx, c.loadStamp(st.start), st.tags)
+		err := c.m.doAll(ctx, append(withCheck(prep, vc), cmd)...)
+		if err == nil && cmd.Err() != nil && !errors.Is(cmd.Err(), redis.Nil) {
+			err = cmd.Err()
+		}
 		if err != nil {
 			// Fail open: load, but do not write back. The claim may have
 			// run all the same (a lost reply): release its lease later.
@@ -156,10 +163,23 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		}
 		st.marker, _ = vals[1].(string)
 		st.markerOK, st.markerAt = true, time.Now()
+		st.epoch, st.epochOK = epochOf(epoch)
+		if versionMoved(vc, st.version) {
+			// A Bump retired this namespace: what it holds is not to be
+			// returned, and nothing is to be written there. Load, and
+			// release a lease the claim took.
+			if acquired, _ := vals[2].(int64); acquired == 1 && c.swr.lease > 0 {
+				st.token = token
+			}
+			st.markerOK = false
+			return nil
+		}
 		if raw, ok := vals[0].(string); ok {
 			r, err := c.usable(ctx, st.rkey, raw, checked)
 			if err != nil {
-				st.markerOK = false // Redis failed: load, do not write back
+				// Redis failed, or the key holds another shape's value:
+				// load, and do not write back.
+				st.markerOK = false
 				return nil
 			}
 			if r != nil {
@@ -193,10 +213,10 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 // usable decodes raw, found by a flight, and returns it as the flight's
 // result; nil means it was unusable (undecodable, or invalidated by a tag)
 // and has been dropped. The error reports that Redis failed while checking
-// its tags.
+// its tags, or that raw belongs to another shape of T (left in place).
 func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Time) (*loaded[T], error) {
 	var v T
-	h, ti, err := c.m.decode([]byte(raw), c.codec, &v)
+	h, ti, err := c.m.decode([]byte(raw), c.codec, c.shape, &v)
 	if err == nil && len(ti.tags) > 0 {
 		err = c.m.checkTags(ctx, ti)
 	}
@@ -206,6 +226,9 @@ func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Ti
 	case err == nil:
 		return &loaded[T]{val: v, enc: []byte(raw), checked: checked}, nil
 	case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed):
+		return nil, err
+	case errors.Is(err, errOtherShape):
+		c.m.stats.otherShape.Add(1)
 		return nil, err
 	}
 	c.drop(ctx, rkey, raw)

@@ -2,6 +2,7 @@ package cachemgr
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -72,7 +73,7 @@ var errInvalidated = errors.New("invalidated by tag")
 func (m *Manager) tagKey(tag string) string { return keys.Tag(m.prefix, tag, m.maxKey) }
 
 // tagWriteScript makes sure a tag's stamp exists before an entry carrying
-// the tag is written, creating it just older than the entry, keeps it at
+// the tag is written, creating it with ARGV[1] (see tagWrites), keeps it at
 // least as long as the entry lives, and returns it.
 var tagWriteScript = newScript(`
 local v = redis.call('GET', KEYS[1])
@@ -85,25 +86,93 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return tonumber(v) or 0`)
 
-// tagsMoved reports whether the stamps returned by tag writes show an
-// invalidation at or after stamp.
-func tagsMoved(cmds []redis.Cmder, stamp int64) bool {
-	for _, c := range cmds {
-		if v, ok := c.(*redis.Cmd).Val().(int64); !ok || v >= stamp {
-			return true
-		}
-	}
-	return false
-}
-
 // tagWrites returns the commands that prepare the stamps of ti's tags for
 // an entry that lives exp; they go in the same pipeline as the write.
-func (m *Manager) tagWrites(ctx context.Context, ti tagInfo, exp time.Duration) []redis.Cmder {
+//
+// A missing stamp is created for a Set just older than the entry, which is
+// readable at once: a Set hands over data its caller holds to be current.
+// For a load's result it is created equal to the entry's stamp, which makes
+// that entry unreadable for now: the stamp may have been evicted (or lost
+// in a restart) after an InvalidateTags that overtook the load. The load
+// then lowers it (settleTags) once it knows that no tag was invalidated
+// while it ran.
+func (m *Manager) tagWrites(ctx context.Context, ti tagInfo, exp time.Duration, loaded bool) []redis.Cmder {
+	created := ti.stamp - 1
+	if loaded {
+		created = ti.stamp
+	}
 	cmds := make([]redis.Cmder, 0, len(ti.tags)+1)
 	for _, t := range ti.tags {
-		cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, ti.stamp-1, millis(exp+time.Minute)))
+		cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, created, millis(exp+time.Minute)))
 	}
 	return cmds
+}
+
+// tagEpoch returns a command reading the tag epoch (see keys.TagEpoch).
+func (m *Manager) tagEpoch(ctx context.Context) *redis.StringCmd {
+	return redis.NewStringCmd(ctx, "get", keys.TagEpoch(m.prefix))
+}
+
+// epochOf returns what cmd read of the tag epoch; "" when there is none.
+func epochOf(cmd *redis.StringCmd) (string, bool) {
+	v, err := cmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return "", true
+	}
+	return v, err == nil
+}
+
+// tagLowerScript lowers a stamp that a load's write-back created equal to
+// its entry's stamp to just below it, unless an invalidation moved it
+// since.
+var tagLowerScript = newScript(`
+if tonumber(redis.call('GET', KEYS[1]) or '') == tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1] - 1, 'KEEPTTL')
+  return 1
+end
+return 0`)
+
+// settleTags makes a load's result readable when its write-back found
+// stamps missing and created them (tw are the tag writes, in ti's order):
+// if the tag epoch is still what it was when the load began (before, as
+// read then, if beforeOK; after, as read with the write-back), no tag was invalidated
+// meanwhile and the stamps are lowered just below the entry's. It reports
+// whether the entry is readable.
+func (m *Manager) settleTags(ctx context.Context, ti tagInfo, tw []redis.Cmder, before string, beforeOK bool, after *redis.StringCmd) bool {
+	var lower []redis.Cmder
+	for i, c := range tw {
+		v, ok := c.(*redis.Cmd).Val().(int64)
+		switch {
+		case !ok || v > ti.stamp:
+			return false // invalidated during the load
+		case v == ti.stamp:
+			lower = append(lower, tagLowerScript.cmd(ctx, []string{m.tagKey(ti.tags[i])}, ti.stamp))
+		}
+	}
+	if len(lower) == 0 {
+		return true
+	}
+	if now, ok := epochOf(after); !beforeOK || !ok || now != before {
+		return false
+	}
+	if err := m.doAll(ctx, lower...); err != nil {
+		return false
+	}
+	for _, c := range lower {
+		if v, _ := c.(*redis.Cmd).Val().(int64); v != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// tagPrepares returns the commands that create the missing stamps of tags
+// known before a load (the Tags option) just older than stamp, the load's,
+// and read the tag epoch, which the write-back compares; they go in the
+// claim's round trip.
+func (m *Manager) tagPrepares(ctx context.Context, stamp int64, tags []string) ([]redis.Cmder, *redis.StringCmd) {
+	epoch := m.tagEpoch(ctx)
+	return append(m.tagWrites(ctx, tagInfo{stamp: stamp, tags: tags}, time.Duration(m.longest.Load()), false), epoch), epoch
 }
 
 // checkTags returns errInvalidated unless every tag of an entry has a stamp
@@ -153,9 +222,13 @@ return now`)
 // Redis. It costs one round trip and O(1) work per tag, however many
 // entries carry it; the entries themselves expire by their TTL, or are
 // deleted when next read. A load that began before InvalidateTags returned
-// cannot make its result readable afterwards. It returns an error wrapping
-// ErrUnavailable when Redis cannot be reached (some tags may then be
-// invalidated and others not), and ErrInvalidOption for an empty tag.
+// cannot make its result readable afterwards. It is bounded by the write
+// timeout and retried within it (WithWriteTimeout). When Redis still cannot
+// be reached it returns an error wrapping ErrUnavailable (some tags may then
+// be invalidated and others not) and keeps the invalidation in a queue that
+// retries it in the background; meanwhile this process does not serve
+// entries carrying those tags. It returns ErrInvalidOption for an empty
+// tag.
 func (m *Manager) InvalidateTags(ctx context.Context, tags ...string) error {
 	if m.done.Load() {
 		return ErrClosed
@@ -164,24 +237,39 @@ func (m *Manager) InvalidateTags(ctx context.Context, tags ...string) error {
 	if err != nil || len(tags) == 0 {
 		return err
 	}
+	for _, h := range m.holdersOf("") {
+		h.dropTags(tags)
+	}
+	retry := func(ctx context.Context) error { return m.invalidateTags(ctx, tags) }
+	if err := retry(ctx); err != nil {
+		return fmt.Errorf("invalidate tags: %w", m.keep(&pendingInvalidation{tags: tags, retry: retry, until: m.horizon()}, err))
+	}
+	return nil
+}
+
+// invalidateTags moves the stamps of tags forward and tells the other
+// processes.
+func (m *Manager) invalidateTags(ctx context.Context, tags []string) error {
 	now := m.now().UnixMilli()
 	cmds := make([]redis.Cmder, len(tags))
 	for i, t := range tags {
 		cmds[i] = tagInvalidateScript.cmd(ctx, []string{m.tagKey(t)}, now, millis(m.markerTTL()))
 	}
-	if err := m.doAll(ctx, cmds...); err != nil {
-		return fmt.Errorf("invalidate tags: %w", err)
+	// The epoch moves first: a load that sees it unchanged saw no stamp
+	// move either.
+	epoch := redis.NewStatusCmd(ctx, "set", keys.TagEpoch(m.prefix), rand.Text(), "px", millis(versionTTL))
+	if err := m.doWrite(ctx, append([]redis.Cmder{epoch}, cmds...)...); err != nil {
+		return err
+	}
+	if err := epoch.Err(); err != nil {
+		return fmt.Errorf("tag epoch: %w", err)
 	}
 	for i, c := range cmds {
 		if err := c.Err(); err != nil {
-			return fmt.Errorf("invalidate tag %.64q: %w", tags[i], err)
+			return fmt.Errorf("tag %.64q: %w", tags[i], err)
 		}
 	}
-	for _, h := range m.holdersOf("") {
-		h.dropTags(tags)
-	}
-	m.publish(ctx, event{Kind: "tags", Tags: tags})
-	return nil
+	return m.publish(ctx, event{Kind: "tags", Tags: tags})
 }
 
 // AddTags attaches tags to the value being loaded, for tags known only

@@ -77,9 +77,9 @@ func TestLoaderAddsTags(t *testing.T) {
 			cachemgr.EntryFrom(ctx).AddTags("category:9") // known only after loading
 			return fmt.Sprint("load ", loads), nil
 		}
-		for i := 0; i < 2; i++ {
+		for i := range 2 {
 			if v, err := c.Fetch(ctx, "k", load, cachemgr.Tags("user:1")); err != nil || v != "load 1" {
-				t.Fatalf("Fetch() = %q, %v; want load 1", v, err)
+				t.Fatalf("Fetch() #%d = %q, %v; want load 1", i+1, v, err)
 			}
 		}
 		for i, tag := range []string{"category:9", "user:1"} {

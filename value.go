@@ -61,14 +61,17 @@ func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header, ti tagInfo) (
 	}
 	zbuf := m.getBuf()
 	h.Compressor, h.RawLen = m.compressor.ID(), len(payload)
-	z, ok, err := m.compressor.Compress(append((*zbuf)[:0], out[:off]...), payload)
+	z := envelope.Append((*zbuf)[:0], h)
+	if h.Tagged {
+		z = envelope.AppendTags(z, ti.stamp, ti.tags)
+	}
+	z, ok, err := m.compressor.Compress(z, payload)
 	*zbuf = z
 	if err != nil || !ok {
 		// Incompressible (or a compressor fault): store the payload as it is.
 		m.putBuf(zbuf)
 		return buf, nil
 	}
-	envelope.Append(z[:0], h) // rewrite the header in place with the compression fields
 	m.putBuf(buf)
 	return zbuf, nil
 }
@@ -86,13 +89,17 @@ func (m *Manager) encodeNegative(cd codec.Codec, h envelope.Header, ti tagInfo) 
 }
 
 // decode parses b and, unless it is a negative entry, decodes its payload
-// into v. preferred is the cache's codec, used when the envelope names it
-// even if the Manager does not know its ID. b is only read.
-func (m *Manager) decode(b []byte, preferred codec.Codec, v any) (envelope.Header, tagInfo, error) {
+// into v, whose type has fingerprint shape. preferred is the cache's codec,
+// used when the envelope names it even if the Manager does not know its ID.
+// b is only read. An entry written for another shape is errOtherShape.
+func (m *Manager) decode(b []byte, preferred codec.Codec, shape uint32, v any) (envelope.Header, tagInfo, error) {
 	var ti tagInfo
 	h, payload, err := envelope.Parse(b, m.maxValue)
 	if err != nil {
 		return h, ti, err
+	}
+	if !h.Negative && h.Shape != shape {
+		return h, ti, errOtherShape
 	}
 	if h.Tagged {
 		if ti.stamp, ti.tags, payload, err = envelope.ParseTags(payload); err != nil {

@@ -1,6 +1,7 @@
 package cachemgr
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -31,8 +32,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	defer m.Close()
 	v := fuzzValue{ID: 1, Name: "seed", Tags: []string{"a"}, Attrs: map[string]any{"k": 1.5}, When: time.Unix(1, 0)}
+	shape := shapeOf(reflect.TypeFor[fuzzValue]())
 	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON()} {
-		buf, err := m.encode(cd, &v, envelope.Header{FreshUntil: 1}, tagInfo{})
+		buf, err := m.encode(cd, &v, envelope.Header{FreshUntil: 1, Shape: shape}, tagInfo{})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -40,14 +42,14 @@ func FuzzDecode(f *testing.F) {
 	}
 	big := v
 	big.Name = string(make([]byte, 4096))
-	buf, _ := m.encode(codec.Msgpack(), &big, envelope.Header{}, tagInfo{stamp: 5, tags: []string{"t1", "t2"}})
+	buf, _ := m.encode(codec.Msgpack(), &big, envelope.Header{Shape: shape}, tagInfo{stamp: 5, tags: []string{"t1", "t2"}})
 	f.Add(append([]byte(nil), *buf...)) // lz4-compressed
-	f.Add(append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID}), 0xdd, 0xff, 0xff, 0xff, 0xff))
-	f.Add(append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Compressor: compress.LZ4ID, RawLen: 1 << 20}), 0xf0, 0xff, 0xff))
-	f.Add(append(envelope.Append(nil, envelope.Header{Codec: codec.JSONID}), `{"Tags":[[[[[[`...))
+	f.Add(append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Shape: shape}), 0xdd, 0xff, 0xff, 0xff, 0xff))
+	f.Add(append(envelope.Append(nil, envelope.Header{Codec: codec.MsgpackID, Compressor: compress.LZ4ID, RawLen: 1 << 20, Shape: shape}), 0xf0, 0xff, 0xff))
+	f.Add(append(envelope.Append(nil, envelope.Header{Codec: codec.JSONID, Shape: shape}), `{"Tags":[[[[[[`...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var got fuzzValue
-		h, ti, err := m.decode(b, m.codec, &got)
+		h, ti, err := m.decode(b, m.codec, shape, &got)
 		if err != nil || h.Negative {
 			return
 		}

@@ -40,21 +40,33 @@ func (c *Cache[T]) Bump(ctx context.Context) error {
 	if c.m.done.Load() {
 		return ErrClosed
 	}
+	if c.l1 != nil {
+		c.l1.clear()
+	}
+	if err := c.bump(ctx); err != nil {
+		err = c.m.keep(&pendingInvalidation{cache: c.name, retry: c.bump, until: c.m.horizon()}, err)
+		return fmt.Errorf("bump %q: %w", c.name, err)
+	}
+	return nil
+}
+
+// bump moves the cache to a new namespace version and tells the other
+// processes.
+func (c *Cache[T]) bump(ctx context.Context) error {
 	v := newVersion()
 	cmd := redis.NewStatusCmd(ctx, "set", c.keys.Version(), v, "px", millis(versionTTL))
-	err := c.m.doAll(ctx, cmd)
+	err := c.m.doWrite(ctx, cmd)
 	if err == nil {
 		err = cmd.Err()
 	}
 	if err != nil {
-		return fmt.Errorf("bump %q: %w", c.name, err)
+		return err
 	}
 	c.version.Store(&v)
 	if c.l1 != nil {
 		c.l1.clear()
 	}
-	c.m.publish(ctx, event{Kind: "version", Cache: c.name})
-	return nil
+	return c.m.publish(ctx, event{Kind: "version", Cache: c.name})
 }
 
 // newVersion returns a random namespace version. Random, not a counter: a
@@ -108,32 +120,42 @@ func (c *Cache[T]) observed(ctx context.Context, ver, cur string, err error) (st
 }
 
 // maxVersionRetries bounds how often an operation is redone because the
-// version moved under it; after that the caller sees the last attempt.
+// version moved under it.
 const maxVersionRetries = 2
 
-// inVersion sends the commands that build returns for the data key of key.
+// inVersion sends the commands that build returns for the data key of key,
+// as a write (see doWrite) when write is set.
 // In a versioned cache it reads the version in the same pipeline, before
 // them, and sends them again under the new version if it moved. It returns
-// the data key used; errors are those of doAll, replies are in the commands.
-func (c *Cache[T]) inVersion(ctx context.Context, key string, build func(rkey string) []redis.Cmder) (string, error) {
+// the data key used and its version, and whether the version still moved
+// under the last attempt (a read must then not trust its reply); errors are
+// those of doAll, replies are in the commands.
+func (c *Cache[T]) inVersion(ctx context.Context, key string, write bool, build func(rkey string) []redis.Cmder) (target, bool, error) {
+	send := c.m.doAll
+	if write {
+		send = c.m.doWrite
+	}
 	if !c.versioned {
-		rkey := c.keys.Key(key)
-		return rkey, c.m.doAll(ctx, build(rkey)...)
+		t := target{key: key, rkey: c.keys.Key(key)}
+		return t, false, send(ctx, build(t.rkey)...)
 	}
 	ver, err := c.localVersion(ctx)
 	if err != nil {
-		return c.keys.Key(key), err
+		return target{key: key, rkey: c.keys.Key(key)}, false, err
 	}
 	for attempt := 0; ; attempt++ {
-		rkey := c.keys.KeyAt(ver, key)
+		t := target{key: key, rkey: c.keys.KeyAt(ver, key), version: ver}
 		get := redis.NewStringCmd(ctx, "get", c.keys.Version())
-		if err := c.m.doAll(ctx, append([]redis.Cmder{get}, build(rkey)...)...); err != nil {
-			return rkey, err
+		if err := send(ctx, append([]redis.Cmder{get}, build(t.rkey)...)...); err != nil {
+			return t, false, err
 		}
 		var again bool
 		ver, again, err = c.observed(ctx, ver, get.Val(), get.Err())
-		if err != nil || !again || attempt == maxVersionRetries {
-			return rkey, err
+		if err != nil || !again {
+			return t, false, err
+		}
+		if attempt == maxVersionRetries {
+			return target{key: key, rkey: c.keys.KeyAt(ver, key), version: ver}, true, nil
 		}
 	}
 }
@@ -141,17 +163,18 @@ func (c *Cache[T]) inVersion(ctx context.Context, key string, build func(rkey st
 // readVersioned is inVersion for a plain read on a single-node client: one
 // MGET of the version and the value, cheaper than a pipeline. (On Cluster
 // and Ring the two keys live on different nodes, so they go through
-// inVersion's pipeline.)
-func (c *Cache[T]) readVersioned(ctx context.Context, key string) (string, string, error) {
+// inVersion's pipeline.) A value read under a version that moved is never
+// returned: after the retries it is a miss under the newest version.
+func (c *Cache[T]) readVersioned(ctx context.Context, key string) (target, string, error) {
 	ver, err := c.localVersion(ctx)
 	if err != nil {
-		return c.keys.Key(key), "", err
+		return target{key: key, rkey: c.keys.Key(key)}, "", err
 	}
 	for attempt := 0; ; attempt++ {
-		rkey := c.keys.KeyAt(ver, key)
-		cmd := redis.NewSliceCmd(ctx, "mget", c.keys.Version(), rkey)
+		t := target{key: key, rkey: c.keys.KeyAt(ver, key), version: ver}
+		cmd := redis.NewSliceCmd(ctx, "mget", c.keys.Version(), t.rkey)
 		if err := c.m.do(ctx, cmd); err != nil {
-			return rkey, "", err
+			return t, "", err
 		}
 		vals := cmd.Val()
 		cur, ok := vals[0].(string)
@@ -161,15 +184,47 @@ func (c *Cache[T]) readVersioned(ctx context.Context, key string) (string, strin
 		} else {
 			ver, again, err = c.observed(ctx, ver, "", redis.Nil)
 		}
-		if err != nil {
-			return rkey, "", err
+		switch {
+		case err != nil:
+			return t, "", err
+		case again && attempt == maxVersionRetries:
+			return target{key: key, rkey: c.keys.KeyAt(ver, key), version: ver}, "", redis.Nil
+		case again:
+			continue
 		}
-		if !again || attempt == maxVersionRetries {
-			s, ok := vals[1].(string)
-			if !ok {
-				return rkey, "", redis.Nil
-			}
-			return rkey, s, nil
+		s, ok := vals[1].(string)
+		if !ok {
+			return t, "", redis.Nil
 		}
+		return t, s, nil
 	}
+}
+
+// versionCheck returns a command that reads the namespace version, to send
+// in the same pipeline as a claim or a write-back of data key version ver,
+// so that a Bump that returned before the pipeline ran is seen; nil when the
+// cache is not versioned.
+func (c *Cache[T]) versionCheck(ctx context.Context) *redis.StringCmd {
+	if !c.versioned {
+		return nil
+	}
+	return redis.NewStringCmd(ctx, "get", c.keys.Version())
+}
+
+// versionMoved reports whether check (from versionCheck) saw a version
+// other than ver; a version key that is gone counts as moved.
+func versionMoved(check *redis.StringCmd, ver string) bool {
+	if check == nil {
+		return false
+	}
+	v, err := check.Result()
+	return err != nil || v != ver
+}
+
+// withCheck appends check, if any, to cmds.
+func withCheck(cmds []redis.Cmder, check *redis.StringCmd) []redis.Cmder {
+	if check == nil {
+		return cmds
+	}
+	return append(cmds, check)
 }

@@ -1,21 +1,25 @@
 // Package envelope reads and writes the fixed header that precedes every
 // value cachemgr stores in Redis.
 //
-// Layout (16 bytes, big endian):
+// Layout (16 bytes, big endian), format version 2:
 //
 //	0      magic 0xCE
-//	1      high nibble: format version (1); low nibble: flags (bit 0: negative
+//	1      high nibble: format version (2); low nibble: flags (bit 0: negative
 //	       entry, bit 1: a tag section precedes the payload)
 //	2      codec ID
 //	3      compressor ID (0: payload stored as encoded)
 //	4..9   fresh-until, Unix milliseconds, 48 bits
 //	10..11 load duration in milliseconds, saturating at 65535
-//	12..15 uncompressed payload length (0 when not compressed)
+//	12..15 shape: a fingerprint of the Go type the payload encodes
 //
-// The header names the codec and compressor, so a change of default needs
-// no flush: older entries still decode. A tagged value carries a tag section
-// between header and payload (see AppendTags); compression covers only the
-// payload after it.
+// A compressed value follows the header with the uncompressed payload
+// length as a uvarint. The header names the codec and compressor, so a
+// change of default needs no flush: older entries still decode. The shape
+// lets a reader refuse an entry written for another type (another process,
+// another deploy) instead of decoding it half filled. A tagged value
+// carries a tag section before the payload (see AppendTags); compression
+// covers only the payload after it. Version 1 entries (which kept the
+// uncompressed length where the shape is now) are refused as corrupt.
 package envelope
 
 import (
@@ -30,7 +34,7 @@ const HeaderSize = 16
 
 const (
 	magic        = 0xCE
-	version      = 1
+	version      = 2
 	flagNegative = 1 << 0
 	flagTagged   = 1 << 1
 	knownFlags   = flagNegative | flagTagged
@@ -57,10 +61,13 @@ type Header struct {
 	Load time.Duration
 	// RawLen is the payload length before compression; 0 when not compressed.
 	RawLen int
+	// Shape is a fingerprint of the type the payload encodes (0: none).
+	Shape uint32
 }
 
-// Append appends h's encoding to dst. Out-of-range fields saturate:
-// FreshUntil to [0, 2^48), Load to [0, 65535ms].
+// Append appends h's encoding to dst: the header, and for a compressed
+// value the uncompressed length. Out-of-range fields saturate: FreshUntil to
+// [0, 2^48), Load to [0, 65535ms].
 func Append(dst []byte, h Header) []byte {
 	var b [HeaderSize]byte
 	b[0] = magic
@@ -78,8 +85,12 @@ func Append(dst []byte, h Header) []byte {
 	b[5] = byte(fresh >> 32)
 	binary.BigEndian.PutUint32(b[6:10], uint32(fresh))
 	binary.BigEndian.PutUint16(b[10:12], uint16(min(max(h.Load.Milliseconds(), 0), maxLoadMS)))
-	binary.BigEndian.PutUint32(b[12:16], uint32(min(max(h.RawLen, 0), 1<<32-1)))
-	return append(dst, b[:]...)
+	binary.BigEndian.PutUint32(b[12:16], h.Shape)
+	dst = append(dst, b[:]...)
+	if h.Compressor != 0 {
+		dst = binary.AppendUvarint(dst, uint64(max(h.RawLen, 0)))
+	}
+	return dst
 }
 
 // Parse splits b into its header and payload. The payload aliases b.
@@ -106,9 +117,17 @@ func Parse(b []byte, maxRaw int) (Header, []byte, error) {
 		Tagged:     flags&flagTagged != 0,
 		FreshUntil: int64(b[4])<<40 | int64(b[5])<<32 | int64(binary.BigEndian.Uint32(b[6:10])),
 		Load:       time.Duration(binary.BigEndian.Uint16(b[10:12])) * time.Millisecond,
-		RawLen:     int(binary.BigEndian.Uint32(b[12:16])),
+		Shape:      binary.BigEndian.Uint32(b[12:16]),
 	}
 	payload := b[HeaderSize:]
+	if h.Compressor != 0 {
+		n, k := binary.Uvarint(payload)
+		// Only the shortest encoding: one value, one byte string.
+		if k <= 0 || n > uint64(maxRaw) || k != len(binary.AppendUvarint(nil, n)) {
+			return Header{}, nil, fmt.Errorf("%w: bad raw length of compressed payload (limit %d)", ErrCorrupt, maxRaw)
+		}
+		h.RawLen, payload = int(n), payload[k:]
+	}
 	switch {
 	case h.Codec == 0:
 		return Header{}, nil, fmt.Errorf("%w: codec 0", ErrCorrupt)

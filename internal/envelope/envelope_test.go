@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ func TestRoundTrip(t *testing.T) {
 		payload []byte
 	}{
 		{"plain", Header{Codec: 1, FreshUntil: 1_700_000_000_123, Load: 20 * time.Millisecond}, []byte("hello")},
+		{"shaped", Header{Codec: 1, FreshUntil: 1, Shape: 0xdeadbeef}, []byte("hello")},
 		{"compressed", Header{Codec: 2, Compressor: 1, FreshUntil: 1, RawLen: 4096}, []byte{1, 2, 3}},
 		{"negative", Header{Codec: 1, Negative: true, FreshUntil: 42}, nil},
 		{"tagged", Header{Codec: 1, Tagged: true, FreshUntil: 42}, AppendTags(nil, 7, []string{"a", "b"})},
@@ -24,8 +26,12 @@ func TestRoundTrip(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := append(Append(nil, tt.h), tt.payload...)
-			if len(b) != HeaderSize+len(tt.payload) {
-				t.Fatalf("len(Append) = %d, want %d", len(b), HeaderSize+len(tt.payload))
+			want := HeaderSize + len(tt.payload)
+			if tt.h.Compressor != 0 {
+				want += len(binary.AppendUvarint(nil, uint64(tt.h.RawLen)))
+			}
+			if len(b) != want {
+				t.Fatalf("len(Append) = %d, want %d", len(b), want)
 			}
 			h, p, err := Parse(b, 1<<20)
 			if err != nil {
@@ -68,14 +74,17 @@ func TestParseRejects(t *testing.T) {
 		{"short", valid[:HeaderSize-1]},
 		{"foreign json", []byte(`{"id":42,"name":"not ours at all"}`)},
 		{"bad magic", mutate(func(b []byte) []byte { b[0] = 0; return b })},
-		{"future version", mutate(func(b []byte) []byte { b[1] = 2 << 4; return b })},
+		{"future version", mutate(func(b []byte) []byte { b[1] = 3 << 4; return b })},
+		{"version 1", mutate(func(b []byte) []byte { b[1] = 1 << 4; return b })},
 		{"unknown flag", mutate(func(b []byte) []byte { b[1] |= 0x8; return b })},
-		{"compressed negative", mutate(func(b []byte) []byte { b[1] |= flagNegative; b[3] = 1; b[15] = 4; return append(b, 1) })},
+		{"compressed negative", mutate(func(b []byte) []byte { b[1] |= flagNegative; b[3] = 1; return append(b, 4, 1) })},
 		{"codec zero", mutate(func(b []byte) []byte { b[2] = 0; return b })},
 		{"negative with payload", mutate(func(b []byte) []byte { b[1] |= flagNegative; return append(b, 'x') })},
-		{"raw length without compression", mutate(func(b []byte) []byte { b[15] = 9; return append(b, 'x') })},
-		{"forged raw length", mutate(func(b []byte) []byte { b[3] = 1; b[12] = 0xff; return append(b, 1, 2, 3) })},
-		{"compressed but empty", mutate(func(b []byte) []byte { b[3] = 1; b[15] = 9; return b })},
+		{"compressed without raw length", mutate(func(b []byte) []byte { b[3] = 1; return b })},
+		{"compressed raw length zero", mutate(func(b []byte) []byte { b[3] = 1; return append(b, 0, 1, 2) })},
+		{"forged raw length", mutate(func(b []byte) []byte { b[3] = 1; return append(b, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3) })},
+		{"raw length not shortest", mutate(func(b []byte) []byte { b[3] = 1; return append(b, 0x89, 0x00, 1, 2, 3) })},
+		{"compressed but empty", mutate(func(b []byte) []byte { b[3] = 1; return append(b, 9) })},
 		{"payload over limit", append(append([]byte(nil), valid...), make([]byte, 2048)...)},
 	}
 	for _, tt := range tests {
@@ -90,7 +99,7 @@ func TestParseRejects(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(Append(nil, Header{Codec: 1, FreshUntil: 1_700_000_000_000}))
 	f.Add(append(Append(nil, Header{Codec: 1, Compressor: 1, RawLen: 100}), 0x1f, 'a', 1, 0))
-	f.Add([]byte{magic, version << 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0})
+	f.Add([]byte{magic, version << 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f, 0})
 	f.Add([]byte("\xdd\xff\xff\xff\xff"))
 	f.Add([]byte{})
 	const limit = 1 << 20

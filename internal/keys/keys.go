@@ -124,6 +124,16 @@ func Tag(prefix, tag string, maxLen int) string {
 	return base + tagged('t', tag, maxLen)
 }
 
+// TagEpoch returns the key that every tag invalidation under prefix
+// changes: a load that finds it unchanged since it began knows that no tag
+// was invalidated meanwhile, even one whose stamp has since been lost.
+func TagEpoch(prefix string) string {
+	if prefix == "" {
+		return "~tagepoch"
+	}
+	return prefix + ":~tagepoch"
+}
+
 // Patterns returns SCAN MATCH patterns that match the data keys of user keys
 // starting with p in namespace base (Base() or a versioned base). Glob
 // characters in p are escaped. Hashed keys are matched by their readable
@@ -163,6 +173,13 @@ func (b Builder) VersionedBase(v string) string { return b.base + "v" + v + ":" 
 
 // Marker returns the invalidation marker key that belongs to data key key.
 func Marker(key string) string { return key + markerSuffix }
+
+// DataOfMarker returns the data key whose invalidation marker key is, and
+// whether key is a marker at all.
+func DataOfMarker(key string) (string, bool) {
+	data, ok := strings.CutSuffix(key, markerSuffix)
+	return data, ok && IsData(data)
+}
 
 // Lease returns the refresh lease key that belongs to data key key.
 func Lease(key string) string { return key + leaseSuffix }

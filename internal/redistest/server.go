@@ -27,7 +27,7 @@ const (
 
 // Timeouts of clients made by [Server.Client] and of the admin connection.
 const (
-	clientTimeout = time.Second
+	clientTimeout = 3 * time.Second
 	adminTimeout  = 10 * time.Second
 )
 
