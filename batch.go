@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"time"
 	"unsafe"
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
@@ -79,8 +78,9 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 		return vals, errs, nil
 	}
 	var markers map[string]string
+	var serverUS int64
 	if rerr == nil {
-		markers = c.claimMany(ctx, missing, rkeys, keys, c.loadStamp(start), w.tags)
+		markers, serverUS = c.claimMany(ctx, missing, rkeys, keys, w.tags)
 	}
 	loaded, lerr := c.callLoadMany(ctx, missing, loadMany)
 	c.m.stats.loads.Add(1)
@@ -99,7 +99,7 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 		}
 	}
 	if markers != nil {
-		c.storeMany(ctx, missing, markers, loaded, start, ver, w)
+		c.storeMany(ctx, missing, markers, loaded, c.loadStamp(serverUS, start), ver, w)
 	}
 	return vals, errs, nil
 }
@@ -107,7 +107,7 @@ func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(c
 // claimMany reads (creating them if absent) the invalidation markers of
 // the missing keys, in one round trip, before their load. It returns the
 // marker of each key by its data key, or nil if Redis did not answer.
-func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []string, stamp int64, tags []string) map[string]string {
+func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []string, tags []string) (map[string]string, int64) {
 	rkeyOf := map[string]string{}
 	for i, k := range keyList {
 		rkeyOf[k] = rkeys[i]
@@ -117,21 +117,25 @@ func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []stri
 		rkey := rkeyOf[k]
 		cmds[j] = claimScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, "", 0, rand.Text(), millis(c.m.markerTTL()))
 	}
-	prep, _ := c.m.tagPrepares(ctx, stamp, tags)
+	prep, _ := c.m.tagPrepares(ctx, tags)
 	if err := c.m.doAll(ctx, append(prep, cmds...)...); err != nil {
-		return nil
+		return nil, 0
 	}
+	var serverUS int64 // the earliest claim's: the batch's tag stamp
 	markers := map[string]string{}
 	for j, cmd := range cmds {
 		// A value that arrived since the read is left alone: the write-back
 		// of this load does not replace it (SET NX).
-		if vals, ok := cmd.(*redis.Cmd).Val().([]any); ok && len(vals) == 3 {
+		if vals, ok := cmd.(*redis.Cmd).Val().([]any); ok && len(vals) == 4 {
 			if m, ok := vals[1].(string); ok {
 				markers[rkeyOf[missing[j]]] = m
 			}
+			if at, _ := vals[3].(int64); at > 0 && (serverUS == 0 || at < serverUS) {
+				serverUS = at
+			}
 		}
 	}
-	return markers
+	return markers, serverUS
 }
 
 // readMany reads keys, filling vals and errs for L1 hits. It returns the
@@ -346,8 +350,8 @@ func (c *Cache[T]) callLoadMany(ctx context.Context, missing []string, loadMany 
 
 // storeMany writes the results of a batch load back in one pipeline, each
 // only if its key's marker is unchanged since the claim.
-func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[string]string, loaded map[string]T, start time.Time, ver string, w writeConfig) {
-	ti := tagInfo{stamp: c.loadStamp(start)}
+func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[string]string, loaded map[string]T, stamp int64, ver string, w writeConfig) {
+	ti := tagInfo{stamp: stamp}
 	ti.tags, _ = checkTags(w.tags)
 	var cmds []redis.Cmder
 	var bufs []*[]byte

@@ -430,20 +430,19 @@ func (c *Cache[T]) set(ctx context.Context, key string, v T, opts []WriteOption)
 	}
 	now := c.m.now()
 	exp := c.ttl.expiry(firstSet(w.ttl, c.ttl.ttl), c.m.random())
-	// A Set is stamped with the writer's clock, with no skew allowance: the
-	// caller hands over data it holds to be current, and a Set just after
-	// an InvalidateTags must be readable. (A Set that races an
-	// InvalidateTags from a process whose clock is behind may survive it.)
-	ti := tagInfo{stamp: now.UnixMilli(), tags: w.tags}
+	// A tagged Set is stamped by the server's clock as it is stored (see
+	// setCmd), the clock InvalidateTags stamps by: a Set just after an
+	// InvalidateTags is readable, and one just before it is not.
+	ti := tagInfo{stamp: now.UnixMicro(), tags: w.tags}
 	buf, err := c.m.encode(c.codec, &v, envelope.Header{FreshUntil: now.Add(exp).UnixMilli(), Shape: c.shape}, ti)
 	if err != nil {
 		return err
 	}
 	c.m.noteLifetime(exp + c.swr.stale)
-	var set *redis.StatusCmd
+	var set redis.Cmder
 	var tw []redis.Cmder
 	_, _, err = c.inVersion(ctx, key, true, func(rkey string) []redis.Cmder {
-		set = redis.NewStatusCmd(ctx, "set", rkey, *buf, "px", millis(exp+c.swr.stale))
+		set = c.m.setCmd(ctx, rkey, *buf, millis(exp+c.swr.stale), len(ti.tags) > 0)
 		tw = c.m.tagWrites(ctx, ti, exp, false)
 		return append(tw, set)
 	})

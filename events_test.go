@@ -63,7 +63,10 @@ func TestL1ServesWithoutRedis(t *testing.T) {
 	if !ok || v != "v" {
 		t.Errorf("Get() with Redis frozen = %q, L1 hit %v; want v from L1", v, ok)
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
+	// An L1 hit takes well under a millisecond; what this catches is one
+	// that waited for frozen Redis (the op timeout, 3s in tests). A loaded
+	// machine can delay any call by hundreds of milliseconds.
+	if d := time.Since(start); d > time.Second {
 		t.Errorf("L1 hit took %v", d)
 	}
 }
@@ -135,10 +138,12 @@ func TestL1CoherenceBump(t *testing.T) {
 	if err := ca.Set(ctx, "k", "old"); err != nil {
 		t.Fatalf("Set() error = %v", err)
 	}
-	cb.Get(ctx, "k")
-	if _, ok := l1Hit(cb, "k"); !ok {
-		t.Fatalf("B does not serve k from L1")
-	}
+	// B fills its L1 once A's event for this Set has reached it.
+	waitFor(t, "B to serve k from its L1", func() bool {
+		cb.Get(ctx, "k")
+		_, ok := l1Hit(cb, "k")
+		return ok
+	})
 	if err := ca.Bump(ctx); err != nil {
 		t.Fatalf("Bump() error = %v", err)
 	}

@@ -262,11 +262,17 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context
 	return r
 }
 
-// loadStamp is the tag stamp of a load that began at start: an
-// InvalidateTags stamped at or after it (by a clock up to the skew
-// allowance ahead) makes the result unreadable.
-func (c *Cache[T]) loadStamp(start time.Time) int64 {
-	return start.Add(-c.m.skew).UnixMilli()
+// loadStamp is the tag stamp of a load, in Unix µs: an InvalidateTags
+// stamped at or after it makes the result unreadable. It is the Redis
+// server's time when the load claimed its key (serverUS), the clock
+// InvalidateTags stamps by; on a Cluster, whose masters keep clocks of their
+// own, less the skew allowance. Without a server time it is the process's
+// clock at start less the allowance.
+func (c *Cache[T]) loadStamp(serverUS int64, start time.Time) int64 {
+	if serverUS > 0 {
+		return serverUS - c.m.serverSkew().Microseconds()
+	}
+	return start.Add(-c.m.skew).UnixMicro()
 }
 
 // storeRequest is what a load learned from Redis before it began.
@@ -284,6 +290,7 @@ type storeRequest struct {
 	tags     []string  // tags known before the load (the Tags option)
 	epoch    string    // the tag epoch when the load began (keys.TagEpoch)
 	epochOK  bool      // epoch was read
+	serverUS int64     // the server's time at the claim, Unix µs; 0 unknown
 	// uncertain is the token of a lease claim whose reply never came: it
 	// may have run, so the lease is released once Redis answers again.
 	uncertain string
@@ -311,7 +318,7 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 	if notFound {
 		fresh, stale = c.ttl.negativeTTL, 0
 	}
-	ti := tagInfo{stamp: c.loadStamp(st.start)}
+	ti := tagInfo{stamp: c.loadStamp(st.serverUS, st.start)}
 	if terr == nil {
 		ti.tags, terr = checkTags(append(tags, w.tags...))
 	}

@@ -604,7 +604,7 @@ func (m *Manager) doPipeline(ctx context.Context, pol callPolicy, cmds []redis.C
 		for _, c := range cmds {
 			e := c.Err()
 			marked = marked || e != nil
-			if isReply(e) && !redis.HasErrorPrefix(e, "NOSCRIPT") {
+			if isReply(e) && !errors.Is(e, redis.Nil) && !redis.HasErrorPrefix(e, "NOSCRIPT") {
 				m.stats.redisErrors.Add(1) // WRONGTYPE, OOM…: Redis is up
 			}
 			if e != nil && !errors.Is(e, redis.Nil) && !isReply(e) {

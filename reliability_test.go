@@ -1262,41 +1262,78 @@ func TestReliabilityCompanionKeyLostDuringLoad(t *testing.T) {
 	}
 }
 
-// TestReliabilityClockSkew (scenario 65): WithClockSkew says how far
-// apart the clocks of processes sharing a Redis may be (default 250ms).
-// Process A's clock runs 200ms ahead, within that allowance, and B
-// invalidates a tag right after A wrote an entry carrying it. A load by A
-// is stamped with its start less the allowance, so B's invalidation makes
-// it unreadable. A Set by A is stamped with A's clock as it is, so that a
-// Set right after an InvalidateTags is readable; Set documents that it
-// may then survive an invalidation from a process whose clock is behind.
-// The test records which way that went.
+// TestReliabilityClockSkew (scenario 65): the processes' clocks are a
+// second apart, far beyond the skew allowance. On one Redis node, tag
+// stamps, load stamps and Set stamps all come from the server's clock, so
+// the processes' clocks do not matter: B's InvalidateTags right after A's
+// load and A's Set makes both unreadable, and a Set by A right after B's
+// InvalidateTags is readable at once.
 func TestReliabilityClockSkew(t *testing.T) {
 	s := redistest.Start(t)
 	ctx := context.Background()
-	ahead, _ := newManager(t, s, cachemgr.WithClock(func() time.Time { return time.Now().Add(200 * time.Millisecond) }))
-	b, _ := newManager(t, s)
-	ca, cb := newCache[string](t, ahead, "skew"), newCache[string](t, b, "skew")
-	// The tag's stamp exists already, as it does for any tag in use.
-	if err := cb.Set(ctx, "earlier", "x", cachemgr.Tags("t")); err != nil {
-		t.Fatalf("Set(earlier) error = %v", err)
+	for _, offset := range []time.Duration{time.Second, -time.Second} {
+		t.Run(fmt.Sprint("clock ", offset), func(t *testing.T) {
+			skewed, _ := newManager(t, s, cachemgr.WithClock(func() time.Time { return time.Now().Add(offset) }))
+			b, _ := newManager(t, s)
+			name := fmt.Sprint("skew", offset.Milliseconds())
+			ca, cb := newCache[string](t, skewed, name), newCache[string](t, b, name)
+			if _, err := ca.Fetch(ctx, "f", func(context.Context) (string, error) { return "old", nil }, cachemgr.Tags("t"+name)); err != nil {
+				t.Fatalf("A: Fetch(f) error = %v", err)
+			}
+			if err := ca.Set(ctx, "k", "old", cachemgr.Tags("t"+name)); err != nil {
+				t.Fatalf("A: Set(k) error = %v", err)
+			}
+			if err := b.InvalidateTags(ctx, "t"+name); err != nil {
+				t.Fatalf("B: InvalidateTags error = %v", err)
+			}
+			for _, c := range []*cachemgr.Cache[string]{ca, cb} {
+				for _, k := range []string{"f", "k"} {
+					if v, err := c.Get(ctx, k); !errors.Is(err, cachemgr.ErrMiss) {
+						t.Errorf("Get(%q), written by A, after B's InvalidateTags = %q, %v; want ErrMiss", k, v, err)
+					}
+				}
+			}
+			if err := ca.Set(ctx, "k", "new", cachemgr.Tags("t"+name)); err != nil {
+				t.Fatalf("A: Set(k) error = %v", err)
+			}
+			for _, c := range []*cachemgr.Cache[string]{ca, cb} {
+				if v, err := c.Get(ctx, "k"); err != nil || v != "new" {
+					t.Errorf("Get(k) after A's Set that followed the InvalidateTags = %q, %v; want new", v, err)
+				}
+			}
+		})
 	}
-	if _, err := ca.Fetch(ctx, "f", func(context.Context) (string, error) { return "old", nil }, cachemgr.Tags("t")); err != nil {
-		t.Fatalf("A: Fetch(f) error = %v", err)
+}
+
+// TestInvalidateTagsThenFetchLoadsOnce: after InvalidateTags returns, the
+// first Fetch loads and the ones after it hit. With stamps by one clock
+// there is no window after an invalidation in which loads are discarded.
+func TestInvalidateTagsThenFetchLoadsOnce(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	m, _ := newManager(t, s)
+	c := newCache[string](t, m, "once")
+	loads := 0
+	load := func(ctx context.Context) (string, error) {
+		loads++
+		cachemgr.EntryFrom(ctx).AddTags("t")
+		return "v", nil
 	}
-	if err := ca.Set(ctx, "k", "old", cachemgr.Tags("t")); err != nil {
-		t.Fatalf("A: Set(k) error = %v", err)
+	if _, err := c.Fetch(ctx, "k", load); err != nil {
+		t.Fatalf("Fetch() error = %v", err)
 	}
-	if err := b.InvalidateTags(ctx, "t"); err != nil {
-		t.Fatalf("B: InvalidateTags(t) error = %v", err)
+	if err := m.InvalidateTags(ctx, "t"); err != nil {
+		t.Fatalf("InvalidateTags() error = %v", err)
 	}
-	for _, c := range []*cachemgr.Cache[string]{ca, cb} {
-		if v, err := c.Get(ctx, "f"); !errors.Is(err, cachemgr.ErrMiss) {
-			t.Errorf("Get(f), loaded by A, after B's InvalidateTags = %q, %v; want ErrMiss", v, err)
+	loads = 0
+	for range 20 {
+		if _, err := c.Fetch(ctx, "k", load); err != nil {
+			t.Fatalf("Fetch() error = %v", err)
 		}
 	}
-	v, err := cb.Get(ctx, "k")
-	t.Logf("Get(k), Set by A 200ms ahead, after B's InvalidateTags = %q, %v (documented: such a Set may survive)", v, err)
+	if loads != 1 {
+		t.Errorf("20 Fetches after InvalidateTags made %d loads, want 1", loads)
+	}
 }
 
 // relOrder is another type than Product that shares some field names with

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachemgr/cachemgr/internal/keys"
@@ -104,22 +105,23 @@ const (
 // there is none, so a marker lost during the load (eviction, a restart with
 // empty data) fails the write-back instead of passing for "unchanged". A
 // claim that runs after its deadline (ARGV[5], by the server's clock) takes
-// no lease. It returns {value or nil, marker, 1 if the caller may load}.
+// no lease. It returns {value or nil, marker, 1 if the caller may load,
+// the server's time in Unix µs}: the load's tag stamp comes from the same
+// clock as InvalidateTags' stamps.
 var claimScript = newScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local v = redis.call('GET', KEYS[1])
 local m = redis.call('GET', KEYS[2])
-if v then return {v, m or false, 0} end
+if v then return {v, m or false, 0, now} end
 if not m then
   m = ARGV[3]
   redis.call('SET', KEYS[2], m, 'PX', ARGV[4])
 end
-if ARGV[2] == '0' then return {false, m, 1} end
-local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[5]) then
-  return {false, m, 0}
-end
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1} end
-return {false, m, 0}`)
+if ARGV[2] == '0' then return {false, m, 1, now} end
+if math.floor(now / 1000) > tonumber(ARGV[5]) then return {false, m, 0, now} end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1, now} end
+return {false, m, 0, now}`)
 
 // claimDeadline is the Unix ms after which a claim must not take a lease:
 // its caller has given up on the reply (a paused server runs it late), and
@@ -144,7 +146,7 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		checked := time.Now()
 		cmd := claimScript.cmd(ctx, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
 		vc := c.versionCheck(ctx)
-		prep, epoch := c.m.tagPrepares(ctx, c.loadStamp(st.start), st.tags)
+		prep, epoch := c.m.tagPrepares(ctx, st.tags)
 		err := c.m.doAll(ctx, append(withCheck(prep, vc), cmd)...)
 		if err == nil && cmd.Err() != nil && !errors.Is(cmd.Err(), redis.Nil) {
 			err = cmd.Err()
@@ -158,11 +160,12 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 			return nil
 		}
 		vals, ok := cmd.Val().([]any)
-		if !ok || len(vals) != 3 {
+		if !ok || len(vals) != 4 {
 			return nil
 		}
 		st.marker, _ = vals[1].(string)
 		st.markerOK, st.markerAt = true, time.Now()
+		st.serverUS, _ = vals[3].(int64)
 		st.epoch, st.epochOK = epochOf(epoch)
 		if versionMoved(vc, st.version) {
 			// A Bump retired this namespace: what it holds is not to be
@@ -323,8 +326,12 @@ func (c *Cache[T]) refresh(ctx context.Context, f found, load func(context.Conte
 	ch := make(chan *loaded[T], 1)
 	detached := context.WithoutCancel(ctx)
 	if !c.m.goTracked(func() {
-		defer c.refreshing.Delete(f.rkey)
-		ch <- c.refreshOnce(detached, f, load, w)
+		r, outcome := c.refreshOnce(detached, f, load, w)
+		// The key is free for the next refresh before the outcome is
+		// counted: whoever sees the count may start one.
+		c.refreshing.Delete(f.rkey)
+		outcome.Add(1)
+		ch <- r
 	}) {
 		c.refreshing.Delete(f.rkey)
 		return nil
@@ -335,50 +342,55 @@ func (c *Cache[T]) refresh(ctx context.Context, f found, load func(context.Conte
 // refreshClaimScript takes the lease to refresh a stale value, unless the
 // value changed meanwhile (someone refreshed it: -1) or another process
 // holds the lease or the claim runs past its deadline (0). On success it
-// returns {1, marker}, creating the marker as claimScript does.
+// returns {1, marker, the server's time in Unix µs}, creating the marker as
+// claimScript does.
 var refreshClaimScript = newScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and redis.sha1hex(cur) ~= ARGV[3] then return {-1, false} end
 local t = redis.call('TIME')
-if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[6]) then return {0, false} end
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if math.floor(now / 1000) > tonumber(ARGV[6]) then return {0, false} end
 if ARGV[2] ~= '0' and not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, false} end
 local m = redis.call('GET', KEYS[2])
 if not m then
   m = ARGV[4]
   redis.call('SET', KEYS[2], m, 'PX', ARGV[5])
 end
-return {1, m}`)
+return {1, m, now}`)
 
-func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) *loaded[T] {
+// refreshOnce runs one refresh of f and returns its result and the counter
+// of its outcome, for the caller to count once the key is free again.
+func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) (*loaded[T], *atomic.Uint64) {
+	var none atomic.Uint64 // outcomes not counted
 	st := storeRequest{key: f.key, version: c.localVersionOrEmpty(), rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
 	token := rand.Text()
 	cmd, err := c.m.runScript(ctx, refreshClaimScript, []string{f.rkey, keys.Marker(f.rkey), keys.Lease(f.rkey)},
 		token, millis0(c.swr.lease), st.replace, rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
 	if err != nil {
-		return nil
+		return nil, &none
 	}
 	vals, _ := cmd.Val().([]any)
-	if len(vals) != 2 {
-		return nil
+	if len(vals) < 2 {
+		return nil, &none
 	}
-	if code, _ := vals[0].(int64); code != 1 {
-		c.m.stats.refreshesElsewhere.Add(1)
-		return nil
+	if code, _ := vals[0].(int64); code != 1 || len(vals) != 3 {
+		return nil, &c.m.stats.refreshesElsewhere
 	}
 	st.marker, _ = vals[1].(string)
+	st.serverUS, _ = vals[2].(int64)
 	st.markerOK, st.markerAt = true, time.Now()
 	if c.swr.lease > 0 {
 		st.token = token
 	}
-	c.m.stats.refreshes.Add(1)
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
 	r := c.store(ctx, st, v, took, err, entry, w)
 	if r.err != nil && !errors.Is(r.err, ErrNotFound) {
-		c.m.stats.refreshErrors.Add(1)
 		c.m.logError("refresh failed; serving the stale value", r.err, "key", f.rkey)
+		c.m.stats.refreshes.Add(1)
+		return r, &c.m.stats.refreshErrors
 	}
-	return r
+	return r, &c.m.stats.refreshes
 }
 
 // millis0 is millis for durations where 0 means "off" and stays 0.

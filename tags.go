@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -34,11 +35,13 @@ func Tags(tags ...string) WriteOption {
 	}
 }
 
-// WithClockSkew sets how far apart the clocks of the processes sharing the
-// Redis may be. A load that began less than this before an InvalidateTags
-// of one of its tags counts as older than the invalidation, so its result
-// is not served; raising it trades a few extra loads right after an
-// invalidation for safety against clock skew. Default: 250ms.
+// WithClockSkew sets how far apart the clocks that stamp tags may be. On a
+// single node (or Sentinel), the Redis server's clock stamps both
+// InvalidateTags and the loads and Sets it races, so no allowance is used.
+// The nodes of a Cluster or Ring keep clocks of their own: there, a load or
+// Set stamped less than this before an InvalidateTags counts as older than
+// it, trading a few extra loads right after an invalidation for safety
+// against the nodes' skew. Default: 250ms.
 func WithClockSkew(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 || d > time.Minute {
@@ -73,13 +76,20 @@ var errInvalidated = errors.New("invalidated by tag")
 func (m *Manager) tagKey(tag string) string { return keys.Tag(m.prefix, tag, m.maxKey) }
 
 // tagWriteScript makes sure a tag's stamp exists before an entry carrying
-// the tag is written, creating it with ARGV[1] (see tagWrites), keeps it at
-// least as long as the entry lives, and returns it.
+// the tag is written, creating it with ARGV[1] (see tagWrites), or when that
+// is empty with the server's time (µs) less one and ARGV[3] µs of skew
+// allowance (see tagPrepares), keeps it at least as long as the entry
+// lives, and returns it.
 var tagWriteScript = newScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return tonumber(ARGV[1])
+  local s = tonumber(ARGV[1])
+  if ARGV[1] == '' then
+    local t = redis.call('TIME')
+    s = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1 - tonumber(ARGV[3])
+  end
+  redis.call('SET', KEYS[1], s, 'PX', ARGV[2])
+  return s
 end
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -89,23 +99,54 @@ return tonumber(v) or 0`)
 // tagWrites returns the commands that prepare the stamps of ti's tags for
 // an entry that lives exp; they go in the same pipeline as the write.
 //
-// A missing stamp is created for a Set just older than the entry, which is
-// readable at once: a Set hands over data its caller holds to be current.
-// For a load's result it is created equal to the entry's stamp, which makes
-// that entry unreadable for now: the stamp may have been evicted (or lost
-// in a restart) after an InvalidateTags that overtook the load. The load
-// then lowers it (settleTags) once it knows that no tag was invalidated
-// while it ran.
+// For a Set (loaded false) a missing stamp is created by the server's clock
+// just older than the entry, which is readable at once: a Set hands over
+// data its caller holds to be current. For a load's result it is created
+// equal to the entry's stamp, which makes that entry unreadable for now:
+// the stamp may have been evicted (or lost in a restart) after an
+// InvalidateTags that overtook the load. The load then lowers it
+// (settleTags) once it knows that no tag was invalidated while it ran.
 func (m *Manager) tagWrites(ctx context.Context, ti tagInfo, exp time.Duration, loaded bool) []redis.Cmder {
-	created := ti.stamp - 1
-	if loaded {
-		created = ti.stamp
-	}
+	keep := millis(exp + time.Minute)
 	cmds := make([]redis.Cmder, 0, len(ti.tags)+1)
 	for _, t := range ti.tags {
-		cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, created, millis(exp+time.Minute)))
+		if loaded {
+			cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, ti.stamp, keep))
+		} else {
+			cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, "", keep, m.serverSkew().Microseconds()))
+		}
 	}
 	return cmds
+}
+
+// setStampedScript stores a tagged value written by Set, putting the
+// server's time (Unix µs, less ARGV[4] of skew allowance) into the tag
+// section's stamp at byte offset ARGV[2]: the entry is stamped by the same
+// clock as InvalidateTags. It returns the stamp. (Set uses no allowance: on
+// a Cluster, a Set just after an InvalidateTags stays readable, and one
+// racing it on a node whose clock is behind by less than the skew may
+// survive it.)
+var setStampedScript = newScript(`
+local t = redis.call('TIME')
+local n = tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(ARGV[4])
+local s, x = '', n
+for i = 1, 8 do
+  s = string.char(x % 256) .. s
+  x = math.floor(x / 256)
+end
+local off = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.sub(ARGV[1], 1, off) .. s .. string.sub(ARGV[1], off + 9), 'PX', ARGV[3])
+return n`)
+
+// setCmd returns the command that stores buf, the envelope of a value Set
+// under rkey for px ms: a plain SET, or for a tagged value setStampedScript.
+func (m *Manager) setCmd(ctx context.Context, rkey string, buf []byte, px int64, tagged bool) redis.Cmder {
+	if !tagged {
+		return redis.NewStatusCmd(ctx, "set", rkey, buf, "px", px)
+	}
+	// The tag section, and its stamp, start where Parse's payload does.
+	_, rest, _ := envelope.Parse(buf, math.MaxInt)
+	return setStampedScript.cmd(ctx, []string{rkey}, buf, len(buf)-len(rest), px, 0)
 }
 
 // tagEpoch returns a command reading the tag epoch (see keys.TagEpoch).
@@ -167,12 +208,23 @@ func (m *Manager) settleTags(ctx context.Context, ti tagInfo, tw []redis.Cmder, 
 }
 
 // tagPrepares returns the commands that create the missing stamps of tags
-// known before a load (the Tags option) just older than stamp, the load's,
-// and read the tag epoch, which the write-back compares; they go in the
-// claim's round trip.
-func (m *Manager) tagPrepares(ctx context.Context, stamp int64, tags []string) ([]redis.Cmder, *redis.StringCmd) {
+// known before a load (the Tags option) just older than the load's stamp
+// (the server's time at the claim, which runs after them), and read the tag
+// epoch, which the write-back compares; they go in the claim's round trip.
+func (m *Manager) tagPrepares(ctx context.Context, tags []string) ([]redis.Cmder, *redis.StringCmd) {
 	epoch := m.tagEpoch(ctx)
-	return append(m.tagWrites(ctx, tagInfo{stamp: stamp, tags: tags}, time.Duration(m.longest.Load()), false), epoch), epoch
+	return append(m.tagWrites(ctx, tagInfo{tags: tags}, time.Duration(m.longest.Load()), false), epoch), epoch
+}
+
+// serverSkew is how far apart the clocks that stamp tags and loads may be:
+// none on one node, where the server's clock stamps both; the allowance
+// (WithClockSkew) on a Cluster or Ring, whose nodes keep clocks of their
+// own.
+func (m *Manager) serverSkew() time.Duration {
+	if m.single {
+		return 0
+	}
+	return m.skew
 }
 
 // checkTags returns errInvalidated unless every tag of an entry has a stamp
@@ -205,14 +257,15 @@ func stampOlder(cmd *redis.StringCmd, stamp int64) bool {
 	return err == nil && v < stamp
 }
 
-// tagInvalidateScript moves a tag's stamp forward to now (or just past its
-// current value, if another process's clock is ahead), never back.
+// tagInvalidateScript moves a tag's stamp forward to the server's time in
+// Unix µs (or just past its current value), never back.
 var tagInvalidateScript = newScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if now <= cur then now = cur + 1 end
 local ttl = redis.call('PTTL', KEYS[1])
-local keep = tonumber(ARGV[2])
+local keep = tonumber(ARGV[1])
 if ttl > keep then keep = ttl end
 redis.call('SET', KEYS[1], now, 'PX', keep)
 return now`)
@@ -250,10 +303,9 @@ func (m *Manager) InvalidateTags(ctx context.Context, tags ...string) error {
 // invalidateTags moves the stamps of tags forward and tells the other
 // processes.
 func (m *Manager) invalidateTags(ctx context.Context, tags []string) error {
-	now := m.now().UnixMilli()
 	cmds := make([]redis.Cmder, len(tags))
 	for i, t := range tags {
-		cmds[i] = tagInvalidateScript.cmd(ctx, []string{m.tagKey(t)}, now, millis(m.markerTTL()))
+		cmds[i] = tagInvalidateScript.cmd(ctx, []string{m.tagKey(t)}, millis(m.markerTTL()))
 	}
 	// The epoch moves first: a load that sees it unchanged saw no stamp
 	// move either.

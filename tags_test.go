@@ -87,7 +87,7 @@ func TestLoaderAddsTags(t *testing.T) {
 				t.Fatalf("InvalidateTags(%q) error = %v", tag, err)
 			}
 			want := fmt.Sprint("load ", i+2)
-			if v, err := c.Fetch(ctx, "k", load); err != nil || v != want {
+			if v, err := c.Fetch(ctx, "k", load, cachemgr.Tags("user:1")); err != nil || v != want {
 				t.Errorf("Fetch() after InvalidateTags(%q) = %q, %v; want %q", tag, v, err, want)
 			}
 		}

@@ -30,7 +30,7 @@ func (m *Manager) putBuf(b *[]byte) {
 
 // tagInfo is what the tag section of an envelope carries.
 type tagInfo struct {
-	stamp int64 // Unix ms; valid while every tag's last invalidation is older
+	stamp int64 // Unix µs; valid while every tag's last invalidation is older
 	tags  []string
 }
 

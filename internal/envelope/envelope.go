@@ -149,7 +149,7 @@ const (
 	MaxTagLen = 1024
 )
 
-// AppendTags appends a tag section: the entry's stamp (Unix milliseconds;
+// AppendTags appends a tag section: the entry's stamp (Unix microseconds;
 // the entry is valid only while every tag's last invalidation is older)
 // and its tags, each a uvarint length and the bytes. The caller enforces
 // MaxTags and MaxTagLen.
