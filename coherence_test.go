@@ -3,6 +3,7 @@ package cachemgr_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,5 +226,72 @@ func TestL1SilentSubscription(t *testing.T) {
 	})
 	if v, ok := l1Hit(cb, "k"); ok && v == "old" {
 		t.Errorf("B's L1 serves old after the subscription came back")
+	}
+}
+
+// onScan is a go-redis hook that calls fn once, before the first SCAN is
+// sent.
+type onScan struct {
+	once sync.Once
+	fn   func()
+}
+
+func (h *onScan) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *onScan) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "scan" {
+			h.once.Do(h.fn)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *onScan) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestL1OwnInvalidatePrefix: in the process that calls InvalidatePrefix, a
+// read that begins after InvalidatePrefix dropped its L1 entries, and reads
+// a key before the scan deletes it, must not fill the L1 with it once
+// InvalidatePrefix has returned.
+func TestL1OwnInvalidatePrefix(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	rdb := s.Client(t)
+	hold := newHoldReply("p:g")
+	scan := &onScan{}
+	rdb.AddHook(hold)
+	rdb.AddHook(scan)
+	m, err := cachemgr.New(rdb, testOptions(cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour), cachemgr.WithCoalescing(false))...)
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	c := newCache[string](t, m, "own")
+	waitSubscribed(t, c)
+	if err := c.Set(ctx, "p:g", "old"); err != nil {
+		t.Fatalf("Set() error = %v", err)
+	}
+	read := make(chan string, 1)
+	scan.fn = func() {
+		// InvalidatePrefix has dropped its L1 entries and is about to scan:
+		// a read begins now and gets its reply before the key is deleted.
+		hold.armed.Store(true)
+		go func() {
+			v, _ := c.Get(ctx, "p:g")
+			read <- v
+		}()
+		<-hold.held
+	}
+	if n, err := c.InvalidatePrefix(ctx, "p:"); err != nil || n != 1 {
+		t.Fatalf("InvalidatePrefix() = %d, %v; want 1", n, err)
+	}
+	close(hold.release)
+	if v := <-read; v != "old" {
+		t.Fatalf("Get() begun before InvalidatePrefix returned = %q, want old", v)
+	}
+	if v, err := c.Get(ctx, "p:g"); v == "old" {
+		t.Errorf("Get() after InvalidatePrefix returned = %q, %v; want a miss", v, err)
 	}
 }

@@ -93,6 +93,12 @@ func (c *Cache[T]) invalidatePrefix(ctx context.Context, prefix string) (int, er
 			return n, err
 		}
 	}
+	if c.l1 != nil {
+		// Again now that the keys are gone: a read of this process that
+		// began after the first drop may have found one before the scan
+		// did, and filled its L1 since.
+		c.dropPrefix(prefix)
+	}
 	return n, c.m.publish(ctx, event{Kind: "prefix", Cache: c.name, Prefix: prefix})
 }
 

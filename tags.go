@@ -321,6 +321,12 @@ func (m *Manager) invalidateTags(ctx context.Context, tags []string) error {
 			return fmt.Errorf("tag %.64q: %w", tags[i], err)
 		}
 	}
+	// Again now that the stamps moved: a read of this process that began
+	// after the first drop but read before the stamps moved may have
+	// filled its L1 since.
+	for _, h := range m.holdersOf("") {
+		h.dropTags(tags)
+	}
 	return m.publish(ctx, event{Kind: "tags", Tags: tags})
 }
 
