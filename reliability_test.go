@@ -1,7 +1,6 @@
 package cachemgr_test
 
-// Fault and bad-input tests for the scenarios of ../shared/RELIABILITY.md
-// that apply to what the library implements today. README.md (Reliability)
+// Fault and bad-input tests for the scenarios of docs/reliability.md, which
 // maps every scenario to its test. Test names start with TestReliability,
 // TestFault or TestSoak, so `go test -race -run 'Reliab|Fault|Soak' .`
 // runs exactly them; TestSoak runs only when CACHEMGR_SOAK is set.
@@ -34,7 +33,7 @@ import (
 	"go.uber.org/goleak"
 )
 
-// relItem is a self-describing value (RELIABILITY.md H5): it names the key
+// relItem is a self-describing value: it names the key
 // it was produced for and the database version it was read at, so one
 // cheap check catches another key's data whatever the cause.
 type relItem struct {
@@ -2041,7 +2040,7 @@ func TestReliabilityHugeKeysAndValues(t *testing.T) {
 		}
 	})
 	t.Run("value 16 times the limit", func(t *testing.T) {
-		// RELIABILITY.md's 100 MB over an 8 MiB limit, scaled down 6x so
+		// A 100 MB value over an 8 MiB limit, scaled down 6x so
 		// the race detector does not make it slow: 16 MiB over 1 MiB.
 		small, _ := newManager(t, s, cachemgr.WithMaxValueSize(1<<20))
 		sc := newCache[string](t, small, "huge")
@@ -2512,7 +2511,7 @@ func TestReliabilityFlushAll(t *testing.T) {
 	}
 }
 
-// TestFaultProxy (scenario 4, and the proxy faults of RELIABILITY.md H4):
+// TestFaultProxy (scenario 4, and the proxy faults of docs/reliability.md):
 // mixed traffic through a TCP fault proxy and a faulty dialer, phase after
 // phase: replies slower than the op timeout and faster, a blackhole,
 // connections cut mid-workload, replies lost after the server executed
