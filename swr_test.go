@@ -319,7 +319,7 @@ func TestXFetch(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	waitFor(t, "an early refresh", func() bool { return loads.Load() >= 2 })
+	waitFor(t, "an early refresh", func() bool { return m.Stats().Refreshes >= 1 })
 	if st := m.Stats(); st.StaleHits != 0 || st.Refreshes == 0 {
 		t.Errorf("Stats() = %+v, want refreshes and no stale hit", st)
 	}

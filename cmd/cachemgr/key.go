@@ -48,6 +48,9 @@ type entry struct {
 	Negative     bool      `json:"negative,omitempty"`
 	FreshUntil   time.Time `json:"fresh_until,omitzero"`
 	LoadMillis   int64     `json:"load_ms,omitempty"`
+	// Shape is the fingerprint of the Go type the value was written for
+	// (cachemgr.Shape): a reader of another shape misses it.
+	Shape uint32 `json:"shape,omitempty"`
 
 	// Stamp is when the entry's data was current (its load began, or the
 	// Set ran): it stays readable while every tag was last invalidated
@@ -235,6 +238,7 @@ func (in inspector) decode(ctx context.Context, e *entry, data []byte) {
 	e.FreshUntil = time.UnixMilli(h.FreshUntil)
 	e.LoadMillis = h.Load.Milliseconds()
 	e.RawBytes = h.RawLen
+	e.Shape = h.Shape
 	cd := builtinCodec(h.Codec)
 	e.Codec = fmt.Sprintf("custom (ID %d)", h.Codec)
 	if cd != nil {
@@ -252,7 +256,7 @@ func (in inspector) decode(ctx context.Context, e *entry, data []byte) {
 			unreadable(fmt.Sprintf("%v; a read counts it as a decode error and a miss, and deletes it", err))
 			return
 		}
-		e.Stamp = time.UnixMilli(stamp)
+		e.Stamp = time.UnixMicro(stamp)
 		if err := in.checkTags(ctx, e, stamp, tags); err != nil {
 			unreadable(fmt.Sprintf("tag stamps could not be read: %v", err))
 			return
@@ -400,12 +404,12 @@ func (in inspector) checkTags(ctx context.Context, e *entry, stamp int64, tags [
 				r.Note = fmt.Sprintf("stamp %q is not a number: the entry is unreadable", s)
 			case v < stamp:
 				r.Valid = true
-				r.Invalidated = time.UnixMilli(v)
+				r.Invalidated = time.UnixMicro(v)
 				r.Note = "last invalidated before the entry's stamp: still valid"
 			default:
-				r.Invalidated = time.UnixMilli(v)
+				r.Invalidated = time.UnixMicro(v)
 				r.Note = fmt.Sprintf("invalidated at %s, not before the entry's stamp %s: the entry is stale, and a read deletes it",
-					r.Invalidated.Format(time.RFC3339Nano), time.UnixMilli(stamp).Format(time.RFC3339Nano))
+					r.Invalidated.Format(time.RFC3339Nano), time.UnixMicro(stamp).Format(time.RFC3339Nano))
 			}
 		}
 		e.Tags = append(e.Tags, r)
@@ -486,6 +490,7 @@ func (e *entry) writeText(w io.Writer, now time.Time) error {
 		line("negative", "%t", e.Negative)
 		line("fresh until", "%s (%s)", e.FreshUntil.Format(time.RFC3339Nano), ago(e.FreshUntil, now))
 		line("load took", "%v", time.Duration(e.LoadMillis)*time.Millisecond)
+		line("type shape", "%08x", e.Shape)
 	}
 	if !e.Stamp.IsZero() {
 		line("tag stamp", "%s: valid while every tag was last invalidated before it", e.Stamp.Format(time.RFC3339Nano))
