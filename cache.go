@@ -77,7 +77,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		return nil, ErrClosed
 	}
 	if err := keys.ValidateName(name); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		return nil, invalidOption(err)
 	}
 	cfg := cacheConfig{
 		ttl:   ttlPolicy{ttl: time.Minute, jitter: 0.1, negativeTTL: 10 * time.Second},
@@ -135,7 +135,7 @@ type writeConfig struct {
 func TTL(d time.Duration) WriteOption {
 	return func(w *writeConfig) {
 		if err := checkTTL(d); err != nil {
-			w.err = fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			w.err = invalidOption(err)
 			return
 		}
 		w.ttl = d

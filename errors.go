@@ -1,6 +1,9 @@
 package cachemgr
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // The errors cachemgr returns. Match them with errors.Is: most are wrapped
 // with the key and the underlying cause.
@@ -34,3 +37,16 @@ var (
 	// the error text and every caller waiting on that load receives it.
 	ErrLoaderPanic = errors.New("cachemgr: loader panicked")
 )
+
+// optionError is a bad option that another cachemgr error describes (a bad
+// TTL): it matches both, and says "cachemgr:" once.
+type optionError struct{ err error }
+
+func (e optionError) Error() string {
+	return ErrInvalidOption.Error() + ": " + strings.TrimPrefix(e.err.Error(), "cachemgr: ")
+}
+
+func (e optionError) Unwrap() []error { return []error{ErrInvalidOption, e.err} }
+
+// invalidOption wraps err as ErrInvalidOption.
+func invalidOption(err error) error { return optionError{err} }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -114,7 +115,7 @@ type Option func(*config) error
 func WithPrefix(p string) Option {
 	return func(c *config) error {
 		if err := keys.ValidatePrefix(p); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return invalidOption(err)
 		}
 		c.prefix = p
 		return nil
@@ -627,7 +628,7 @@ func (m *Manager) doPipeline(ctx context.Context, pol callPolicy, cmds []redis.C
 func (m *Manager) record(ctx context.Context, err error) error {
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
-		m.breaker.Success()
+		m.success()
 		return err
 	case errors.Is(err, ErrClosed) || m.done.Load():
 		// Calls cut short by Close say nothing about Redis.
@@ -635,7 +636,7 @@ func (m *Manager) record(ctx context.Context, err error) error {
 	case isReply(err):
 		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up. NOSCRIPT
 		// is routine, runScript answers it by sending the source.
-		m.breaker.Success()
+		m.success()
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			m.stats.redisErrors.Add(1)
 		}
@@ -644,13 +645,77 @@ func (m *Manager) record(ctx context.Context, err error) error {
 		// The caller gave up: its error, not Redis'.
 		return context.Cause(ctx)
 	default:
-		m.breaker.Failure()
+		if m.breaker.State() != breaker.Open {
+			m.breaker.Failure()
+			if m.breaker.State() == breaker.Open {
+				m.logger.Warn("cachemgr: circuit breaker open: Redis calls are skipped until a probe succeeds", "err", err)
+			}
+		}
 		m.stats.redisErrors.Add(1)
 		if m.obs != nil {
 			m.obs.Error(ctx, err)
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+}
+
+// success records a call that reached Redis, and logs the breaker's
+// closing.
+func (m *Manager) success() {
+	if m.breaker.State() == breaker.Closed {
+		m.breaker.Success()
+		return
+	}
+	m.breaker.Success()
+	m.logger.Info("cachemgr: circuit breaker closed: Redis answers again")
+}
+
+// Ping checks that Redis answers, within the op timeout, and returns nil
+// or an error wrapping ErrUnavailable. When the client cannot connect, the
+// error also wraps the dial's own cause (errors.Is(err,
+// syscall.ECONNREFUSED) works) even where go-redis reports only that its
+// retries ran out of time. Call it after New to find a wrong address at
+// start-up rather than as a silently uncached service.
+func (m *Manager) Ping(ctx context.Context) error {
+	if m.done.Load() {
+		return ErrClosed
+	}
+	cmd := redis.NewStatusCmd(ctx, "ping")
+	err := m.doWith(ctx, callPolicy{timeout: m.opTimeout, write: true}, cmd)
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err == nil || !errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if cause := m.dialCause(ctx); cause != nil {
+		return fmt.Errorf("ping: %w (dial: %w)", err, cause)
+	}
+	return fmt.Errorf("ping: %w", err)
+}
+
+// dialCause dials the address of a single-node client once, within the op
+// timeout, and returns why that failed; nil when it worked or the client
+// has no single address.
+func (m *Manager) dialCause(ctx context.Context) error {
+	c, ok := m.client.(*redis.Client)
+	if !ok {
+		return nil
+	}
+	opt := c.Options()
+	ctx, cancel := context.WithTimeout(ctx, m.opTimeout)
+	defer cancel()
+	dial := opt.Dialer
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	conn, err := dial(ctx, opt.Network, opt.Addr)
+	if err != nil {
+		return err
+	}
+	conn.Close()
+	return nil
 }
 
 // isReply reports whether err is an error reply from Redis (WRONGTYPE,

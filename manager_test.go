@@ -1,10 +1,14 @@
 package cachemgr_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -359,5 +363,76 @@ func TestPipelineFailureWithoutMarkedCommands(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, "test:hook:{=k}").Val(); n != 1 {
 		t.Errorf("entry deleted after a failed pipeline; it was never read")
+	}
+}
+
+// TestPing: Ping answers nil on a live server; on an address that refuses
+// connections its error names the cause, however go-redis reported it.
+func TestPing(t *testing.T) {
+	ctx := context.Background()
+	m, _ := newManager(t, redistest.Start(t))
+	if err := m.Ping(ctx); err != nil {
+		t.Errorf("Ping() on a live server = %v, want nil", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	t.Cleanup(func() { rdb.Close() })
+	down, err := cachemgr.New(rdb, testOptions(cachemgr.WithOpTimeout(500*time.Millisecond))...)
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	t.Cleanup(func() { down.Close() })
+	err = down.Ping(ctx)
+	if !errors.Is(err, cachemgr.ErrUnavailable) || !errors.Is(err, syscall.ECONNREFUSED) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Ping() on a refused address = %v, want ErrUnavailable and ECONNREFUSED", err)
+	}
+}
+
+// TestBreakerTransitionsLogged: the breaker opening and closing reach the
+// Manager's logger, so an operator sees why the cache stopped working.
+func TestBreakerTransitionsLogged(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	var logs syncBuffer
+	m, _ := newManager(t, s, cachemgr.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
+		cachemgr.WithOpTimeout(200*time.Millisecond), cachemgr.WithBreaker(1, 50*time.Millisecond))
+	c := newCache[string](t, m, "brk")
+	s.Pause()
+	c.Get(ctx, "k")
+	s.Resume()
+	waitFor(t, "the breaker to close again", func() bool {
+		c.Get(ctx, "k")
+		return m.Stats().Breaker == "closed"
+	})
+	out := logs.String()
+	if !strings.Contains(out, "circuit breaker open") || !strings.Contains(out, "circuit breaker closed") {
+		t.Errorf("log = %q, want the breaker's opening and closing", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestInvalidOptionMessage: an option error says "cachemgr:" once and
+// matches both errors.
+func TestInvalidOptionMessage(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	_, err := cachemgr.NewCache[string](m, "x", cachemgr.WithTTL(0))
+	if !errors.Is(err, cachemgr.ErrInvalidOption) || !errors.Is(err, cachemgr.ErrInvalidTTL) || strings.Count(err.Error(), "cachemgr:") != 1 {
+		t.Errorf("NewCache(WithTTL(0)) error = %q, want ErrInvalidOption and ErrInvalidTTL, saying cachemgr: once", err)
 	}
 }

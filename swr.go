@@ -35,7 +35,7 @@ func WithStale(d time.Duration) CacheOption {
 			return nil
 		}
 		if err := checkTTL(d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return invalidOption(err)
 		}
 		c.swr.stale = d
 		return nil
@@ -87,7 +87,7 @@ func WithLease(d time.Duration) CacheOption {
 			return nil
 		}
 		if err := checkTTL(d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return invalidOption(err)
 		}
 		c.swr.lease = d
 		return nil

@@ -21,7 +21,7 @@ type ttlPolicy struct {
 func WithTTL(d time.Duration) CacheOption {
 	return func(c *cacheConfig) error {
 		if err := checkTTL(d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return invalidOption(err)
 		}
 		c.ttl.ttl = d
 		return nil
@@ -51,7 +51,7 @@ func WithNegativeTTL(d time.Duration) CacheOption {
 			return nil
 		}
 		if err := checkTTL(d); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			return invalidOption(err)
 		}
 		c.ttl.negativeTTL = d
 		return nil
