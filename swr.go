@@ -382,15 +382,15 @@ func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.C
 	if c.swr.lease > 0 {
 		st.token = token
 	}
+	c.m.stats.refreshes.Add(1)
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
 	r := c.store(ctx, st, v, took, err, entry, w)
 	if r.err != nil && !errors.Is(r.err, ErrNotFound) {
 		c.m.logError("refresh failed; serving the stale value", r.err, "key", f.rkey)
-		c.m.stats.refreshes.Add(1)
 		return r, &c.m.stats.refreshErrors
 	}
-	return r, &c.m.stats.refreshes
+	return r, &none
 }
 
 // millis0 is millis for durations where 0 means "off" and stays 0.
