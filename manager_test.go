@@ -177,8 +177,13 @@ func TestClosedManager(t *testing.T) {
 
 // fetchWithin runs a Fetch of key and fails the test unless it returns the
 // loader's value within limit.
+// fetchWithin fails t unless Fetch of key answers from the loader within
+// limit plus the slack a loaded two-core machine running -race needs
+// (1.5s): what it catches is a Fetch that waited for the client's socket
+// timeout (3s in tests) or for ever.
 func fetchWithin(t *testing.T, c *cachemgr.Cache[string], key string, limit time.Duration) {
 	t.Helper()
+	limit += 1500 * time.Millisecond
 	start := time.Now()
 	got, err := c.Fetch(context.Background(), key, func(context.Context) (string, error) {
 		return "from loader " + key, nil
@@ -276,7 +281,10 @@ func TestGetUnavailableIsWrapped(t *testing.T) {
 	if !errors.Is(err, cachemgr.ErrUnavailable) {
 		t.Errorf("Get() on paused server error = %v, want ErrUnavailable", err)
 	}
-	if d := time.Since(start); d > 500*time.Millisecond {
+	// Bounded by the op timeout; the slack is a loaded machine's, still
+	// below the client's 3s socket timeout that an unbounded call would
+	// wait for.
+	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Get() on paused server took %v", d)
 	}
 	if err := c.Set(context.Background(), "k", "v"); !errors.Is(err, cachemgr.ErrUnavailable) {

@@ -467,7 +467,9 @@ func TestReliabilityNeverReachable(t *testing.T) {
 			start := time.Now()
 			m := relManager(t, rdb, cachemgr.WithOpTimeout(op), cachemgr.WithWriteTimeout(op), cachemgr.WithBreaker(3, 200*time.Millisecond))
 			c := newCache[string](t, m, "unreachable")
-			if took := time.Since(start); took > 100*time.Millisecond {
+			// No Redis call at all: what this catches is a dial (5s). A
+			// loaded machine adds hundreds of milliseconds to anything.
+			if took := time.Since(start); took > time.Second {
 				t.Errorf("New() and NewCache() took %v with Redis unreachable, want no blocking", took)
 			}
 			var lat relLatencies
@@ -2170,7 +2172,7 @@ func TestReliabilityCancelMidFetch(t *testing.T) {
 		if !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, context.DeadlineExceeded) {
 			t.Errorf("cancelled caller %d: Fetch = %+v, %v; want its ctx error", i, r.v, r.err)
 		}
-		if r.took > 20*time.Millisecond+500*time.Millisecond {
+		if r.took > 20*time.Millisecond+2*time.Second {
 			t.Errorf("cancelled caller %d returned after %v, want at once", i, r.took)
 		}
 	}
@@ -2256,7 +2258,7 @@ func TestReliabilityLoaderHangs(t *testing.T) {
 					<-ctx.Done()
 					return relItem{}, ctx.Err()
 				})
-				if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > loadTimeout+500*time.Millisecond {
+				if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > loadTimeout+2*time.Second {
 					t.Errorf("Fetch() with a hung loader = %v after %v, want DeadlineExceeded after the %v load timeout", err, took, loadTimeout)
 				}
 			}()
@@ -2735,7 +2737,7 @@ func TestReliabilityForeignLeaseKey(t *testing.T) {
 	if err != nil || v.Key != "k" {
 		t.Fatalf("Fetch() with foreign data at the lease key = %+v, %v", v, err)
 	}
-	if took > lease+op+500*time.Millisecond {
+	if took > lease+op+2*time.Second {
 		t.Errorf("Fetch() took %v, want at most the lease wait bound %v", took, lease+op)
 	}
 	if rdb.HGet(ctx, "test:foreignlease:{=k}:l", "owner").Val() != "someone else" {
