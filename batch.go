@@ -171,7 +171,7 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 				rkeys[i] = c.keys.KeyAt(ver, k)
 			}
 			if c.l1 != nil && c.m.l1Trusted.Load() {
-				if e, ok := c.l1.get(k, now); ok && e.version == ver {
+				if e, ok := c.l1.get(k, now); ok && e.version == ver && !c.m.covering(c.name, k, e.tags) {
 					c.hitL1(ctx)
 					vals[i], raws[i] = e.val, l1Marker{}
 					if e.negative {
@@ -259,6 +259,14 @@ func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys [
 			continue
 		}
 		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, c.shape, &vals[i])
+		if err == nil && c.m.covering(c.name, keyList[i], ti.tags) {
+			// An invalidation of it has not reached Redis yet: what Redis
+			// holds may be what it retires.
+			var zero T
+			c.missed(ctx)
+			vals[i], errs[i] = zero, errPendingMiss
+			continue
+		}
 		if err != nil {
 			var zero T
 			vals[i], errs[i] = zero, c.unusable(ctx, rkeys[i], s, err)

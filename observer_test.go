@@ -57,7 +57,7 @@ func (o *countingObserver) Error(context.Context, error) {
 func TestObserver(t *testing.T) {
 	s := redistest.Start(t)
 	var o countingObserver
-	m, _ := newManager(t, s, cachemgr.WithObserver(&o), cachemgr.WithOpTimeout(500*time.Millisecond))
+	m, _ := newManager(t, s, cachemgr.WithObserver(&o), cachemgr.WithOpTimeout(2*time.Second))
 	c := newCache[string](t, m, "obs")
 	ctx := context.Background()
 	load := func(context.Context) (string, error) { return "v", nil }
