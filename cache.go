@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,9 @@ type Cache[T any] struct {
 	inflight sync.Map
 	flights  atomic.Int64
 	l1       *l1Store[T] // nil without WithL1
+	// recent remembers finished flights (see recentFlight).
+	recent     [recentSlots]atomic.Pointer[recentFlight[T]]
+	recentSeed maphash.Seed
 }
 
 type cacheConfig struct {
@@ -97,14 +101,15 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 	}
 	m.noteLifetime(time.Duration(float64(max(cfg.ttl.ttl, cfg.ttl.negativeTTL))*(1+cfg.ttl.jitter)) + cfg.swr.stale)
 	c := &Cache[T]{
-		m:         m,
-		name:      name,
-		keys:      keys.New(m.prefix, name, m.maxKey),
-		codec:     cfg.codec,
-		shape:     Shape[T](),
-		ttl:       cfg.ttl,
-		versioned: cfg.versioned,
-		swr:       cfg.swr,
+		m:          m,
+		name:       name,
+		keys:       keys.New(m.prefix, name, m.maxKey),
+		codec:      cfg.codec,
+		shape:      Shape[T](),
+		ttl:        cfg.ttl,
+		versioned:  cfg.versioned,
+		swr:        cfg.swr,
+		recentSeed: maphash.MakeSeed(),
 	}
 	if m.l1Size > 0 {
 		c.l1 = newL1[T](m.l1Size, &m.stats.l1Evictions)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -154,6 +155,9 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 	var zero T
 	for {
 		var ran bool
+		if r := c.recentResult(t.rkey, start); r != nil {
+			return c.own(r)
+		}
 		flight := func() (any, error) {
 			ran = true
 			c.flights.Add(1)
@@ -162,7 +166,9 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 				c.inflight.Delete(t.rkey)
 				c.flights.Add(-1)
 			}()
-			return c.loadAndStore(ctx, t, load, w, redisOK), nil
+			r := c.loadAndStore(ctx, t, load, w, redisOK)
+			c.remember(t.rkey, r)
+			return r, nil
 		}
 		var r *loaded[T]
 		if ctx.Done() == nil {
@@ -192,18 +198,70 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 			t = c.target(t.key)
 			continue
 		}
-		if r.err != nil {
-			return zero, r.err
-		}
-		if ran || r.enc == nil {
+		if ran {
+			if r.err != nil {
+				return zero, r.err
+			}
 			return r.val, nil
 		}
-		var own T
-		if _, _, err := c.m.decode(r.enc, c.codec, c.shape, &own); err != nil {
-			return r.val, nil
-		}
-		return own, nil
+		return c.own(r)
 	}
+}
+
+// own returns a shared result to a caller that did not run its load: the
+// error, or a private copy of the value.
+func (c *Cache[T]) own(r *loaded[T]) (T, error) {
+	var zero T
+	if r.err != nil {
+		return zero, r.err
+	}
+	if r.enc == nil {
+		return r.val, nil
+	}
+	var own T
+	if _, _, err := c.m.decode(r.enc, c.codec, c.shape, &own); err != nil {
+		return r.val, nil
+	}
+	return own, nil
+}
+
+// recentSlots is how many finished flights a cache remembers (by hash of
+// the data key; a newer flight replaces an older one in its slot).
+const recentSlots = 64
+
+// recentFlight is a finished flight, remembered for the callers whose own
+// lookup was still under way when it finished: in a stampede on a slow
+// Redis those lookups time out after the flight has ended, and each would
+// otherwise start a load of its own.
+type recentFlight[T any] struct {
+	rkey string
+	r    *loaded[T]
+	at   time.Time
+}
+
+// remember keeps r, the result of a flight of rkey that confirmed with
+// Redis (only such a result can serve a caller that began after its load).
+func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
+	if r.checked.IsZero() || r.stale {
+		return
+	}
+	kept := *r
+	if kept.enc != nil {
+		var zero T
+		kept.val = zero // callers decode their copy from enc; hold only the bytes
+	}
+	c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Store(&recentFlight[T]{rkey: rkey, r: &kept, at: time.Now()})
+}
+
+// recentResult returns a remembered flight of rkey that a caller which
+// began at start may take (see loaded.usableBy): one that confirmed with
+// Redis after the caller began, within an op timeout of now.
+func (c *Cache[T]) recentResult(rkey string, start time.Time) *loaded[T] {
+	f := c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Load()
+	if f == nil || f.rkey != rkey || time.Since(f.at) > c.m.opTimeout || !f.r.usableBy(start) {
+		return nil
+	}
+	return f.r
 }
 
 // target is the key a flight loads: the user's key, its data key and the
