@@ -8,7 +8,7 @@ import "strings"
 // directive with a value of the wrong type); the cache then follows
 // Cache-Control, as RFC 9213 asks.
 func parseCDNCacheControl(values []string) (directives, bool) {
-	d := directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
+	d := newDirectives()
 	if len(values) == 0 {
 		return d, false
 	}
@@ -32,22 +32,7 @@ func parseCDNCacheControl(values []string) (directives, bool) {
 			if val != "" {
 				return d, false // a Boolean true is written without a value
 			}
-			switch key {
-			case "no-store":
-				d.noStore = true
-			case "no-cache":
-				d.noCache = true
-			case "private":
-				d.private = true
-			case "public":
-				d.public = true
-			case "must-revalidate":
-				d.mustRevalidate = true
-			case "proxy-revalidate":
-				d.proxyRevalidate = true
-			case "must-understand":
-				d.mustUnderstand = true
-			}
+			d.flag(key)
 		case "max-age", "s-maxage", "stale-while-revalidate", "stale-if-error":
 			if !isInt || strings.HasPrefix(val, "-") {
 				return d, false

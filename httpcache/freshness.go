@@ -29,31 +29,17 @@ const maxDelta = 1<<31 - 1
 // inside quotes do not split. A directive given twice keeps the shorter
 // duration, the safer choice when they conflict.
 func parseCacheControl(values []string) directives {
-	d := directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
+	d := newDirectives()
 	for _, v := range values {
 		for v != "" {
 			var name, arg string
 			var quoted bool
 			name, arg, quoted, v = nextDirective(v)
-			switch strings.ToLower(name) {
-			case "no-store":
-				d.noStore = true
-			case "no-cache":
-				// no-cache="Set-Cookie" names fields not to reuse; treating it
-				// as plain no-cache always revalidates, which is safe.
-				d.noCache = true
-			case "private":
-				d.private = true
-			case "public":
-				d.public = true
-			case "must-revalidate":
-				d.mustRevalidate = true
-			case "proxy-revalidate":
-				d.proxyRevalidate = true
-			case "only-if-cached":
-				d.onlyIfCached = true
-			case "must-understand":
-				d.mustUnderstand = true
+			name = strings.ToLower(name)
+			if d.flag(name) {
+				continue
+			}
+			switch name {
 			case "max-age":
 				if !setDelta(&d.maxAge, arg, quoted) {
 					d.invalidMaxAge = true
@@ -76,6 +62,38 @@ func parseCacheControl(values []string) directives {
 		}
 	}
 	return d
+}
+
+// newDirectives returns directives with every duration absent (-1).
+func newDirectives() directives {
+	return directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
+}
+
+// flag sets the Boolean directive name and reports whether name is one.
+// A no-cache="Set-Cookie" argument names fields not to reuse; treating it
+// as plain no-cache always revalidates, which is safe.
+func (d *directives) flag(name string) bool {
+	switch name {
+	case "no-store":
+		d.noStore = true
+	case "no-cache":
+		d.noCache = true
+	case "private":
+		d.private = true
+	case "public":
+		d.public = true
+	case "must-revalidate":
+		d.mustRevalidate = true
+	case "proxy-revalidate":
+		d.proxyRevalidate = true
+	case "only-if-cached":
+		d.onlyIfCached = true
+	case "must-understand":
+		d.mustUnderstand = true
+	default:
+		return false
+	}
+	return true
 }
 
 // nextDirective splits the first directive off a Cache-Control value:
