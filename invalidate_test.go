@@ -218,7 +218,7 @@ func TestInvalidationNotLost(t *testing.T) {
 func TestInvalidationKeptWhileRedisPaused(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	a, _ := newManager(t, s, cachemgr.WithOpTimeout(100*time.Millisecond), cachemgr.WithWriteTimeout(300*time.Millisecond))
+	a, _ := newManager(t, s, cachemgr.WithOpTimeout(500*time.Millisecond), cachemgr.WithWriteTimeout(time.Second))
 	b, _ := newManager(t, s)
 	ca := newCache[string](t, a, "paused", cachemgr.WithTTL(time.Hour))
 	cb := newCache[string](t, b, "paused", cachemgr.WithTTL(time.Hour))
