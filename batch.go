@@ -8,7 +8,6 @@ import (
 	"unsafe"
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
-	"github.com/cachemgr/cachemgr/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -115,7 +114,7 @@ func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []stri
 	cmds := make([]redis.Cmder, len(missing))
 	for j, k := range missing {
 		rkey := rkeyOf[k]
-		cmds[j] = claimScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, "", 0, rand.Text(), millis(c.m.markerTTL()))
+		cmds[j] = claimArgs{key: rkey, newMarker: rand.Text(), markerTTLMS: millis(c.m.markerTTL())}.cmd(ctx)
 	}
 	prep, _ := c.m.tagPrepares(ctx, tags)
 	if err := c.m.doAll(ctx, append(prep, cmds...)...); err != nil {
@@ -395,7 +394,7 @@ func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[
 		}
 		bufs = append(bufs, buf)
 		cmds = append(cmds, c.m.tagWrites(ctx, ti, exp, true)...)
-		cmds = append(cmds, writeBackScript.cmd(ctx, []string{rkey, keys.Marker(rkey), keys.Lease(rkey)}, marker, *buf, millis(exp+stale), "", ""))
+		cmds = append(cmds, writeBackArgs{key: rkey, marker: marker, value: *buf, ttlMS: millis(exp + stale)}.cmd(ctx))
 	}
 	if len(cmds) > 0 {
 		if err := c.m.doAll(ctx, cmds...); err != nil && !errors.Is(err, ErrClosed) {

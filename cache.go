@@ -397,16 +397,8 @@ func (c *Cache[T]) read(ctx context.Context, key string) (target, string, error)
 	return t, cmd.Val(), cmd.Err()
 }
 
-// dropScript deletes a key only if it still holds the bytes that were
-// found unusable (undecodable, or invalidated by a tag), so a good value
-// written meanwhile survives.
-var dropScript = newScript(`
-local v = redis.call('GET', KEYS[1])
-if v and redis.sha1hex(v) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
 func (c *Cache[T]) drop(ctx context.Context, rkey, bad string) {
-	if _, err := c.m.runScript(ctx, dropScript, []string{rkey}, sha1hex(bad)); err != nil && !errors.Is(err, ErrClosed) {
+	if _, err := c.m.runScript(ctx, dropArgs{key: rkey, badSHA1: sha1hex(bad)}); err != nil && !errors.Is(err, ErrClosed) {
 		c.m.logError("delete unusable value", err, "key", rkey)
 	}
 }
@@ -493,16 +485,9 @@ func (c *Cache[T]) releaseBuf(buf *[]byte) {
 	}
 }
 
-// deleteScript removes a value and rotates its invalidation marker, so a
-// load that started before the delete cannot write its result back.
-var deleteScript = newScript(`
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1`)
-
 // deleteCmd returns the command that deletes data key rkey.
 func (m *Manager) deleteCmd(ctx context.Context, rkey string) *redis.Cmd {
-	return deleteScript.cmd(ctx, []string{rkey, keys.Marker(rkey)}, rand.Text(), millis(m.markerTTL()))
+	return deleteArgs{key: rkey, newMarker: rand.Text(), markerTTLMS: millis(m.markerTTL())}.cmd(ctx)
 }
 
 // Delete removes key. A Fetch whose load was already running when Delete

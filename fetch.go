@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
-	"github.com/cachemgr/cachemgr/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -404,8 +403,8 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 		checked := time.Now()
 		fill := c.l1Token()
 		tw := c.m.tagWrites(ctx, ti, exp, true)
-		wb := writeBackScript.cmd(ctx, []string{st.rkey, keys.Marker(st.rkey), keys.Lease(st.rkey)},
-			st.marker, *buf, millis(exp+stale), st.token, st.replace)
+		wb := writeBackArgs{key: st.rkey, marker: st.marker, value: *buf, ttlMS: millis(exp + stale),
+			token: st.token, staleSHA1: st.replace}.cmd(ctx)
 		vc := c.versionCheck(ctx)
 		cmds := withCheck(append(tw, wb), vc)
 		var epoch *redis.StringCmd
@@ -445,27 +444,6 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 	c.releaseBuf(buf)
 	return res
 }
-
-// writeBackScript stores a loaded value only if the key's invalidation
-// marker is what it was before the load (else -1), and either no value
-// arrived meanwhile or, for a refresh, the value is still the stale one it
-// replaces (else 0). It releases the lease if the caller still holds it.
-var writeBackScript = newScript(`
-local rc = -1
-if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
-  if ARGV[5] == '' then
-    rc = redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') and 1 or 0
-  else
-    local cur = redis.call('GET', KEYS[1])
-    rc = 0
-    if not cur or redis.sha1hex(cur) == ARGV[5] then
-      redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-      rc = 1
-    end
-  end
-end
-if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
-return rc`)
 
 // callLoader runs load under the load timeout and the Manager's lifetime,
 // turning a panic into ErrLoaderPanic.

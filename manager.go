@@ -725,45 +725,6 @@ func isReply(err error) bool {
 	return errors.As(err, &rerr)
 }
 
-// script is a Lua script, run by its SHA-1 hash; doAll sends the source
-// when a server does not know it yet (first use, SCRIPT FLUSH, a restart,
-// a new cluster node).
-type script string
-
-// scriptSources maps each script's hash to its source, for that fallback.
-// It is filled once, from the constants below, and never changes.
-var scriptSources = map[string]string{}
-
-func newScript(src string) script {
-	sum := sha1.Sum([]byte(src))
-	hash := hex.EncodeToString(sum[:])
-	scriptSources[hash] = src
-	return script(hash)
-}
-
-// cmd returns an EVALSHA command for s.
-func (s script) cmd(ctx context.Context, keys []string, args ...any) *redis.Cmd {
-	out := make([]any, 0, 3+len(keys)+len(args))
-	out = append(out, "evalsha", string(s), len(keys))
-	for _, k := range keys {
-		out = append(out, k)
-	}
-	return redis.NewCmd(ctx, append(out, args...)...)
-}
-
-// runScript runs s and returns its reply; the error is the reply's error or
-// ErrUnavailable.
-func (m *Manager) runScript(ctx context.Context, s script, keys []string, args ...any) (*redis.Cmd, error) {
-	cmd := s.cmd(ctx, keys, args...)
-	if err := m.doAll(ctx, cmd); err != nil {
-		return cmd, err
-	}
-	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return cmd, err
-	}
-	return cmd, nil
-}
-
 // random returns a uniform float64 in [0, 1) from the Manager's source.
 func (m *Manager) random() float64 {
 	m.randMu.Lock()

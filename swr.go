@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cachemgr/cachemgr/internal/keys"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -100,29 +99,6 @@ const (
 	leasePollMax = 5 * time.Millisecond
 )
 
-// claimScript re-reads a missing key from inside the flight and, if it is
-// still missing, takes the lease. It creates the invalidation marker when
-// there is none, so a marker lost during the load (eviction, a restart with
-// empty data) fails the write-back instead of passing for "unchanged". A
-// claim that runs after its deadline (ARGV[5], by the server's clock) takes
-// no lease. It returns {value or nil, marker, 1 if the caller may load,
-// the server's time in Unix µs}: the load's tag stamp comes from the same
-// clock as InvalidateTags' stamps.
-var claimScript = newScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local v = redis.call('GET', KEYS[1])
-local m = redis.call('GET', KEYS[2])
-if v then return {v, m or false, 0, now} end
-if not m then
-  m = ARGV[3]
-  redis.call('SET', KEYS[2], m, 'PX', ARGV[4])
-end
-if ARGV[2] == '0' then return {false, m, 1, now} end
-if math.floor(now / 1000) > tonumber(ARGV[5]) then return {false, m, 0, now} end
-if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1, now} end
-return {false, m, 0, now}`)
-
 // claimDeadline is the Unix ms after which a claim must not take a lease:
 // its caller has given up on the reply (a paused server runs it late), and
 // nobody would ever release it. The clock-skew allowance covers the
@@ -138,13 +114,13 @@ func (c *Cache[T]) claimDeadline() int64 {
 // process's value. It returns a result when no load is needed, and fills
 // st otherwise.
 func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
-	k := []string{st.rkey, keys.Marker(st.rkey), keys.Lease(st.rkey)}
 	token := rand.Text()
 	deadline := time.Now().Add(c.swr.lease + c.m.opTimeout)
 	wait := leasePollMin
 	for waited := false; ; waited = true {
 		checked := time.Now()
-		cmd := claimScript.cmd(ctx, k, token, millis0(c.swr.lease), rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
+		cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: rand.Text(),
+			markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
 		vc := c.versionCheck(ctx)
 		prep, epoch := c.m.tagPrepares(ctx, st.tags)
 		err := c.m.doAll(ctx, append(withCheck(prep, vc), cmd)...)
@@ -247,7 +223,7 @@ func (c *Cache[T]) releaseLater(rkey, token string) {
 	c.m.goTracked(func() {
 		wait := 20 * time.Millisecond
 		for time.Now().Before(deadline) {
-			_, err := c.m.runScript(c.m.ctx, releaseScript, []string{keys.Lease(rkey)}, token)
+			_, err := c.m.runScript(c.m.ctx, releaseArgs{key: rkey, token: token})
 			if err == nil || isReply(err) || errors.Is(err, ErrClosed) {
 				return
 			}
@@ -263,17 +239,11 @@ func (c *Cache[T]) releaseLater(rkey, token string) {
 	})
 }
 
-// releaseScript deletes a lease only if the caller still holds it: a
-// holder that stalled past its lease never frees the next holder's.
-var releaseScript = newScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
 func (c *Cache[T]) release(ctx context.Context, st storeRequest) {
 	if st.token == "" {
 		return
 	}
-	if _, err := c.m.runScript(ctx, releaseScript, []string{keys.Lease(st.rkey)}, st.token); err != nil && !errors.Is(err, ErrClosed) {
+	if _, err := c.m.runScript(ctx, releaseArgs{key: st.rkey, token: st.token}); err != nil && !errors.Is(err, ErrClosed) {
 		c.m.logError("release lease", err, "key", st.rkey)
 	}
 }
@@ -339,33 +309,14 @@ func (c *Cache[T]) refresh(ctx context.Context, f found, load func(context.Conte
 	return ch
 }
 
-// refreshClaimScript takes the lease to refresh a stale value, unless the
-// value changed meanwhile (someone refreshed it: -1) or another process
-// holds the lease or the claim runs past its deadline (0). On success it
-// returns {1, marker, the server's time in Unix µs}, creating the marker as
-// claimScript does.
-var refreshClaimScript = newScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur and redis.sha1hex(cur) ~= ARGV[3] then return {-1, false} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if math.floor(now / 1000) > tonumber(ARGV[6]) then return {0, false} end
-if ARGV[2] ~= '0' and not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, false} end
-local m = redis.call('GET', KEYS[2])
-if not m then
-  m = ARGV[4]
-  redis.call('SET', KEYS[2], m, 'PX', ARGV[5])
-end
-return {1, m, now}`)
-
 // refreshOnce runs one refresh of f and returns its result and the counter
 // of its outcome, for the caller to count once the key is free again.
 func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.Context) (T, error), w writeConfig) (*loaded[T], *atomic.Uint64) {
 	var none atomic.Uint64 // outcomes not counted
 	st := storeRequest{key: f.key, version: c.localVersionOrEmpty(), rkey: f.rkey, start: c.m.now(), replace: sha1hex(f.raw), refresh: true}
 	token := rand.Text()
-	cmd, err := c.m.runScript(ctx, refreshClaimScript, []string{f.rkey, keys.Marker(f.rkey), keys.Lease(f.rkey)},
-		token, millis0(c.swr.lease), st.replace, rand.Text(), millis(c.m.markerTTL()), c.claimDeadline())
+	cmd, err := c.m.runScript(ctx, refreshClaimArgs{key: f.rkey, token: token, leaseMS: millis0(c.swr.lease),
+		staleSHA1: st.replace, newMarker: rand.Text(), markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()})
 	if err != nil {
 		return nil, &none
 	}

@@ -75,27 +75,6 @@ var errInvalidated = errors.New("invalidated by tag")
 // tagKey returns the stamp key of tag.
 func (m *Manager) tagKey(tag string) string { return keys.Tag(m.prefix, tag, m.maxKey) }
 
-// tagWriteScript makes sure a tag's stamp exists before an entry carrying
-// the tag is written, creating it with ARGV[1] (see tagWrites), or when that
-// is empty with the server's time (µs) less one and ARGV[3] µs of skew
-// allowance (see tagPrepares), keeps it at least as long as the entry
-// lives, and returns it.
-var tagWriteScript = newScript(`
-local v = redis.call('GET', KEYS[1])
-if not v then
-  local s = tonumber(ARGV[1])
-  if ARGV[1] == '' then
-    local t = redis.call('TIME')
-    s = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1 - tonumber(ARGV[3])
-  end
-  redis.call('SET', KEYS[1], s, 'PX', ARGV[2])
-  return s
-end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return tonumber(v) or 0`)
-
 // tagWrites returns the commands that prepare the stamps of ti's tags for
 // an entry that lives exp; they go in the same pipeline as the write.
 //
@@ -111,32 +90,13 @@ func (m *Manager) tagWrites(ctx context.Context, ti tagInfo, exp time.Duration, 
 	cmds := make([]redis.Cmder, 0, len(ti.tags)+1)
 	for _, t := range ti.tags {
 		if loaded {
-			cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, ti.stamp, keep))
+			cmds = append(cmds, tagWriteArgs{key: m.tagKey(t), stamp: ti.stamp, keepMS: keep}.cmd(ctx))
 		} else {
-			cmds = append(cmds, tagWriteScript.cmd(ctx, []string{m.tagKey(t)}, "", keep, m.serverSkew().Microseconds()))
+			cmds = append(cmds, tagWriteArgs{key: m.tagKey(t), byServer: true, keepMS: keep, skewUS: m.serverSkew().Microseconds()}.cmd(ctx))
 		}
 	}
 	return cmds
 }
-
-// setStampedScript stores a tagged value written by Set, putting the
-// server's time (Unix µs, less ARGV[4] of skew allowance) into the tag
-// section's stamp at byte offset ARGV[2]: the entry is stamped by the same
-// clock as InvalidateTags. It returns the stamp. (Set uses no allowance: on
-// a Cluster, a Set just after an InvalidateTags stays readable, and one
-// racing it on a node whose clock is behind by less than the skew may
-// survive it.)
-var setStampedScript = newScript(`
-local t = redis.call('TIME')
-local n = tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(ARGV[4])
-local s, x = '', n
-for i = 1, 8 do
-  s = string.char(x % 256) .. s
-  x = math.floor(x / 256)
-end
-local off = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], string.sub(ARGV[1], 1, off) .. s .. string.sub(ARGV[1], off + 9), 'PX', ARGV[3])
-return n`)
 
 // setCmd returns the command that stores buf, the envelope of a value Set
 // under rkey for px ms: a plain SET, or for a tagged value setStampedScript.
@@ -146,7 +106,7 @@ func (m *Manager) setCmd(ctx context.Context, rkey string, buf []byte, px int64,
 	}
 	// The tag section, and its stamp, start where Parse's payload does.
 	_, rest, _ := envelope.Parse(buf, math.MaxInt)
-	return setStampedScript.cmd(ctx, []string{rkey}, buf, len(buf)-len(rest), px, 0)
+	return setStampedArgs{key: rkey, value: buf, stampOffset: len(buf) - len(rest), ttlMS: px}.cmd(ctx)
 }
 
 // tagEpoch returns a command reading the tag epoch (see keys.TagEpoch).
@@ -163,16 +123,6 @@ func epochOf(cmd *redis.StringCmd) (string, bool) {
 	return v, err == nil
 }
 
-// tagLowerScript lowers a stamp that a load's write-back created equal to
-// its entry's stamp to just below it, unless an invalidation moved it
-// since.
-var tagLowerScript = newScript(`
-if tonumber(redis.call('GET', KEYS[1]) or '') == tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1] - 1, 'KEEPTTL')
-  return 1
-end
-return 0`)
-
 // settleTags makes a load's result readable when its write-back found
 // stamps missing and created them (tw are the tag writes, in ti's order):
 // if the tag epoch is still what it was when the load began (before, as
@@ -187,7 +137,7 @@ func (m *Manager) settleTags(ctx context.Context, ti tagInfo, tw []redis.Cmder, 
 		case !ok || v > ti.stamp:
 			return false // invalidated during the load
 		case v == ti.stamp:
-			lower = append(lower, tagLowerScript.cmd(ctx, []string{m.tagKey(ti.tags[i])}, ti.stamp))
+			lower = append(lower, tagLowerArgs{key: m.tagKey(ti.tags[i]), stamp: ti.stamp}.cmd(ctx))
 		}
 	}
 	if len(lower) == 0 {
@@ -257,19 +207,6 @@ func stampOlder(cmd *redis.StringCmd, stamp int64) bool {
 	return err == nil && v < stamp
 }
 
-// tagInvalidateScript moves a tag's stamp forward to the server's time in
-// Unix µs (or just past its current value), never back.
-var tagInvalidateScript = newScript(`
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if now <= cur then now = cur + 1 end
-local ttl = redis.call('PTTL', KEYS[1])
-local keep = tonumber(ARGV[1])
-if ttl > keep then keep = ttl end
-redis.call('SET', KEYS[1], now, 'PX', keep)
-return now`)
-
 // InvalidateTags makes every entry carrying any of tags unreadable, in
 // every cache of this Manager's prefix and in every process sharing the
 // Redis. It costs one round trip and O(1) work per tag, however many
@@ -305,7 +242,7 @@ func (m *Manager) InvalidateTags(ctx context.Context, tags ...string) error {
 func (m *Manager) invalidateTags(ctx context.Context, tags []string) error {
 	cmds := make([]redis.Cmder, len(tags))
 	for i, t := range tags {
-		cmds[i] = tagInvalidateScript.cmd(ctx, []string{m.tagKey(t)}, millis(m.markerTTL()))
+		cmds[i] = tagInvalidateArgs{key: m.tagKey(t), keepMS: millis(m.markerTTL())}.cmd(ctx)
 	}
 	// The epoch moves first: a load that sees it unchanged saw no stamp
 	// move either.

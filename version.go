@@ -74,18 +74,10 @@ func (c *Cache[T]) bump(ctx context.Context) error {
 // namespace that still holds old entries.
 func newVersion() string { return rand.Text()[:12] }
 
-// versionInitScript returns the current version, creating one if there is
-// none.
-var versionInitScript = newScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return ARGV[1]`)
-
 // currentVersion reads the version from Redis, creating it if needed, and
 // remembers it.
 func (c *Cache[T]) currentVersion(ctx context.Context) (string, error) {
-	cmd, err := c.m.runScript(ctx, versionInitScript, []string{c.keys.Version()}, newVersion(), millis(versionTTL))
+	cmd, err := c.m.runScript(ctx, versionInitArgs{key: c.keys.Version(), newVersion: newVersion(), ttlMS: millis(versionTTL)})
 	if err != nil {
 		return "", err
 	}
