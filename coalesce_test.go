@@ -15,7 +15,6 @@ import (
 	"github.com/cachemgr/cachemgr"
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
 
 // coItem names the key it was stored under, so a reply meant for another
@@ -58,25 +57,12 @@ var coClients = []struct {
 	{"guarded", func(o *redis.Options) { o.ContextTimeoutEnabled = false }},
 }
 
-// coNoLeaks fails the test if goroutines it started outlive its cleanups.
-// Call it first, so its check runs last.
-func coNoLeaks(t *testing.T) {
-	t.Helper()
-	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
-}
-
 // coManager returns a Manager over a client of s made with opts (nil: the
 // defaults of s.Client), and the client.
 func coManager(t *testing.T, s *redistest.Server, opts func(*redis.Options), mopts ...cachemgr.Option) (*cachemgr.Manager, *redis.Client) {
 	t.Helper()
 	rdb := s.ClientWith(t, opts)
-	m, err := cachemgr.New(rdb, testOptions(mopts...)...)
-	if err != nil {
-		t.Fatalf("New() error = %v", err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m, rdb
+	return managerOn(t, rdb, mopts...), rdb
 }
 
 // coHasKey reports whether cmd names key in its arguments.
@@ -91,7 +77,7 @@ func TestCoalescingKeys(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, s *redistest.Server) {
 		for _, cl := range coClients {
 			t.Run(cl.name, func(t *testing.T) {
-				coNoLeaks(t)
+				noLeaks(t)
 				ctx := context.Background()
 				m, rdb := coManager(t, s, cl.opts, cachemgr.WithOpTimeout(2*time.Second))
 				var batches, batched atomic.Int64
@@ -264,7 +250,7 @@ func TestCoalescingReplyErrors(t *testing.T) {
 // and every other caller in it gets its value.
 func TestCoalescingCancel(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, s *redistest.Server) {
-		coNoLeaks(t)
+		noLeaks(t)
 		ctx := context.Background()
 		m, rdb := coManager(t, s, nil, cachemgr.WithOpTimeout(5*time.Second))
 		const victim = "test:x:{=victim}"
@@ -361,7 +347,7 @@ type coCaller struct{}
 // caller hands the value's buffer back to a pool once it returns, while
 // reads around them still coalesce.
 func TestCoalescingWritesGoAlone(t *testing.T) {
-	coNoLeaks(t)
+	noLeaks(t)
 	ctx := context.WithValue(context.Background(), coCaller{}, true)
 	m, rdb := coManager(t, redistest.StartMini(t), nil, cachemgr.WithOpTimeout(2*time.Second))
 	var coalesced, withValue atomic.Int64
@@ -416,7 +402,7 @@ func TestCoalescingClose(t *testing.T) {
 	s := redistest.StartMini(t)
 	for _, cl := range coClients {
 		t.Run(cl.name, func(t *testing.T) {
-			coNoLeaks(t)
+			noLeaks(t)
 			ctx := context.Background()
 			rdb := s.ClientWith(t, cl.opts)
 			// A minute: only Close can end the calls held below.
@@ -483,7 +469,7 @@ func TestCoalescingPausedServer(t *testing.T) {
 	const op = 100 * time.Millisecond
 	for _, cl := range coClients {
 		t.Run(cl.name, func(t *testing.T) {
-			coNoLeaks(t)
+			noLeaks(t)
 			ctx := context.Background()
 			s := redistest.Start(t)
 			redistest.RequireReal(t, s)

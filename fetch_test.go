@@ -389,20 +389,6 @@ func TestEveryKeyHasTTL(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	// The deadline only stops a test that would hang: a loaded machine
-	// may take seconds for what a quiet one does in a millisecond.
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestCancelledContextIsNotRedisFailure(t *testing.T) {
 	m, _ := newManager(t, redistest.StartMini(t))
 	c := newCache[int](t, m, "cancel")

@@ -16,58 +16,7 @@ import (
 	"github.com/cachemgr/cachemgr/internal/faultproxy"
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) {
-	// The fault tests make go-redis log every failed dial; keep the
-	// output readable. Tests assert on errors and Stats instead.
-	redis.SetLogger(discardPrintf{})
-	goleak.VerifyTestMain(m)
-}
-
-type discardPrintf struct{}
-
-func (discardPrintf) Printf(context.Context, string, ...any) {}
-
-// quiet is a logger for tests that provoke errors on purpose.
-var quiet = slog.New(slog.DiscardHandler)
-
-// testOpTimeout is the op timeout of test Managers. Tests that are not
-// about timeouts must not trip one on a loaded machine, where a round trip
-// to a local Redis can take hundreds of milliseconds; tests about timeouts
-// set their own with WithOpTimeout, which wins.
-const testOpTimeout = 3 * time.Second
-
-// testOptions returns the options every test Manager starts from, then
-// opts: the test prefix, a quiet logger and testOpTimeout for reads and
-// writes.
-func testOptions(opts ...cachemgr.Option) []cachemgr.Option {
-	return append([]cachemgr.Option{cachemgr.WithPrefix("test"), cachemgr.WithLogger(quiet), cachemgr.WithOpTimeout(testOpTimeout), cachemgr.WithWriteTimeout(testOpTimeout)}, opts...)
-}
-
-// newManager returns a Manager over a fresh client of s, closed when the
-// test ends, with the client for direct inspection.
-func newManager(t *testing.T, s *redistest.Server, opts ...cachemgr.Option) (*cachemgr.Manager, *redis.Client) {
-	t.Helper()
-	rdb := s.Client(t)
-	m, err := cachemgr.New(rdb, testOptions(opts...)...)
-	if err != nil {
-		t.Fatalf("New() error = %v", err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m, rdb
-}
-
-// newCache returns a Cache[T] called name on m.
-func newCache[T any](t *testing.T, m *cachemgr.Manager, name string, opts ...cachemgr.CacheOption) *cachemgr.Cache[T] {
-	t.Helper()
-	c, err := cachemgr.NewCache[T](m, name, opts...)
-	if err != nil {
-		t.Fatalf("NewCache(%q) error = %v", name, err)
-	}
-	return c
-}
 
 func TestNewRejectsBadInput(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
