@@ -635,7 +635,7 @@ func (m *Manager) record(ctx context.Context, err error) error {
 		return ErrClosed
 	case isReply(err):
 		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up. NOSCRIPT
-		// is routine, runScript answers it by sending the source.
+		// is routine: doAll answers it by sending the source.
 		m.success()
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			m.stats.redisErrors.Add(1)

@@ -6,11 +6,12 @@
 // can touch them all, while different keys of a cache spread over every
 // slot. The prefix and name may not contain braces, so the first "{" of a key
 // is always ours, and "}" in user input is escaped, so user input cannot
-// pick the slot. A user key longer than
-// the limit is replaced by "#", its SHA-256 in base64url, ":" and its first
-// HashKeep bytes (so prefix scans still find it); "=" and "#" keep the two
-// forms apart. Tag stamp keys are "prefix:~tag:{t<tag>}" and never collide
-// with data keys, which always have "{=" or "{#".
+// pick the slot. A user key longer than the limit becomes
+// "{#=<SHA-256 in base64url>:<its first min(HashKeep, limit) bytes>}" (so prefix scans
+// still find it by its head); "{=" and "{#" keep the two forms apart. The
+// version key is "prefix:name:~v". Tag stamp keys are "prefix:~tag:{t<tag>}"
+// and the tag epoch "prefix:~tagepoch"; neither collides with data keys,
+// which always have "{=" or "{#".
 package keys
 
 import (
@@ -181,5 +182,6 @@ func DataOfMarker(key string) (string, bool) {
 	return data, ok && IsData(data)
 }
 
-// Lease returns the refresh lease key that belongs to data key key.
+// Lease returns the lease key that belongs to data key key: it holds the
+// token of the process loading or refreshing that key.
 func Lease(key string) string { return key + leaseSuffix }
