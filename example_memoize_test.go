@@ -108,3 +108,36 @@ func ExampleCache_Warm() {
 	// loaded=98 skipped=1 failed=1 err=<nil>
 	// fetch "13": database timeout
 }
+
+func ExampleNewMemoized() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+	prices, _ := cachemgr.NewCache[int](m, "price")
+
+	// account hides its data in an unexported field: no key derived from
+	// it could tell two accounts apart, so NewMemoized refuses the type
+	// at once instead of failing at every call.
+	type account struct{ id int }
+	_, err := cachemgr.NewMemoized(prices, func(ctx context.Context, a account) (int, error) {
+		return 100, nil
+	})
+	fmt.Println(errors.Is(err, cachemgr.ErrInvalidOption))
+	fmt.Println(err)
+
+	// A type whose exported fields say it all is accepted.
+	type item struct{ SKU string }
+	price, err := cachemgr.NewMemoized(prices, func(ctx context.Context, it item) (int, error) {
+		return len(it.SKU) * 100, nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err := price(ctx, item{SKU: "A-7"})
+	fmt.Println(p, err)
+	// Output:
+	// true
+	// memoize: cachemgr: invalid option: argument type cachemgr_test.account cannot be keyed: unexported field id of cachemgr_test.account would be left out of the key; use MemoizeKey
+	// 300 <nil>
+}

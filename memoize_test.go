@@ -482,3 +482,135 @@ func TestMemoizeInvalidation(t *testing.T) {
 		}
 	}
 }
+
+// memoEmbedsTime may take its MarshalText from the embedded time.Time.
+type memoEmbedsTime struct {
+	time.Time
+	ID int
+}
+
+// memoBuild memoizes a function of sample's type in c with NewMemoized and
+// returns its error, and MemoKey's error for sample.
+func memoBuild[A any](c *cachemgr.Cache[string], sample A) (build, key error) {
+	_, build = cachemgr.NewMemoized(c, func(context.Context, A) (string, error) { return "", nil })
+	_, key = cachemgr.MemoKey(sample)
+	return build, key
+}
+
+// TestNewMemoizedRefusesUnkeyableTypes: NewMemoized refuses, when it
+// builds the function, an argument type MemoKey cannot key, and accepts
+// one it can. Each case has a non-nil, non-empty sample of the type:
+// MemoKey must fail on it exactly when NewMemoized refuses the type, so
+// no keyable type is refused and no refused type could have been keyed.
+func TestNewMemoizedRefusesUnkeyableTypes(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	c := newCache[string](t, m, "types")
+	x := 1
+	tests := []struct {
+		name  string
+		build func() (build, key error)
+		where string // the path the error names, for refused types
+	}{
+		{"func", func() (error, error) { return memoBuild(c, func() {}) }, ""},
+		{"chan", func() (error, error) { return memoBuild(c, make(chan int)) }, ""},
+		{"unsafe pointer", func() (error, error) { return memoBuild(c, unsafe.Pointer(&x)) }, ""},
+		{"unexported field", func() (error, error) { return memoBuild(c, memoSecret{Public: "a", secret: "b"}) }, ""},
+		{"pointer to it", func() (error, error) { return memoBuild(c, &memoSecret{}) }, ""},
+		{"slice of it", func() (error, error) { return memoBuild(c, []memoSecret{{}}) }, "[]"},
+		{"array of it", func() (error, error) { return memoBuild(c, [1]memoSecret{}) }, "[]"},
+		{"map key", func() (error, error) { return memoBuild(c, map[memoSecret]int{{}: 1}) }, "[key]"},
+		{"map value", func() (error, error) { return memoBuild(c, map[string]chan int{"c": nil}) }, "[value]"},
+		{"func field", func() (error, error) { return memoBuild(c, struct{ F func() }{}) }, ".F"},
+		{"nested field", func() (error, error) {
+			return memoBuild(c, struct{ Q struct{ S []*memoSecret } }{struct{ S []*memoSecret }{[]*memoSecret{{}}}})
+		}, ".Q.S[]"},
+		{"promoted method", func() (error, error) { return memoBuild(c, memoEmbedsTime{ID: 7}) }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			build, key := tt.build()
+			if !errors.Is(build, cachemgr.ErrInvalidOption) || key == nil {
+				t.Fatalf("NewMemoized error = %v, MemoKey error = %v; want ErrInvalidOption from both", build, key)
+			}
+			if want := " at " + tt.where + ":"; tt.where != "" && !strings.Contains(build.Error(), want) {
+				t.Errorf("NewMemoized error %q does not name %q", build, tt.where)
+			}
+		})
+	}
+	ok := []struct {
+		name  string
+		build func() (build, key error)
+	}{
+		{"int", func() (error, error) { return memoBuild(c, 1) }},
+		{"struct", func() (error, error) { return memoBuild(c, fieldsXY{1, "a"}) }},
+		{"blank and empty fields, time, map, pointer", func() (error, error) { return memoBuild(c, memoQuery{Term: "x", Limit: &x}) }},
+		{"recursive type", func() (error, error) { return memoBuild(c, &memoNode{Next: &memoNode{}}) }},
+		{"unexported fields behind MarshalText", func() (error, error) { return memoBuild(c, netip.MustParseAddr("10.0.0.1")) }},
+		{"String with a pointer receiver", func() (error, error) { return memoBuild(c, *big.NewInt(5)) }},
+		{"interface (checked at each call)", func() (error, error) { return memoBuild[any](c, 1) }},
+		{"empty array of funcs", func() (error, error) { return memoBuild(c, [0]func(){}) }},
+		{"byte slice", func() (error, error) { return memoBuild(c, []byte("ab")) }},
+	}
+	for _, tt := range ok {
+		t.Run(tt.name, func(t *testing.T) {
+			if build, key := tt.build(); build != nil || key != nil {
+				t.Errorf("NewMemoized error = %v, MemoKey error = %v; want neither", build, key)
+			}
+		})
+	}
+}
+
+// TestMemoizeRefusedType: Memoize, which has no error to return, answers
+// every call with the error NewMemoized gives, before calling fn, even for
+// a nil value that MemoKey alone could key.
+func TestMemoizeRefusedType(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	c := newCache[string](t, m, "refused")
+	var calls atomic.Int32
+	fn := func(context.Context, *memoSecret) (string, error) { calls.Add(1); return "", nil }
+	_, want := cachemgr.NewMemoized(c, fn)
+	memo := cachemgr.Memoize(c, fn)
+	for _, arg := range []*memoSecret{nil, {Public: "a"}} {
+		if _, err := memo(context.Background(), arg); !errors.Is(err, cachemgr.ErrInvalidOption) || want == nil || err.Error() != want.Error() {
+			t.Errorf("memo(%v) error = %v, want %v", arg, err, want)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("fn called %d times, want 0", n)
+	}
+}
+
+// TestNewMemoizedBadSetup: what Memoize reports at each call, NewMemoized
+// reports when it builds the function.
+func TestNewMemoizedBadSetup(t *testing.T) {
+	m, _ := newManager(t, redistest.StartMini(t))
+	c := newCache[int](t, m, "setup")
+	fn := func(_ context.Context, a int) (int, error) { return a, nil }
+	tests := []struct {
+		name string
+		c    *cachemgr.Cache[int]
+		fn   func(context.Context, int) (int, error)
+		opts []cachemgr.WriteOption
+		want error
+	}{
+		{"nil cache", nil, fn, nil, cachemgr.ErrInvalidOption},
+		{"nil function", c, nil, nil, cachemgr.ErrNilLoader},
+		{"bad TTL option", c, fn, []cachemgr.WriteOption{cachemgr.TTL(-time.Second)}, cachemgr.ErrInvalidTTL},
+		{"empty tag", c, fn, []cachemgr.WriteOption{cachemgr.Tags("")}, cachemgr.ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			memo, err := cachemgr.NewMemoized(tt.c, tt.fn, tt.opts...)
+			if memo != nil || !errors.Is(err, tt.want) {
+				t.Errorf("NewMemoized() = %p, %v; want nil, %v", memo, err, tt.want)
+			}
+		})
+	}
+	memo, err := cachemgr.NewMemoized(c, fn, cachemgr.TTL(time.Minute))
+	if err != nil {
+		t.Fatalf("NewMemoized() error = %v", err)
+	}
+	if v, err := memo(context.Background(), 3); v != 3 || err != nil {
+		t.Errorf("memo(3) = %d, %v; want 3, nil", v, err)
+	}
+}
