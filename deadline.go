@@ -29,7 +29,7 @@ type deadlines struct {
 // get returns a context that ends between d and 1.25*d from now, or when
 // parent (the Manager's lifetime) ends.
 func (ds *deadlines) get(parent context.Context, d time.Duration) context.Context {
-	now := time.Now()
+	now := monotonic()
 	cur := ds.cur.Load()
 	if cur != nil && cur.deadline.Sub(now) >= d {
 		return cur.ctx

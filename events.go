@@ -161,11 +161,11 @@ func (m *Manager) listen() {
 // silent for the liveness bound. It reports false when the Manager closed.
 func (m *Manager) receiveWhileAlive(ps *redis.PubSub, subscribed *bool) bool {
 	tick := m.liveness / 4
-	alive := time.Now()
+	alive := monotonic()
 	var pinged time.Time
 	for {
 		if time.Since(pinged) >= tick {
-			pinged = time.Now()
+			pinged = monotonic()
 			// An error shows in Receive; a ping into a dead connection
 			// shows as silence.
 			_ = ps.Ping(m.ctx)
@@ -188,7 +188,7 @@ func (m *Manager) receiveWhileAlive(ps *redis.PubSub, subscribed *bool) bool {
 			m.distrust("silent for longer than the liveness bound", err)
 			return true
 		}
-		alive = time.Now()
+		alive = monotonic()
 		switch msg := msg.(type) {
 		case *redis.Subscription:
 			if msg.Kind != "subscribe" {

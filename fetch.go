@@ -102,7 +102,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if ctx.Err() != nil {
 		return zero, context.Cause(ctx)
 	}
-	start := time.Now()
+	start := monotonic()
 	w, err := writeOptions(opts)
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
@@ -249,7 +249,7 @@ func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
 		var zero T
 		kept.val = zero // callers decode their copy from enc; hold only the bytes
 	}
-	c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Store(&recentFlight[T]{rkey: rkey, r: &kept, at: time.Now()})
+	c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Store(&recentFlight[T]{rkey: rkey, r: &kept, at: monotonic()})
 }
 
 // recentResult returns a remembered flight of rkey that a caller which
@@ -302,7 +302,7 @@ func (c *Cache[T]) flying(key string) (target, bool) {
 // so an InvalidateTags during the load makes it unreadable.
 func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
-	began := time.Now()
+	began := monotonic()
 	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), tags: w.tags}
 	if redisOK && (!c.versioned || t.version != "") {
 		if r := c.claimLoad(ctx, &st); r != nil {
@@ -400,7 +400,7 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 	// A write that would land after the marker could have expired is
 	// skipped: it could undo a Delete that happened during the load.
 	if st.markerOK && time.Since(st.markerAt) < c.m.loadTimeout+c.m.opTimeout {
-		checked := time.Now()
+		checked := monotonic()
 		fill := c.l1Token()
 		tw := c.m.tagWrites(ctx, ti, exp, true)
 		wb := writeBackArgs{key: st.rkey, marker: st.marker, value: *buf, ttlMS: millis(exp + stale),
@@ -457,7 +457,7 @@ func (c *Cache[T]) callLoader(ctx context.Context, entry *Entry, load func(conte
 	defer cancel()
 	stop := context.AfterFunc(c.m.ctx, cancel)
 	defer stop()
-	start := time.Now()
+	start := monotonic()
 	defer func() {
 		took = time.Since(start)
 		if r := recover(); r != nil {

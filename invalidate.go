@@ -45,7 +45,7 @@ const (
 // breaker, attempted again with back-off while Redis cannot be reached,
 // until the write timeout has passed. Errors are those of doAll.
 func (m *Manager) doWrite(ctx context.Context, cmds ...redis.Cmder) error {
-	deadline := time.Now().Add(m.writeTimeout)
+	deadline := monotonic().Add(m.writeTimeout)
 	wait := writeRetryMin
 	for {
 		err := m.doAllWith(ctx, callPolicy{timeout: time.Until(deadline), write: true}, cmds...)
@@ -177,7 +177,7 @@ func (m *Manager) flushPending(ctx context.Context) bool {
 	q.mu.Unlock()
 	var done []*pendingInvalidation
 	for _, p := range items {
-		if time.Now().After(p.until) {
+		if monotonic().After(p.until) {
 			m.stats.invalidationsGivenUp.Add(1)
 			done = append(done, p)
 			continue
@@ -229,5 +229,5 @@ func (m *Manager) noteLifetime(d time.Duration) {
 // now with its caches' settings, has expired. (An entry another process
 // wrote with a longer per-call TTL can outlive it.)
 func (m *Manager) horizon() time.Time {
-	return time.Now().Add(time.Duration(m.longest.Load()))
+	return monotonic().Add(time.Duration(m.longest.Load()))
 }

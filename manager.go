@@ -237,8 +237,10 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClock sets the clock used for freshness and the breaker, for tests.
-// Default: time.Now.
+// WithClock sets the clock that tells wall time, for tests: freshness, L1
+// expiry, the breaker's cooldown, and the stamps and deadlines compared
+// with Redis' clock. Timeouts and waits keep the real clock. Default:
+// time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) error {
 		if now == nil {

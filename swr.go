@@ -115,10 +115,10 @@ func (c *Cache[T]) claimDeadline() int64 {
 // st otherwise.
 func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	token := rand.Text()
-	deadline := time.Now().Add(c.swr.lease + c.m.opTimeout)
+	deadline := monotonic().Add(c.swr.lease + c.m.opTimeout)
 	wait := leasePollMin
 	for waited := false; ; waited = true {
-		checked := time.Now()
+		checked := monotonic()
 		cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: rand.Text(),
 			markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
 		vc := c.versionCheck(ctx)
@@ -140,7 +140,7 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 			return nil
 		}
 		st.marker, _ = vals[1].(string)
-		st.markerOK, st.markerAt = true, time.Now()
+		st.markerOK, st.markerAt = true, monotonic()
 		st.serverUS, _ = vals[3].(int64)
 		st.epoch, st.epochOK = epochOf(epoch)
 		if versionMoved(vc, st.version) {
@@ -172,7 +172,7 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 			}
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if monotonic().After(deadline) {
 			return nil // the holder is slow or gone: load ourselves
 		}
 		if !waited {
@@ -219,10 +219,10 @@ func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Ti
 // retries with back-off until the lease would have expired anyway, on a
 // goroutine Close waits for.
 func (c *Cache[T]) releaseLater(rkey, token string) {
-	deadline := time.Now().Add(c.swr.lease)
+	deadline := monotonic().Add(c.swr.lease)
 	c.m.goTracked(func() {
 		wait := 20 * time.Millisecond
-		for time.Now().Before(deadline) {
+		for monotonic().Before(deadline) {
 			_, err := c.m.runScript(c.m.ctx, releaseArgs{key: rkey, token: token})
 			if err == nil || isReply(err) || errors.Is(err, ErrClosed) {
 				return
@@ -329,7 +329,7 @@ func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.C
 	}
 	st.marker, _ = vals[1].(string)
 	st.serverUS, _ = vals[2].(int64)
-	st.markerOK, st.markerAt = true, time.Now()
+	st.markerOK, st.markerAt = true, monotonic()
 	if c.swr.lease > 0 {
 		st.token = token
 	}
