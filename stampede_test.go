@@ -1,0 +1,154 @@
+package cachemgr_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/redistest"
+)
+
+// stampedeChildEnv names the variable that turns this test binary into
+// one process of TestStampedeOverloadedRedis: it holds the Redis address.
+const stampedeChildEnv = "CACHEMGR_STAMPEDE_CHILD"
+
+// TestStampedeOverloadedRedis: four OS processes, 250 callers each, miss
+// one cold key at once with an op timeout (3 ms) that the burst's own
+// queueing outlasts. Each process must still share one load among its
+// callers, whatever its Redis calls did: at most one loader call per
+// process, and every caller gets the value.
+func TestStampedeOverloadedRedis(t *testing.T) {
+	if addr := os.Getenv(stampedeChildEnv); addr != "" {
+		stampedeChild(t, addr)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	s := redistest.Start(t)
+	const procs = 4
+	type child struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   *bufio.Scanner
+	}
+	children := make([]child, procs)
+	for i := range children {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestStampedeOverloadedRedis$", "-test.count=1")
+		cmd.Env = append(os.Environ(), stampedeChildEnv+"="+s.Addr())
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start child: %v", err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		children[i] = child{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	}
+	// readLine returns the child's next line that starts with prefix
+	// (the test framework prints lines of its own).
+	readLine := func(c child, prefix string) string {
+		for c.out.Scan() {
+			if line := c.out.Text(); strings.HasPrefix(line, prefix) {
+				return line
+			}
+		}
+		t.Fatalf("child ended before printing %q: %v", prefix, c.out.Err())
+		return ""
+	}
+	for _, c := range children {
+		readLine(c, "ready")
+	}
+	// Every process is connected and its callers are parked: release all.
+	for _, c := range children {
+		if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for i, c := range children {
+		var loads, errs, callers int
+		line := readLine(c, "result")
+		if _, err := fmt.Sscanf(line, "result loads=%d errors=%d callers=%d", &loads, &errs, &callers); err != nil {
+			t.Fatalf("child %d printed %q: %v", i, line, err)
+		}
+		t.Logf("process %d: %d loader calls, %d errors, %d callers served", i, loads, errs, callers)
+		if loads > 1 {
+			t.Errorf("process %d made %d loader calls for 250 callers of one key, want at most 1", i, loads)
+		}
+		if errs != 0 || callers != 250 {
+			t.Errorf("process %d: %d callers failed, %d served; want 0 and 250", i, errs, callers)
+		}
+		total += loads
+	}
+	if total == 0 {
+		t.Error("no process called the loader")
+	}
+}
+
+// stampedeChild is one process of TestStampedeOverloadedRedis.
+func stampedeChild(t *testing.T, addr string) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	defer rdb.Close()
+	// The op timeout is the point of the test: 3 ms, far below what a
+	// burst of a thousand callers on a busy machine needs.
+	m, err := cachemgr.New(rdb, testOptions(cachemgr.WithOpTimeout(3*time.Millisecond))...)
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	defer m.Close()
+	c, err := cachemgr.NewCache[string](m, "overload")
+	if err != nil {
+		t.Fatalf("NewCache() error = %v", err)
+	}
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	var loads, errs, served atomic.Int32
+	load := func(context.Context) (string, error) {
+		loads.Add(1)
+		time.Sleep(100 * time.Millisecond)
+		return "v", nil
+	}
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 250 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-release
+			v, err := c.Fetch(context.Background(), "hot", load)
+			if err != nil || v != "v" {
+				errs.Add(1)
+				fmt.Fprintf(os.Stderr, "Fetch() = %q, %v\n", v, err)
+				return
+			}
+			served.Add(1)
+		}()
+	}
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() || in.Text() != "go" {
+		t.Fatalf("no go from the parent: %v", in.Err())
+	}
+	close(release)
+	wg.Wait()
+	fmt.Printf("result loads=%d errors=%d callers=%d\n", loads.Load(), errs.Load(), served.Load())
+}
