@@ -169,3 +169,68 @@ func BenchmarkGetLone(b *testing.B) {
 	b.ReportMetric(p50[2]/p50[1], "coalesced/direct")
 	b.ReportMetric(p50[2]/p50[0], "coalesced/raw")
 }
+
+// BenchmarkGetConcurrentPaired compares Redis-tier hits of a 1 KiB struct
+// from callers goroutines, paired: each block makes 64 calls per caller,
+// blocks alternate inside one loop. a is cachemgr's Get with coalescing;
+// base is go-redis's AutoPipeline GET and msgpack.Unmarshal for 32
+// callers, and a plain GET and msgpack.Unmarshal for a lone caller (where
+// the coalescer must cost nothing).
+func BenchmarkGetConcurrentPaired(b *testing.B) {
+	ctx := context.Background()
+	s := benchServer(b)
+	v := newBenchValue(1 << 10)
+	enc, err := msgpack.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, callers := range []int{1, 32} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			rdb := s.Client(b)
+			get := benchCacheGet(s.Client, v, true)(b)
+			var base func(int) error
+			if callers == 1 {
+				raw := rawGet(b, rdb, "raw", v)
+				base = func(int) error { return raw() }
+			} else {
+				ap, err := rdb.AutoPipeline()
+				if err != nil {
+					b.Fatal(err)
+				}
+				keys := make([]string, benchKeys)
+				for k := range keys {
+					keys[k] = fmt.Sprint("raw", k)
+					if err := rdb.Set(ctx, keys[k], enc, time.Hour).Err(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				base = func(i int) error {
+					s, err := ap.Get(ctx, keys[i%benchKeys]).Result()
+					if err != nil {
+						return err
+					}
+					var got benchValue
+					return msgpack.Unmarshal([]byte(s), &got)
+				}
+			}
+			const perCaller = 64
+			block := func(op func(int) error) func() {
+				return func() {
+					var wg sync.WaitGroup
+					for g := range callers {
+						wg.Go(func() {
+							for i := range perCaller {
+								if err := op(g*perCaller + i); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+				}
+			}
+			pairedBlocks(b, callers*perCaller, block(get), block(base))
+		})
+	}
+}
