@@ -53,11 +53,8 @@ const (
 // command again; a command whose caller left before it was sent is dropped.
 type coalescer struct {
 	m      *Manager
-	client *redis.Client
-	// fast lets a lone caller send on its own goroutine. It needs a client
-	// that bounds socket I/O by the context deadline.
-	fast bool
-	wake chan struct{} // a worker should look at the queue
+	client *redis.Client // m.client
+	wake   chan struct{} // a worker should look at the queue
 
 	mu       sync.Mutex
 	queue    []*call
@@ -76,7 +73,9 @@ type call struct {
 }
 
 // newCoalescer returns a coalescer for m's client, or nil when the client
-// is not a single node.
+// is not a single node. Commands reach it in an opCtx, bounded by the op
+// timeout (see Manager.reads), so a lone caller sends on its own
+// goroutine.
 func newCoalescer(m *Manager) *coalescer {
 	client, ok := m.client.(*redis.Client)
 	if !ok {
@@ -85,7 +84,6 @@ func newCoalescer(m *Manager) *coalescer {
 	co := &coalescer{
 		m:      m,
 		client: client,
-		fast:   m.direct,
 		wake:   make(chan struct{}, coalescePipelines),
 	}
 	for range coalescePipelines {
@@ -96,25 +94,22 @@ func newCoalescer(m *Manager) *coalescer {
 
 // process sends cmd within ctx: on the caller's goroutine when nothing else
 // is in flight, else in the next pipeline. The caller must not touch cmd
-// after an error from ctx: a worker may still be writing its reply. It
-// must not reuse a []byte argument either, except in direct mode, where
-// such a command is written before process returns.
+// after an error from ctx: a worker may still be writing its reply. A
+// command with a []byte argument is written before process returns, so
+// the caller may reuse that.
 func (co *coalescer) process(ctx context.Context, cmd redis.Cmder) error {
 	if hasBytes(cmd) {
 		// A write of an encoded value: in direct mode the caller returns
 		// the []byte to a pool once this returns, so the command must be
 		// written by then. It goes out alone.
-		if co.fast {
-			return co.client.Process(ctx, cmd)
-		}
-		return co.m.guarded(ctx, cmd)
+		return co.client.Process(ctx, cmd)
 	}
 	co.mu.Lock()
 	if co.closed {
 		co.mu.Unlock()
 		return ErrClosed
 	}
-	if co.fast && co.inflight == 0 && len(co.queue) == 0 {
+	if co.inflight == 0 && len(co.queue) == 0 {
 		co.inflight++
 		co.mu.Unlock()
 		err := co.client.Process(ctx, cmd)
@@ -235,7 +230,10 @@ func (co *coalescer) take(batch []*call, done bool) []*call {
 func (co *coalescer) exec(batch []*call, cmds []redis.Cmder) []redis.Cmder {
 	// Not any caller's context: one caller's cancellation must not fail
 	// the others. Each caller still leaves at its own deadline.
-	ctx := co.m.deadlines.get(co.m.ctx, co.m.opTimeout)
+	ctx := &opCtx{Context: co.m.ctx, bound: co.m.deadlines.get(co.m.ctx, co.m.opTimeout)}
+	if co.m.bounded != nil {
+		co.m.bounded.ensure()
+	}
 	for _, c := range batch {
 		cmds = append(cmds, c.cmd)
 	}
@@ -271,19 +269,14 @@ func (co *coalescer) close() {
 	}
 }
 
-// process sends cmd on the caller's goroutine, or through the coalescer.
+// process sends a read on the caller's goroutine, or through the
+// coalescer. Unless the client is direct, ctx is an opCtx.
 func (m *Manager) process(ctx context.Context, cmd redis.Cmder) error {
+	if m.bounded != nil {
+		m.bounded.ensure()
+	}
 	if m.co != nil {
 		return m.co.process(ctx, cmd)
 	}
 	return m.client.Process(ctx, cmd)
-}
-
-// processGuarded is process for a client that does not bound socket I/O by
-// the context deadline: the caller stops waiting at the deadline either way.
-func (m *Manager) processGuarded(ctx context.Context, cmd redis.Cmder) error {
-	if m.co != nil {
-		return m.co.process(ctx, cmd)
-	}
-	return m.guarded(ctx, cmd)
 }
