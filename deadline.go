@@ -86,11 +86,11 @@ func (c *opCtx) Err() error {
 // Client.WithTimeout, which shares the client's connection pool, times its
 // socket reads and writes out at the op timeout, carries no hooks and
 // makes one attempt (a retry would get a fresh op timeout). Reads then run
-// on the caller's goroutine instead of one each. The trade-offs: the
-// caller's own cancellation does not cut a read short (doWith sends reads
-// whose caller's deadline is sooner than the op timeout down the guarded
-// path); a read that fails once is not retried; and the client's other
-// callers pay one context lookup per command in the diverter.
+// on the caller's goroutine instead of one each. The trade-offs: a read
+// whose caller's deadline is sooner than the op timeout cannot use the
+// clone (doWith sends it down the guarded path); a read that fails once is
+// not retried; and the client's other callers pay one context lookup per
+// command in the diverter.
 //
 // go-redis calls every hook's DialHook whenever it rebuilds a hook chain
 // (AddHook). The diverter counts those calls and wraps no dial; a count

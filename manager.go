@@ -168,7 +168,18 @@ func WithCompressThreshold(n int) Option {
 
 // WithOpTimeout bounds every Redis round trip, whatever the client's own
 // timeouts and retries. When it passes, Fetch answers from the loader.
-// Default: 100ms.
+//
+// How depends on the client (see New). One that honours context deadlines
+// (ContextTimeoutEnabled) gets them: no extra cost. On a *redis.Client with
+// go-redis's defaults, reads go to a clone whose socket timeouts are this
+// op timeout and which does not retry; they run on the caller's goroutine
+// and cost what they cost on the first kind, but a connection that fails
+// is not retried within the call, and a read whose caller's deadline is
+// sooner than this timeout runs on a goroutine of its own.
+// Writes on it, and every call on a Cluster or Ring client with defaults,
+// run on a goroutine of their own, abandoned at the timeout, which costs
+// a goroutine, a channel and a timer per call. docs/performance.md has the
+// measured costs. Default: 100ms.
 func WithOpTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
