@@ -18,9 +18,12 @@ import (
 // leaves at its own deadline or cancellation, and gets only its own
 // command's reply or error.
 //
-// Only a *redis.Client (one node, or Sentinel failover) coalesces; on a
-// Cluster or Ring client, and for writes that carry an encoded value,
-// commands go out one by one. Pipelined commands run under the Manager's
+// On a Cluster or Ring client, a pipeline goes out as go-redis sends one:
+// split by node (or shard), one round trip per node, so commands for
+// different nodes still share a round trip each. A Cluster or Ring client
+// coalesces only with ContextTimeoutEnabled (otherwise its calls run on
+// goroutines of their own; see WithOpTimeout). Writes that carry an
+// encoded value go out one by one. Pipelined commands run under the Manager's
 // context, so hooks see a pipeline without the caller's context values.
 // Turn coalescing off when the application pipelines on its own.
 // Default: true.
@@ -41,8 +44,7 @@ const (
 	coalescePipelines = 2
 )
 
-// coalescer pipelines the single commands of concurrent callers on one
-// node.
+// coalescer pipelines the single commands of concurrent callers.
 //
 // A caller that finds no round trip in flight and nothing queued sends its
 // command itself, on its own goroutine. Otherwise it queues the command and
@@ -53,8 +55,8 @@ const (
 // command again; a command whose caller left before it was sent is dropped.
 type coalescer struct {
 	m      *Manager
-	client *redis.Client // m.client
-	wake   chan struct{} // a worker should look at the queue
+	client redis.UniversalClient // m.client
+	wake   chan struct{}         // a worker should look at the queue
 
 	mu       sync.Mutex
 	queue    []*call
@@ -72,18 +74,17 @@ type call struct {
 	done chan error
 }
 
-// newCoalescer returns a coalescer for m's client, or nil when the client
-// is not a single node. Commands reach it in an opCtx, bounded by the op
-// timeout (see Manager.reads), so a lone caller sends on its own
-// goroutine.
+// newCoalescer returns a coalescer for m's client, or nil when calls on
+// it cannot run on the caller's goroutine (a Cluster or Ring client
+// without ContextTimeoutEnabled). Commands reach it in an opCtx, bounded
+// by the op timeout, so a lone caller sends on its own goroutine.
 func newCoalescer(m *Manager) *coalescer {
-	client, ok := m.client.(*redis.Client)
-	if !ok {
+	if !m.direct && m.bounded == nil {
 		return nil
 	}
 	co := &coalescer{
 		m:      m,
-		client: client,
+		client: m.client,
 		wake:   make(chan struct{}, coalescePipelines),
 	}
 	for range coalescePipelines {

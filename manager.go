@@ -293,9 +293,9 @@ func WithClock(now func() time.Time) Option {
 // and only notices additions); a read on it is not cut short by its
 // caller's cancellation, and one whose caller's deadline is sooner than
 // the op timeout runs on a goroutine. ContextTimeoutEnabled: true avoids
-// all of this; docs/performance.md has the costs. On a *redis.Client, reads
-// that arrive while another is in flight are coalesced into pipelines (see
-// WithCoalescing).
+// all of this; docs/performance.md has the costs. Reads that run on the
+// caller's goroutine and arrive while another is in flight are coalesced
+// into pipelines (see WithCoalescing).
 func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
