@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -67,7 +68,7 @@ func BenchmarkGetConcurrent(b *testing.B) {
 }
 
 // benchCacheGet returns the setup of a cachemgr hit benchmark.
-func benchCacheGet(client func(testing.TB) *redis.Client, v benchValue, coalesce bool) func(b *testing.B) func(int) error {
+func benchCacheGet[C redis.UniversalClient](client func(testing.TB) C, v benchValue, coalesce bool) func(b *testing.B) func(int) error {
 	return func(b *testing.B) func(int) error {
 		ctx := context.Background()
 		m, err := cachemgr.New(client(b), cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet),
@@ -168,4 +169,93 @@ func BenchmarkGetLone(b *testing.B) {
 	b.ReportMetric(p50[2], "coalesced-p50-ns")
 	b.ReportMetric(p50[2]/p50[1], "coalesced/direct")
 	b.ReportMetric(p50[2]/p50[0], "coalesced/raw")
+}
+
+// BenchmarkGetConcurrentPaired compares Redis-tier hits of a 1 KiB struct
+// from callers goroutines over 64 keys, on one node and on a 3-master
+// Cluster, paired: each block makes 64 calls per caller, blocks alternate
+// inside one loop. a is cachemgr's Get with coalescing; base is go-redis's
+// AutoPipeline GET and msgpack.Unmarshal for 32 callers, and a plain GET
+// and msgpack.Unmarshal for a lone caller (where the coalescer must cost
+// nothing).
+func BenchmarkGetConcurrentPaired(b *testing.B) {
+	ctx := context.Background()
+	v := newBenchValue(1 << 10)
+	enc, err := msgpack.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type getter interface {
+		Get(ctx context.Context, key string) *redis.StringCmd
+	}
+	topologies := []struct {
+		name   string
+		client func(b *testing.B) func(testing.TB) redis.UniversalClient
+		auto   func(redis.UniversalClient) (*redis.AutoPipeliner, error)
+	}{
+		{"node", func(b *testing.B) func(testing.TB) redis.UniversalClient {
+			s := benchServer(b)
+			return func(t testing.TB) redis.UniversalClient { return s.Client(t) }
+		}, func(c redis.UniversalClient) (*redis.AutoPipeliner, error) { return c.(*redis.Client).AutoPipeline() }},
+		{"cluster", func(b *testing.B) func(testing.TB) redis.UniversalClient {
+			cl := redistest.StartCluster(b, 3)
+			return func(t testing.TB) redis.UniversalClient { return cl.Client(t) }
+		}, func(c redis.UniversalClient) (*redis.AutoPipeliner, error) {
+			return c.(*redis.ClusterClient).AutoPipeline()
+		}},
+	}
+	for _, topo := range topologies {
+		b.Run(topo.name, func(b *testing.B) {
+			client := topo.client(b)
+			for _, callers := range []int{1, 32} {
+				b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+					rdb := client(b)
+					get := benchCacheGet(client, v, true)(b)
+					// Both sides read 64 keys in turn: a lone key would stay in
+					// the server's CPU cache and flatter the side that reads it.
+					keys := make([]string, benchKeys)
+					for k := range keys {
+						keys[k] = fmt.Sprint("raw", k)
+						if err := rdb.Set(ctx, keys[k], enc, time.Hour).Err(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					var g getter = rdb
+					if callers > 1 {
+						ap, err := topo.auto(rdb)
+						if err != nil {
+							b.Fatal(err)
+						}
+						g = ap
+					}
+					base := func(i int) error {
+						s, err := g.Get(ctx, keys[i%benchKeys]).Result()
+						if err != nil {
+							return err
+						}
+						var got benchValue
+						return msgpack.Unmarshal([]byte(s), &got)
+					}
+					const perCaller = 64
+					block := func(op func(int) error) func() {
+						return func() {
+							var wg sync.WaitGroup
+							for g := range callers {
+								wg.Go(func() {
+									for i := range perCaller {
+										if err := op(g*perCaller + i); err != nil {
+											b.Error(err)
+											return
+										}
+									}
+								})
+							}
+							wg.Wait()
+						}
+					}
+					pairedBlocks(b, callers*perCaller, block(get), block(base))
+				})
+			}
+		})
+	}
 }

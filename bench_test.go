@@ -442,3 +442,123 @@ func BenchmarkCrossProcessStampede(b *testing.B) {
 	b.ReportMetric(float64(over.Milliseconds())/float64(b.N), "over-ms")
 	b.ReportMetric(float64(loads.Load())/float64(b.N), "loads/op")
 }
+
+// pairedBlocks runs a and base alternately, one block each per iteration
+// of the benchmark loop (which goes first alternates too), so that both see
+// the same machine load. ops is how many operations one block makes. It
+// reports each side's time per operation and, as "ratio", the median over
+// the iterations of a's block time over base's: a pause of the whole
+// process in one block does not move it. Run with -count 5 or more and take
+// the median and spread of the ratios across runs.
+func pairedBlocks(b *testing.B, ops int, a, base func()) {
+	b.Helper()
+	var ta, tb time.Duration
+	var ratios []float64
+	timed := func(f func()) time.Duration {
+		start := time.Now()
+		f()
+		return time.Since(start)
+	}
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		var da, db time.Duration
+		if i%2 == 0 {
+			da, db = timed(a), timed(base)
+		} else {
+			db, da = timed(base), timed(a)
+		}
+		ta, tb, n = ta+da, tb+db, n+ops
+		ratios = append(ratios, float64(da)/float64(db))
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(float64(ta.Nanoseconds())/float64(n), "a-ns/op")
+	b.ReportMetric(float64(tb.Nanoseconds())/float64(n), "base-ns/op")
+	b.ReportMetric(ratios[len(ratios)/2], "ratio")
+}
+
+// reportAllocs reports the bytes and allocations of one call of each of a
+// and base, averaged over 200 calls counted outside the timed loop.
+func reportAllocs(b *testing.B, a, base func()) {
+	b.Helper()
+	for _, s := range []struct {
+		name string
+		f    func()
+	}{{"a", a}, {"base", base}} {
+		const runs = 200
+		s.f()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			s.f()
+		}
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/runs, s.name+"-B/op")
+		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/runs, s.name+"-allocs/op")
+	}
+}
+
+// repeat returns a function that calls f n times, failing b on an error.
+func repeat(b *testing.B, n int, f func() error) func() {
+	return func() {
+		for range n {
+			if err := f(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// rawGet returns the hand-written hit that cachemgr's Get is compared
+// with: GET of msgpack bytes written under key, and msgpack.Unmarshal.
+func rawGet(b *testing.B, rdb *redis.Client, key string, v benchValue) func() error {
+	b.Helper()
+	enc, err := msgpack.Marshal(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := rdb.Set(context.Background(), key, enc, time.Hour).Err(); err != nil {
+		b.Fatal(err)
+	}
+	return func() error {
+		s, err := rdb.Get(context.Background(), key).Result()
+		if err != nil {
+			return err
+		}
+		var got benchValue
+		return msgpack.Unmarshal([]byte(s), &got)
+	}
+}
+
+// BenchmarkGetPaired compares a Redis-tier hit of a 1 KiB struct (a,
+// cachemgr's Get, coalescing on) with the hand-written hit (base: GET and
+// msgpack.Unmarshal of the same bytes), paired: blocks of 16 calls each,
+// alternating inside one loop. "ctx-deadlines" is a client with
+// ContextTimeoutEnabled; "go-redis-defaults" one built from
+// redis.Options{Addr} alone, on which the Manager must still bound every
+// call by the op timeout.
+func BenchmarkGetPaired(b *testing.B) {
+	s := benchServer(b)
+	v := newBenchValue(1 << 10)
+	clients := []struct {
+		name   string
+		client func(testing.TB) *redis.Client
+	}{
+		{"ctx-deadlines", s.Client},
+		{"go-redis-defaults", func(t testing.TB) *redis.Client {
+			rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
+			t.Cleanup(func() { rdb.Close() })
+			return rdb
+		}},
+	}
+	for _, cl := range clients {
+		b.Run(cl.name, func(b *testing.B) {
+			rdb := cl.client(b)
+			get := benchCacheGet(func(testing.TB) *redis.Client { return rdb }, v, true)(b)
+			a := func() error { return get(0) }
+			base := rawGet(b, rdb, "raw", v)
+			const block = 16
+			pairedBlocks(b, block, repeat(b, block, a), repeat(b, block, base))
+			reportAllocs(b, repeat(b, 1, a), repeat(b, 1, base))
+		})
+	}
+}

@@ -18,9 +18,12 @@ import (
 // leaves at its own deadline or cancellation, and gets only its own
 // command's reply or error.
 //
-// Only a *redis.Client (one node, or Sentinel failover) coalesces; on a
-// Cluster or Ring client, and for writes that carry an encoded value,
-// commands go out one by one. Pipelined commands run under the Manager's
+// On a Cluster or Ring client, a pipeline goes out as go-redis sends one:
+// split by node (or shard), one round trip per node, so commands for
+// different nodes still share a round trip each. A Cluster or Ring client
+// coalesces only with ContextTimeoutEnabled (otherwise its calls run on
+// goroutines of their own; see WithOpTimeout). Writes that carry an
+// encoded value go out one by one. Pipelined commands run under the Manager's
 // context, so hooks see a pipeline without the caller's context values.
 // Turn coalescing off when the application pipelines on its own.
 // Default: true.
@@ -41,8 +44,7 @@ const (
 	coalescePipelines = 2
 )
 
-// coalescer pipelines the single commands of concurrent callers on one
-// node.
+// coalescer pipelines the single commands of concurrent callers.
 //
 // A caller that finds no round trip in flight and nothing queued sends its
 // command itself, on its own goroutine. Otherwise it queues the command and
@@ -53,11 +55,8 @@ const (
 // command again; a command whose caller left before it was sent is dropped.
 type coalescer struct {
 	m      *Manager
-	client *redis.Client
-	// fast lets a lone caller send on its own goroutine. It needs a client
-	// that bounds socket I/O by the context deadline.
-	fast bool
-	wake chan struct{} // a worker should look at the queue
+	client redis.UniversalClient // m.client
+	wake   chan struct{}         // a worker should look at the queue
 
 	mu       sync.Mutex
 	queue    []*call
@@ -75,17 +74,17 @@ type call struct {
 	done chan error
 }
 
-// newCoalescer returns a coalescer for m's client, or nil when the client
-// is not a single node.
+// newCoalescer returns a coalescer for m's client, or nil when calls on
+// it cannot run on the caller's goroutine (a Cluster or Ring client
+// without ContextTimeoutEnabled). Commands reach it in an opCtx, bounded
+// by the op timeout, so a lone caller sends on its own goroutine.
 func newCoalescer(m *Manager) *coalescer {
-	client, ok := m.client.(*redis.Client)
-	if !ok {
+	if !m.direct && m.bounded == nil {
 		return nil
 	}
 	co := &coalescer{
 		m:      m,
-		client: client,
-		fast:   m.direct,
+		client: m.client,
 		wake:   make(chan struct{}, coalescePipelines),
 	}
 	for range coalescePipelines {
@@ -96,25 +95,22 @@ func newCoalescer(m *Manager) *coalescer {
 
 // process sends cmd within ctx: on the caller's goroutine when nothing else
 // is in flight, else in the next pipeline. The caller must not touch cmd
-// after an error from ctx: a worker may still be writing its reply. It
-// must not reuse a []byte argument either, except in direct mode, where
-// such a command is written before process returns.
+// after an error from ctx: a worker may still be writing its reply. A
+// command with a []byte argument is written before process returns, so
+// the caller may reuse that.
 func (co *coalescer) process(ctx context.Context, cmd redis.Cmder) error {
 	if hasBytes(cmd) {
 		// A write of an encoded value: in direct mode the caller returns
 		// the []byte to a pool once this returns, so the command must be
 		// written by then. It goes out alone.
-		if co.fast {
-			return co.client.Process(ctx, cmd)
-		}
-		return co.m.guarded(ctx, cmd)
+		return co.client.Process(ctx, cmd)
 	}
 	co.mu.Lock()
 	if co.closed {
 		co.mu.Unlock()
 		return ErrClosed
 	}
-	if co.fast && co.inflight == 0 && len(co.queue) == 0 {
+	if co.inflight == 0 && len(co.queue) == 0 {
 		co.inflight++
 		co.mu.Unlock()
 		err := co.client.Process(ctx, cmd)
@@ -235,7 +231,10 @@ func (co *coalescer) take(batch []*call, done bool) []*call {
 func (co *coalescer) exec(batch []*call, cmds []redis.Cmder) []redis.Cmder {
 	// Not any caller's context: one caller's cancellation must not fail
 	// the others. Each caller still leaves at its own deadline.
-	ctx := co.m.deadlines.get(co.m.ctx, co.m.opTimeout)
+	ctx := &opCtx{Context: co.m.ctx, bound: co.m.deadlines.get(co.m.ctx, co.m.opTimeout)}
+	if co.m.bounded != nil {
+		co.m.bounded.ensure()
+	}
 	for _, c := range batch {
 		cmds = append(cmds, c.cmd)
 	}
@@ -271,19 +270,14 @@ func (co *coalescer) close() {
 	}
 }
 
-// process sends cmd on the caller's goroutine, or through the coalescer.
+// process sends a read on the caller's goroutine, or through the
+// coalescer. Unless the client is direct, ctx is an opCtx.
 func (m *Manager) process(ctx context.Context, cmd redis.Cmder) error {
+	if m.bounded != nil {
+		m.bounded.ensure()
+	}
 	if m.co != nil {
 		return m.co.process(ctx, cmd)
 	}
 	return m.client.Process(ctx, cmd)
-}
-
-// processGuarded is process for a client that does not bound socket I/O by
-// the context deadline: the caller stops waiting at the deadline either way.
-func (m *Manager) processGuarded(ctx context.Context, cmd redis.Cmder) error {
-	if m.co != nil {
-		return m.co.process(ctx, cmd)
-	}
-	return m.guarded(ctx, cmd)
 }

@@ -525,3 +525,77 @@ func TestCoalescingPausedServer(t *testing.T) {
 		})
 	}
 }
+
+// TestCoalescingClusterRing: on a 3-master Cluster and a 2-shard Ring
+// (both with ContextTimeoutEnabled), 64 goroutines read 200 keys spread
+// over the nodes; every reply goes to its own caller (each value names its
+// key), and reads share pipelines, which go-redis splits by node.
+func TestCoalescingClusterRing(t *testing.T) {
+	clients := []struct {
+		name  string
+		start func(t *testing.T) redis.UniversalClient
+	}{
+		{"cluster", func(t *testing.T) redis.UniversalClient {
+			return redistest.StartCluster(t, 3).Client(t)
+		}},
+		{"ring", func(t *testing.T) redis.UniversalClient {
+			a, b := redistest.Start(t), redistest.Start(t)
+			ring := redis.NewRing(&redis.RingOptions{
+				Addrs:                 map[string]string{"a": a.Addr(), "b": b.Addr()},
+				ContextTimeoutEnabled: true,
+			})
+			t.Cleanup(func() { ring.Close() })
+			return ring
+		}},
+	}
+	for _, cl := range clients {
+		t.Run(cl.name, func(t *testing.T) {
+			noLeaks(t)
+			ctx := context.Background()
+			rdb := cl.start(t)
+			// Two seconds: a loaded machine stalls; the test is about replies.
+			m, err := cachemgr.New(rdb, testOptions(cachemgr.WithOpTimeout(2*time.Second))...)
+			if err != nil {
+				t.Fatalf("New() error = %v", err)
+			}
+			t.Cleanup(func() { m.Close() })
+			var batches atomic.Int64
+			rdb.AddHook(coHook{pipeline: func(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook) error {
+				gets := 0
+				for _, c := range cmds {
+					if c.Name() == "get" {
+						gets++
+					}
+				}
+				if gets > 1 {
+					batches.Add(1)
+				}
+				return next(ctx, cmds)
+			}})
+			c := newCache[coItem](t, m, "spread")
+			const keys = 200
+			for k := range keys {
+				key := fmt.Sprint("k", k)
+				if err := c.Set(ctx, key, coItem{Key: key}); err != nil {
+					t.Fatalf("Set(%q) error = %v", key, err)
+				}
+			}
+			var wg sync.WaitGroup
+			for g := range 64 {
+				wg.Go(func() {
+					for i := range 50 {
+						key := fmt.Sprint("k", (g*50+i)%keys)
+						if got, err := c.Get(ctx, key); err != nil || got.Key != key {
+							t.Errorf("Get(%q) = %+v, %v; want %s", key, got, err, key)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if batches.Load() == 0 {
+				t.Fatalf("no read shared a pipeline with another; want coalescing under 64 goroutines")
+			}
+		})
+	}
+}

@@ -63,6 +63,9 @@ type Manager struct {
 	// deadline, so a call can run on the caller's goroutine. Otherwise go-redis
 	// would wait its own ReadTimeout, with retries, whatever our deadline says.
 	direct bool
+	// bounded bounds reads on a *redis.Client that is not direct by the op
+	// timeout, on the caller's goroutine; nil otherwise.
+	bounded *boundedReader
 
 	stats     counters
 	deadlines deadlines
@@ -165,7 +168,18 @@ func WithCompressThreshold(n int) Option {
 
 // WithOpTimeout bounds every Redis round trip, whatever the client's own
 // timeouts and retries. When it passes, Fetch answers from the loader.
-// Default: 100ms.
+//
+// How depends on the client (see New). One that honours context deadlines
+// (ContextTimeoutEnabled) gets them: no extra cost. On a *redis.Client with
+// go-redis's defaults, reads go to a clone whose socket timeouts are this
+// op timeout and which does not retry; they run on the caller's goroutine
+// and cost what they cost on the first kind, but a connection that fails
+// is not retried within the call, and a read whose caller's deadline is
+// sooner than this timeout runs on a goroutine of its own.
+// Writes on it, and every call on a Cluster or Ring client with defaults,
+// run on a goroutine of their own, abandoned at the timeout, which costs
+// a goroutine, a channel and a timer per call. docs/performance.md has the
+// measured costs. Default: 100ms.
 func WithOpTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -268,11 +282,20 @@ func WithClock(now func() time.Time) Option {
 //
 // Every Redis call is bounded by the op timeout. A *redis.Client,
 // *redis.ClusterClient or *redis.Ring with ContextTimeoutEnabled runs calls
-// on the caller's goroutine; any other client runs each call on a goroutine
-// the Manager waits for only until the timeout, since go-redis otherwise
-// ignores context deadlines on sockets. Prefer ContextTimeoutEnabled: true.
-// On a *redis.Client, reads that arrive while another is in flight are
-// coalesced into pipelines (see WithCoalescing).
+// on the caller's goroutine. A *redis.Client without it (go-redis's
+// defaults) runs reads on the caller's goroutine too, through a clone of
+// the client (Client.WithTimeout: same connection pool) whose socket
+// timeouts are the op timeout and which makes one attempt, no retries; its
+// writes, and every call on any other client, run on a goroutine the
+// Manager waits for only until the timeout, since go-redis otherwise
+// ignores context deadlines on sockets. The clone carries the client's
+// hooks, also those added after New (New adds a hook that wraps nothing
+// and only notices additions); a read on it is not cut short by its
+// caller's cancellation, and one whose caller's deadline is sooner than
+// the op timeout runs on a goroutine. ContextTimeoutEnabled: true avoids
+// all of this; docs/performance.md has the costs. Reads that run on the
+// caller's goroutine and arrive while another is in flight are coalesced
+// into pipelines (see WithCoalescing).
 func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	if client == nil {
 		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
@@ -338,6 +361,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	if cfg.compressor.ID() == compress.NoneID {
 		m.compressor = nil
 	}
+	if c, ok := client.(*redis.Client); ok && !m.direct {
+		m.bounded = newBoundedReader(c, m.opTimeout)
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.coalesce {
 		m.co = newCoalescer(m)
@@ -347,7 +373,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		m.startEvents()
 	}
 	if !m.direct {
-		m.logger.Info("cachemgr: client does not bound socket I/O by context deadlines; Redis calls run on goroutines the Manager stops waiting for at the op timeout (set ContextTimeoutEnabled: true to avoid that cost)")
+		m.logger.Info("cachemgr: client does not bound socket I/O by context deadlines; writes (and, on a Cluster or Ring client, reads) run on goroutines the Manager stops waiting for at the op timeout (set ContextTimeoutEnabled: true to avoid that cost)")
 	}
 	return m, nil
 }
@@ -413,6 +439,9 @@ func (m *Manager) Close() error {
 	m.cancel()
 	if m.co != nil {
 		m.co.close()
+	}
+	if m.bounded != nil {
+		m.bounded.close()
 	}
 	m.ev.once.Do(func() {}) // no listener may start from now on
 	m.closeSubscription()   // unblocks the listener's Receive
@@ -480,24 +509,27 @@ func (m *Manager) doWith(ctx context.Context, pol callPolicy, cmd redis.Cmder) e
 	if err := m.admit(ctx, pol); err != nil {
 		return err
 	}
+	// inline: a read on the caller's goroutine, bounded by the client
+	// (direct) or by m.bounded, which diverts opCtx calls.
+	inline := !pol.write && (m.direct || m.bounded != nil)
 	callCtx, cancel := ctx, context.CancelFunc(nil)
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > pol.timeout {
-		if m.direct && !pol.write {
+		if inline {
 			callCtx = &opCtx{Context: ctx, bound: m.deadlines.get(m.ctx, pol.timeout)}
 		} else {
 			callCtx, cancel = context.WithTimeout(ctx, pol.timeout)
 		}
+	} else if !m.direct {
+		inline = false // m.bounded would outlast the caller's deadline
 	}
 	var err error
 	switch {
 	case pol.write && m.direct:
 		err = m.client.Process(callCtx, cmd)
-	case pol.write:
-		err = m.guarded(callCtx, cmd)
-	case m.direct:
+	case inline:
 		err = m.process(callCtx, cmd)
 	default:
-		err = m.processGuarded(callCtx, cmd)
+		err = m.guarded(callCtx, cmd)
 	}
 	if cancel != nil {
 		cancel()
@@ -595,6 +627,11 @@ func (m *Manager) doPipeline(ctx context.Context, pol callPolicy, cmds []redis.C
 	}
 	callCtx, cancel := context.WithTimeout(ctx, pol.timeout)
 	defer cancel()
+	inline := m.direct
+	if d, ok := ctx.Deadline(); !inline && !pol.write && m.bounded != nil && (!ok || time.Until(d) >= pol.timeout) {
+		m.bounded.ensure()
+		callCtx, inline = &opCtx{Context: ctx, bound: callCtx}, true // diverted
+	}
 	exec := func() error {
 		pipe := m.client.Pipeline()
 		for _, c := range cmds {
@@ -605,7 +642,7 @@ func (m *Manager) doPipeline(ctx context.Context, pol callPolicy, cmds []redis.C
 	}
 	var err error
 	abandoned := false
-	if m.direct {
+	if inline {
 		err = exec()
 	} else {
 		err, abandoned = m.guardedFn(callCtx, exec)
