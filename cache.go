@@ -379,7 +379,7 @@ func (c *Cache[T]) read(ctx context.Context, key string) (target, string, error)
 	if !c.versioned {
 		t := target{key: key, rkey: c.keys.Key(key)}
 		cmd := redis.NewStringCmd(ctx, "get", t.rkey)
-		if err := c.m.do(ctx, cmd); err != nil {
+		if err := c.m.getData(ctx, cmd); err != nil {
 			return t, "", err // an abandoned cmd may still be written to
 		}
 		return t, cmd.Val(), nil
