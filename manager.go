@@ -373,6 +373,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.coalesce {
 		m.co = newCoalescer(m)
+		m.replica.coalesce(m)
 	}
 	m.ev.enabled = cfg.events || m.l1Size > 0
 	if m.l1Size > 0 {
@@ -449,6 +450,7 @@ func (m *Manager) Close() error {
 	if m.bounded != nil {
 		m.bounded.close()
 	}
+	m.replica.close()
 	m.ev.once.Do(func() {}) // no listener may start from now on
 	m.closeSubscription()   // unblocks the listener's Receive
 	m.wg.Wait()

@@ -35,6 +35,24 @@ type replicaReads struct {
 	lag      time.Duration // WAIT timeout
 	direct   bool          // client bounds socket I/O by the context
 	breaker  *breaker.Breaker
+	co       *coalescer // nil: each read goes out on its own
+}
+
+// coalesce makes concurrent reads of the replica client share pipelines,
+// as the master's do (WithCoalescing), when it bounds socket I/O by the
+// context deadline. r may be nil.
+func (r *replicaReads) coalesce(m *Manager) {
+	if r != nil && r.direct {
+		r.co = newCoalescerOn(m, r.client)
+	}
+}
+
+// close fails the reads queued for the replicas with ErrClosed. r may be
+// nil.
+func (r *replicaReads) close() {
+	if r != nil && r.co != nil {
+		r.co.close()
+	}
 }
 
 // WithReplicaReads sends the reads of cache hits to client, a client
@@ -103,29 +121,34 @@ func checkReplicaSetup(client redis.UniversalClient, cfg *config) error {
 	return nil
 }
 
-// getData reads a data key with cmd, a GET: from a replica with
-// WithReplicaReads, keeping a hit, and from the master otherwise or when
-// the replica misses, fails or is behind its open breaker. Errors are do's.
-func (m *Manager) getData(ctx context.Context, cmd *redis.StringCmd) error {
+// getData returns the value of data key rkey (redis.Nil: none): from a
+// replica with WithReplicaReads, keeping a hit, and from the master
+// otherwise or when the replica misses, fails or is behind its breaker
+// (the thresholds of WithBreaker). A replica that fails costs up to an op
+// timeout before the master is asked. Errors are do's.
+func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 	if r := m.replica; r != nil && r.breaker.Allow() {
-		// A command of its own: an abandoned guarded call may still
-		// write to it.
-		rc := redis.NewStringCmd(ctx, cmd.Args()...)
-		err := m.onReplica(ctx, r, rc)
+		cmd := redis.NewStringCmd(ctx, "get", rkey)
+		err := m.onReplica(ctx, r, cmd)
 		switch {
 		case err == nil:
 			r.breaker.Success()
-			cmd.SetVal(rc.Val())
-			return nil
+			return cmd.Val(), nil
 		case ctx.Err() != nil:
-			return context.Cause(ctx)
+			return "", context.Cause(ctx)
 		case errors.Is(err, redis.Nil) || isReply(err):
 			r.breaker.Success() // it answered; the master decides
 		default:
 			r.breaker.Failure()
 		}
 	}
-	return m.do(ctx, cmd)
+	// A command of its own: an abandoned call may still write to the
+	// replica's.
+	cmd := redis.NewStringCmd(ctx, "get", rkey)
+	if err := m.do(ctx, cmd); err != nil {
+		return "", err
+	}
+	return cmd.Val(), nil
 }
 
 // onReplica sends cmd to the replica client within the op timeout.
@@ -133,9 +156,19 @@ func (m *Manager) onReplica(ctx context.Context, r *replicaReads, cmd redis.Cmde
 	if m.done.Load() {
 		return ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.opTimeout)
-	defer cancel()
-	if r.direct {
+	if !r.direct {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.opTimeout)
+		defer cancel()
+	} else if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
+		// As do's reads: a deadline shared with other calls, no timer of
+		// its own.
+		ctx = &opCtx{Context: ctx, bound: m.deadlines.get(m.ctx, m.opTimeout)}
+	}
+	switch {
+	case r.co != nil:
+		return r.co.process(ctx, cmd) // a GET: no []byte argument
+	case r.direct:
 		return r.client.Process(ctx, cmd)
 	}
 	err, _ := m.guardedFn(ctx, func() error { return r.client.Process(ctx, cmd) })

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,4 +327,118 @@ func TestReplicaSetupsRefused(t *testing.T) {
 		t.Fatalf("New(cluster client) error = %v", err)
 	}
 	m.Close()
+}
+
+// BenchmarkReplicaHits compares the hit throughput of 32 callers reading
+// through two replicas (WithReplicaReads) with that of 32 callers reading
+// from the master alone, in the same run: blocks of each alternate inside
+// one benchmark loop, so both see the same machine. It reports each side's
+// median time per hit over the blocks and their ratio ("ratio": replica
+// over master; below 1 is faster), and each side's B/op and allocs/op
+// (measured after the loop, untimed). ns/op covers both sides.
+func BenchmarkReplicaHits(b *testing.B) {
+	const callers, perCaller, keys = 32, 20, 64
+	ctx := context.Background()
+	rs := startReplicaSet(b, 2)
+	value := strings.Repeat("v", 1<<10)
+	side := func(opts ...cachemgr.Option) func() {
+		m, err := cachemgr.New(rs.master.Client(b), append([]cachemgr.Option{cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet),
+			// A loaded machine stalls now and then; the measure is speed.
+			cachemgr.WithOpTimeout(time.Second), cachemgr.WithWriteTimeout(5 * time.Second)}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		c, err := cachemgr.NewCache[string](m, "hits", cachemgr.WithTTL(time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for k := range keys {
+			if err := c.Set(ctx, strconv.Itoa(k), value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return func() {
+			var wg sync.WaitGroup
+			for g := range callers {
+				wg.Go(func() {
+					for i := range perCaller {
+						if _, err := c.Get(ctx, strconv.Itoa((g*perCaller+i)%keys)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		}
+	}
+	replica := side(cachemgr.WithReplicaReads(rs.replicaClient(b), 2, time.Second))
+	master := side()
+	var tr, tm []time.Duration
+	timed := func(f func()) time.Duration {
+		start := time.Now()
+		f()
+		return time.Since(start)
+	}
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			tr = append(tr, timed(replica))
+			tm = append(tm, timed(master))
+		} else {
+			tm = append(tm, timed(master))
+			tr = append(tr, timed(replica))
+		}
+	}
+	const hits = callers * perCaller
+	mr, mm := medianOf(tr), medianOf(tm)
+	b.ReportMetric(float64(mr.Nanoseconds())/hits, "replica-ns/hit")
+	b.ReportMetric(float64(mm.Nanoseconds())/hits, "master-ns/hit")
+	b.ReportMetric(float64(mr)/float64(mm), "ratio")
+	for _, s := range []struct {
+		name string
+		f    func()
+	}{{"replica", replica}, {"master", master}} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s.f()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/hits, s.name+"-B/hit")
+		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/hits, s.name+"-allocs/hit")
+	}
+}
+
+// medianOf returns the median of d.
+func medianOf(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkReplicationLag measures how long two replicas take to apply a
+// write of 1 KiB: each op is a SET on the master and a WAIT for both
+// replicas on the same connection, and the WAIT's time is the lag. It
+// reports its median, 99th percentile and maximum.
+func BenchmarkReplicationLag(b *testing.B) {
+	ctx := context.Background()
+	rs := startReplicaSet(b, 2)
+	conn := rs.master.Client(b).Conn()
+	b.Cleanup(func() { conn.Close() })
+	value := strings.Repeat("v", 1<<10)
+	var lags []time.Duration
+	for i := 0; b.Loop(); i++ {
+		if err := conn.Set(ctx, strconv.Itoa(i%1000), value, time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		n, err := conn.Wait(ctx, 2, 5*time.Second).Result()
+		if err != nil || n != 2 {
+			b.Fatalf("WAIT 2 = %d, %v", n, err)
+		}
+		lags = append(lags, time.Since(start))
+	}
+	slices.Sort(lags)
+	b.ReportMetric(float64(lags[len(lags)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lags[len(lags)-1].Microseconds()), "max-µs")
 }
