@@ -72,7 +72,10 @@ func (r *replicaReads) close() {
 // what it invalidated, on any replica. When fewer replicas acknowledge in
 // time the call returns an error wrapping ErrReplicaLag and ErrUnavailable,
 // and the invalidation is kept for retry as any that did not reach Redis
-// (see WithWriteTimeout). maxLag must be below the write timeout and the
+// (see WithWriteTimeout). On a loaded 2-core machine with two local
+// replicas, they applied a write within 58µs (median), 1.9ms (99th
+// percentile) and 61ms (worst of 10,000); across hosts the lag is at least
+// their round trip (docs/replicas.md). maxLag must be below the write timeout and the
 // client's ReadTimeout. The Manager's own client must be a *redis.Client
 // (one master, or Sentinel failover): WAIT must follow the write on the
 // connection that made it, which a Cluster or Ring client does not ensure.

@@ -55,6 +55,17 @@ func startReplicaSet(t testing.TB, n int) *replicaSet {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// A replica that has just synced is sent the write stream only after
+	// its first acknowledgement, which it sends once a second: until then
+	// WAIT does not count it. Wait for all of them to acknowledge a write.
+	conn := rs.master.Client(t).Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, "replicaset:ready", 1, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := conn.Wait(ctx, n, 60*time.Second).Result(); err != nil || got != int64(n) {
+		t.Fatalf("WAIT %d after sync = %d, %v", n, got, err)
+	}
 	return rs
 }
 
@@ -252,12 +263,15 @@ func TestReplicaReadsNeverStale(t *testing.T) {
 }
 
 // TestReplicaLagKeepsInvalidation: with a replica that cannot acknowledge
-// (stopped), Delete returns ErrReplicaLag, this process stops serving the
-// key at once, and the delete lands once the replica is back.
+// (stopped), Delete returns ErrReplicaLag, even when its script had to be
+// sent again; this process stops serving the key at once, and the delete
+// lands once the replica is back.
 func TestReplicaLagKeepsInvalidation(t *testing.T) {
 	rs := startReplicaSet(t, 2)
-	const lag = 200 * time.Millisecond
-	m, err := cachemgr.New(rs.master.Client(t), testOptions(
+	// Long enough for a loaded machine's healthy replicas to acknowledge
+	// the Set; the stopped one never will.
+	const lag = time.Second
+	m, err := cachemgr.New(rs.masterClient(t), testOptions(
 		cachemgr.WithReplicaReads(rs.replicaClient(t), 2, lag),
 		cachemgr.WithWriteTimeout(3*lag))...)
 	if err != nil {
@@ -268,6 +282,11 @@ func TestReplicaLagKeepsInvalidation(t *testing.T) {
 	ctx := context.Background()
 	if err := c.Set(ctx, "k", "old"); err != nil {
 		t.Fatalf("Set() error = %v", err)
+	}
+	// Delete's script is sent again after NOSCRIPT: the WAIT must follow
+	// it, not only the refused EVALSHA (which wrote nothing to wait for).
+	if err := rs.master.Do(ctx, "SCRIPT", "FLUSH").Err(); err != nil {
+		t.Fatal(err)
 	}
 	rs.replicas[1].Pause()
 	err = c.Delete(ctx, "k")
