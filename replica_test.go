@@ -179,7 +179,8 @@ func TestReplicaReadsServeHits(t *testing.T) {
 
 // TestReplicaReadsNeverStale: writers Set and Delete keys while readers
 // Fetch and Get them through replica reads; every read must return a value
-// at least as new as the last write that returned before the read began.
+// at least as new as the last write that returned before the read began,
+// and each writer reads its key back right after its write returns.
 // The source of truth is a counter per key; each key has one writer, so
 // its writes land in order.
 func TestReplicaReadsNeverStale(t *testing.T) {
@@ -220,6 +221,17 @@ func TestReplicaReadsNeverStale(t *testing.T) {
 					return
 				}
 				committed[k].Store(v)
+				// The sharpest read: right after the write returned,
+				// through a replica.
+				got, err := c.Get(ctx, strconv.Itoa(k))
+				switch {
+				case errors.Is(err, cachemgr.ErrMiss):
+				case err != nil:
+					t.Errorf("read-back of key %d: %v", k, err)
+				case got < v:
+					stale.Add(1)
+					t.Errorf("key %d read back %d right after write %d returned", k, got, v)
+				}
 			}
 		})
 	}
