@@ -378,11 +378,8 @@ func (c *Cache[T]) dropTags(tags []string) {
 func (c *Cache[T]) read(ctx context.Context, key string) (target, string, error) {
 	if !c.versioned {
 		t := target{key: key, rkey: c.keys.Key(key)}
-		cmd := redis.NewStringCmd(ctx, "get", t.rkey)
-		if err := c.m.do(ctx, cmd); err != nil {
-			return t, "", err // an abandoned cmd may still be written to
-		}
-		return t, cmd.Val(), nil
+		s, err := c.m.getData(ctx, t.rkey)
+		return t, s, err
 	}
 	if c.m.single {
 		return c.readVersioned(ctx, key)

@@ -55,7 +55,7 @@ const (
 // command again; a command whose caller left before it was sent is dropped.
 type coalescer struct {
 	m      *Manager
-	client redis.UniversalClient // m.client
+	client redis.UniversalClient // m.client, or a replica client
 	wake   chan struct{}         // a worker should look at the queue
 
 	mu       sync.Mutex
@@ -82,9 +82,15 @@ func newCoalescer(m *Manager) *coalescer {
 	if !m.direct && m.bounded == nil {
 		return nil
 	}
+	return newCoalescerOn(m, m.client)
+}
+
+// newCoalescerOn returns a coalescer sending on client: m's, or another
+// that bounds socket I/O by the context deadline (ContextTimeoutEnabled).
+func newCoalescerOn(m *Manager, client redis.UniversalClient) *coalescer {
 	co := &coalescer{
 		m:      m,
-		client: m.client,
+		client: client,
 		wake:   make(chan struct{}, coalescePipelines),
 	}
 	for range coalescePipelines {

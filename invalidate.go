@@ -47,8 +47,14 @@ const (
 func (m *Manager) doWrite(ctx context.Context, cmds ...redis.Cmder) error {
 	deadline := monotonic().Add(m.writeTimeout)
 	wait := writeRetryMin
+	cmds, replicas := m.withWait(ctx, cmds) // WithReplicaReads: they must apply it too
 	for {
 		err := m.doAllWith(ctx, callPolicy{timeout: time.Until(deadline), write: true}, cmds...)
+		if err == nil {
+			if err = m.acked(replicas); err != nil {
+				return err // it landed on the master; the kept retry waits again
+			}
+		}
 		if err == nil || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || time.Until(deadline) < wait {
 			return err
 		}

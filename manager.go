@@ -55,7 +55,8 @@ type Manager struct {
 	liveness     time.Duration
 	obs          Observer // nil: none
 	breaker      *breaker.Breaker
-	co           *coalescer // nil: commands go out one by one
+	co           *coalescer    // nil: commands go out one by one
+	replica      *replicaReads // nil: every read goes to the master
 	// single is true for a *redis.Client (one node, or Sentinel failover),
 	// where keys of different slots may share one command.
 	single bool
@@ -110,6 +111,7 @@ type config struct {
 	events       bool
 	observer     Observer
 	coalesce     bool
+	replica      *replicaReads
 }
 
 // Option configures New.
@@ -326,6 +328,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 			return nil, err
 		}
 	}
+	if err := checkReplicaSetup(client, &cfg); err != nil {
+		return nil, err
+	}
 	m := &Manager{
 		client:       client,
 		prefix:       cfg.prefix,
@@ -348,6 +353,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		breaker:      breaker.New(cfg.failures, cfg.cooldown, cfg.now),
 		direct:       honoursContext(client),
 		single:       isSingle(client),
+		replica:      cfg.replica,
 		rand:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	m.lastReply.Store(math.MinInt64 / 2) // no reply yet
@@ -367,6 +373,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.coalesce {
 		m.co = newCoalescer(m)
+		m.replica.coalesce(m)
 	}
 	m.ev.enabled = cfg.events || m.l1Size > 0
 	if m.l1Size > 0 {
@@ -443,6 +450,7 @@ func (m *Manager) Close() error {
 	if m.bounded != nil {
 		m.bounded.close()
 	}
+	m.replica.close()
 	m.ev.once.Do(func() {}) // no listener may start from now on
 	m.closeSubscription()   // unblocks the listener's Receive
 	m.wg.Wait()
@@ -604,12 +612,15 @@ func (m *Manager) doAllWith(ctx context.Context, pol callPolicy, cmds ...redis.C
 	if len(retry) == 0 {
 		return nil
 	}
+	if w := waitOf(cmds); w != nil {
+		retry = append(retry, w)
+	}
 	if err := m.doPipeline(ctx, pol, retry); err != nil {
 		return err
 	}
-	for i, c := range retry {
-		orig[i].SetVal(c.(*redis.Cmd).Val())
-		orig[i].SetErr(c.Err())
+	for i, o := range orig {
+		o.SetVal(retry[i].(*redis.Cmd).Val())
+		o.SetErr(retry[i].Err())
 	}
 	return nil
 }
