@@ -132,7 +132,9 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 		case <-ctx.Done():
 			return zero, context.Cause(ctx)
 		}
-		if lk.missed {
+		if lk.missed && !c.m.covering(c.name, key, nil) {
+			// (A key an invalidation of this process still has to land
+			// for is not shared: its lookup loads afresh, see lookup.)
 			c.m.stats.joins.Add(1)
 			v, err := c.share(ctx, start, lk.target, load, w, lk.redisOK)
 			if err != nil {
