@@ -481,20 +481,17 @@ type storeRequest struct {
 }
 
 // noteClaimLost prepares the write-back of a load whose claim got no reply
-// (it timed out, or was never sent). The write-back then accepts any marker
-// a claim made (anyClaimMarker). Claims create a marker only where there is
-// none, and every invalidation replaces the marker with one of its own, so
-// a claim-made marker at the write-back proves that no invalidation ran
-// since it was made, nor within a marker's life before (there was no
-// marker then): that covers the load. An invalidation's marker, or none (a
-// claim that never ran, an eviction), fails the write-back as before.
-func (st *storeRequest) noteClaimLost() {
-	st.marker, st.markerOK, st.markerAt = anyClaimMarker, true, monotonic()
+// (it timed out, or was never sent). A claim that ran set the marker to
+// proposal if the key had none; an invalidation since then replaces it, and
+// a claim that never ran left none. So the write-back, which requires the
+// marker to be proposal, succeeds only when the claim ran on a key without
+// a marker and nothing invalidated the key since: then the result is as
+// good as one whose claim answered, and the flight's late joiners may take
+// it. Otherwise the write-back finds another marker and the result is not
+// cached, as before.
+func (st *storeRequest) noteClaimLost(proposal string) {
+	st.marker, st.markerOK, st.markerAt = proposal, true, monotonic()
 }
-
-// anyClaimMarker, as the write-back's marker, accepts any marker a claim
-// made (see noteClaimLost); no marker is ever this string.
-const anyClaimMarker = "*" + claimMarkerPrefix
 
 // store counts the load, encodes its result and writes it back when st
 // allows, releasing the lease. It returns what the flight's callers get.

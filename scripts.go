@@ -169,8 +169,7 @@ func (a refreshClaimArgs) cmd(ctx context.Context) *redis.Cmd {
 }
 
 // writeBackScript stores a loaded value only if the key's invalidation
-// marker is what it was before the load, or, for ARGV[1] '*c' (a load whose
-// claim got no reply), any marker a claim made (else -1), and either no value
+// marker is what it was before the load (else -1), and either no value
 // arrived meanwhile or, for a refresh, the value is still the stale one it
 // replaces (else 0). When a value arrived meanwhile and no invalidation
 // ran, it returns {0, that value}: what a read would find now. It releases
@@ -178,8 +177,7 @@ func (a refreshClaimArgs) cmd(ctx context.Context) *redis.Cmd {
 var writeBackScript = newScript("writeBack", `
 local rc = -1
 local cur
-local m = redis.call('GET', KEYS[2]) or ''
-if m == ARGV[1] or (ARGV[1] == '*c' and string.sub(m, 1, 1) == 'c') then
+if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
   if ARGV[5] == '' then
     if redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') then
       rc = 1
@@ -203,7 +201,7 @@ return rc`)
 // writeBackArgs are writeBackScript's arguments.
 type writeBackArgs struct {
 	key       string // KEYS[1], the data key (KEYS[2] its marker, KEYS[3] its lease)
-	marker    string // ARGV[1], the marker read before the load; anyClaimMarker: any a claim made
+	marker    string // ARGV[1], the marker read before the load
 	value     []byte // ARGV[2], the envelope to store
 	ttlMS     int64  // ARGV[3], its life in Redis
 	token     string // ARGV[4], the lease to release; "" for none

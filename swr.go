@@ -136,10 +136,11 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 				if c.swr.lease > 0 {
 					st.uncertain = token
 				}
-				// Without its reply there is no baseline, but a marker
-				// that a claim made, found at the write-back, proves that
-				// no invalidation ran during the load (see noteClaimLost).
-				st.noteClaimLost()
+				// If the claim ran, it left proposal as the marker where
+				// there was none: finding it unchanged at the write-back
+				// proves that no invalidation ran since, so the result
+				// may be written back and shared (see noteClaimLost).
+				st.noteClaimLost(proposal)
 			}
 			return nil
 		}
@@ -202,12 +203,12 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 // that waits for it and prepares st for the write-back. The claim takes no
 // lease. Its reply is a baseline only when the marker it read was made by
 // a claim: it may run after the load read its source, when the marker
-// could already be a newer invalidation's. Without a reply, the rule of
-// noteClaimLost applies.
+// could already be a newer invalidation's. Without a reply, the identity
+// rule of noteClaimLost applies.
 func (c *Cache[T]) claimAside(ctx context.Context, st *storeRequest) func() {
 	proposal := claimProposal()
 	cmd := claimArgs{key: st.rkey, newMarker: proposal, markerTTLMS: millis(c.m.markerTTL())}.cmd(ctx)
-	st.noteClaimLost()
+	st.noteClaimLost(proposal)
 	done := make(chan error, 1)
 	// It goes out on its own connection, not queued behind the lookups of
 	// the burst it belongs to, and an open breaker does not stop it. Nobody
@@ -219,8 +220,8 @@ func (c *Cache[T]) claimAside(ctx context.Context, st *storeRequest) func() {
 	}
 	return func() {
 		// Once the load is done, its callers wait at most an op timeout
-		// more for the claim's reply; without one, the rule of
-		// noteClaimLost applies.
+		// more for the claim's reply; without one, only the identity rule
+		// of noteClaimLost applies.
 		t := time.NewTimer(c.m.opTimeout)
 		defer t.Stop()
 		select {
