@@ -2,6 +2,7 @@ package cachemgr
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"unsafe"
@@ -113,7 +114,7 @@ func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []stri
 	cmds := make([]redis.Cmder, len(missing))
 	for j, k := range missing {
 		rkey := rkeyOf[k]
-		cmds[j] = claimArgs{key: rkey, newMarker: claimProposal(), markerTTLMS: millis(c.m.markerTTL())}.cmd(ctx)
+		cmds[j] = claimArgs{key: rkey, newMarker: rand.Text(), markerTTLMS: millis(c.m.markerTTL())}.cmd(ctx)
 	}
 	prep, _ := c.m.tagPrepares(ctx, tags)
 	if err := c.m.doAll(ctx, append(prep, cmds...)...); err != nil {

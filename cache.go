@@ -40,10 +40,6 @@ type Cache[T any] struct {
 	inflight sync.Map
 	flights  atomic.Int64
 	l1       *l1Store[T] // nil without WithL1
-	// lookups holds the shared lookups of cold keys under way (see
-	// startLookup); hot holds the hashes of keys found recently.
-	lookups sync.Map
-	hot     [hotSlots]atomic.Uint64
 	// recent remembers finished flights (see recentFlight).
 	recent     [recentSlots]atomic.Pointer[recentFlight[T]]
 	recentSeed maphash.Seed

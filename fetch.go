@@ -67,11 +67,6 @@ type loaded[T any] struct {
 	// began is when the load began; without a check, only callers that
 	// began before it may take its result.
 	began time.Time
-	// current is the value the write-back found in Redis instead of
-	// writing (a Set or another process's load arrived first), read at
-	// checked with no invalidation since the load began: what a caller
-	// that began by checked would have read itself.
-	current string
 }
 
 // usableBy reports whether a caller that did not run the load, and began
@@ -122,35 +117,9 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 		}
 		return v, nil
 	}
-	lk, mine := c.startLookup(key)
-	if !mine {
-		// Another caller's lookup of this cold key is under way: wait for
-		// it rather than add one more GET to the burst. If it missed, the
-		// load that follows begins after this caller did, so share it.
-		select {
-		case <-lk.done:
-		case <-ctx.Done():
-			return zero, context.Cause(ctx)
-		}
-		if lk.missed && !c.m.covering(c.name, key, nil) {
-			// (A key an invalidation of this process still has to land
-			// for is not shared: its lookup loads afresh, see lookup.)
-			c.m.stats.joins.Add(1)
-			v, err := c.share(ctx, start, lk.target, load, w, lk.redisOK)
-			if err != nil {
-				return v, fmt.Errorf("fetch %.64q: %w", key, err)
-			}
-			return v, nil
-		}
-		lk = nil // it found a value, read before this caller began: read again
-	}
 	v, f, err := c.lookup(ctx, key)
-	if lk != nil {
-		c.endLookup(key, lk, f, err, ctx.Err() == nil)
-	}
 	switch {
 	case err == nil:
-		c.noteHit(key)
 		return c.serve(ctx, v, f, load, w), nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrClosed):
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
@@ -220,19 +189,12 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 			}
 		}
 		if !ran && !r.usableBy(start) {
-			if v, ok := c.current(r, start); ok {
-				return v, nil
-			}
 			if c.m.done.Load() {
 				return zero, ErrClosed
 			}
 			// The namespace version may have moved: the next flight is
 			// keyed by the one this process knows now.
 			t = c.target(t.key)
-			// A flight that reached Redis and found a newer value or an
-			// invalidation: the next one claims first (it may find the
-			// value there) even if this caller's lookup got no answer.
-			redisOK = redisOK || !r.checked.IsZero()
 			continue
 		}
 		if ran {
@@ -243,24 +205,6 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 		}
 		return c.own(r)
 	}
-}
-
-// current returns the value a flight's write-back found in Redis, to a
-// caller that began before the write-back read it, as a private copy. It
-// declines a tagged or negative value (their checks need Redis again), one
-// past its fresh time, and one that does not decode: the caller then takes
-// the next flight, which reads Redis itself.
-func (c *Cache[T]) current(r *loaded[T], start time.Time) (T, bool) {
-	var v T
-	if r.current == "" || r.checked.IsZero() || start.After(r.checked) {
-		return v, false
-	}
-	h, ti, err := c.m.decode([]byte(r.current), c.codec, c.shape, &v)
-	if err != nil || len(ti.tags) > 0 || h.Negative || c.m.now().UnixMilli() >= h.FreshUntil {
-		var zero T
-		return zero, false
-	}
-	return v, true
 }
 
 // own returns a shared result to a caller that did not run its load: the
@@ -294,12 +238,10 @@ type recentFlight[T any] struct {
 	at   time.Time
 }
 
-// remember keeps r, the result of a flight of rkey, unless an invalidation
-// overtook it or the loader failed (the next caller tries again). One that
-// could not confirm with Redis still serves the callers that began before
-// its load did (see loaded.usableBy).
+// remember keeps r, the result of a flight of rkey that confirmed with
+// Redis (only such a result can serve a caller that began after its load).
 func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
-	if r.stale || r.err != nil && !errors.Is(r.err, ErrNotFound) {
+	if r.checked.IsZero() || r.stale {
 		return
 	}
 	kept := *r
@@ -310,18 +252,12 @@ func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
 	c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Store(&recentFlight[T]{rkey: rkey, r: &kept, at: monotonic()})
 }
 
-// recentWindow is how long a finished flight is remembered: long enough
-// for the lookups that were under way when it finished to end (an op
-// timeout, or a second for the scheduling delays of a busy machine), short
-// enough that the slots do not hold values for long. Which callers may take
-// a remembered result is decided by loaded.usableBy, not by this window.
-func (m *Manager) recentWindow() time.Duration { return max(m.opTimeout, time.Second) }
-
 // recentResult returns a remembered flight of rkey that a caller which
-// began at start may take (see loaded.usableBy), within recentWindow.
+// began at start may take (see loaded.usableBy): one that confirmed with
+// Redis after the caller began, within an op timeout of now.
 func (c *Cache[T]) recentResult(rkey string, start time.Time) *loaded[T] {
 	f := c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Load()
-	if f == nil || f.rkey != rkey || time.Since(f.at) > c.m.recentWindow() || !f.r.usableBy(start) {
+	if f == nil || f.rkey != rkey || time.Since(f.at) > c.m.opTimeout || !f.r.usableBy(start) {
 		return nil
 	}
 	return f.r
@@ -359,58 +295,6 @@ func (c *Cache[T]) flying(key string) (target, bool) {
 	return t, ok
 }
 
-// hotSlots is how many keys a cache remembers as recently found (by hash;
-// a newer key replaces an older one in its slot).
-const hotSlots = 256
-
-// noteHit remembers that key was found, so its next lookups go out at
-// once: sharing a lookup (startLookup) is for cold keys, where a burst of
-// callers would all miss.
-func (c *Cache[T]) noteHit(key string) {
-	h := maphash.String(c.recentSeed, key) | 1 // 0 marks an empty slot
-	if s := &c.hot[h%hotSlots]; s.Load() != h {
-		s.Store(h)
-	}
-}
-
-// sharedLookup is a lookup of a cold key that concurrent Fetches of the key
-// wait for instead of sending their own.
-type sharedLookup struct {
-	done    chan struct{}
-	missed  bool   // the key is not in Redis (or Redis did not answer)
-	redisOK bool   // Redis answered
-	target  target // what a load of the key writes
-}
-
-// startLookup returns the lookup of key under way, or starts one (mine):
-// its caller must end it with endLookup. Keys found recently (noteHit) are
-// not shared: their concurrent readers each read at once. nil, true means
-// the lookup is not shared.
-func (c *Cache[T]) startLookup(key string) (*sharedLookup, bool) {
-	h := maphash.String(c.recentSeed, key) | 1
-	if c.hot[h%hotSlots].Load() == h {
-		return nil, true
-	}
-	lk := &sharedLookup{done: make(chan struct{})}
-	if cur, loaded := c.lookups.LoadOrStore(key, lk); loaded {
-		return cur.(*sharedLookup), false
-	}
-	return lk, true
-}
-
-// endLookup publishes the outcome of a shared lookup of key to its waiters:
-// a miss (with the target a load would write, and whether Redis answered),
-// or anything else, after which each waiter looks up on its own. A caller
-// that left (ok false) publishes nothing to share.
-func (c *Cache[T]) endLookup(key string, lk *sharedLookup, f found, err error, ok bool) {
-	c.lookups.CompareAndDelete(key, lk)
-	if ok && err != nil && !f.l1 && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) && !errors.Is(err, errPendingMiss) {
-		lk.missed, lk.redisOK = true, !errors.Is(err, ErrUnavailable)
-		lk.target = target{key: key, rkey: f.rkey, version: f.version}
-	}
-	close(lk.done)
-}
-
 // loadAndStore claims the key (its invalidation marker, and the lease that
 // keeps other processes from loading it too), calls the loader and writes
 // the result back only if the marker has not changed, so a Delete that ran
@@ -420,24 +304,13 @@ func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context
 	ctx = context.WithoutCancel(ctx)
 	began := monotonic()
 	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), tags: w.tags}
-	var claimed func()
-	switch {
-	case c.versioned && t.version == "":
-	case redisOK:
+	if redisOK && (!c.versioned || t.version != "") {
 		if r := c.claimLoad(ctx, &st); r != nil {
 			return r
 		}
-	default:
-		// The caller's lookup got no answer: do not make it wait for a
-		// claim as well, but send one beside the load, so that a slow
-		// Redis still lets the result be written back and shared.
-		claimed = c.claimAside(ctx, &st)
 	}
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
-	if claimed != nil {
-		claimed()
-	}
 	r := c.store(ctx, st, v, took, err, entry, w)
 	r.began = began
 	if st.uncertain != "" {
@@ -478,19 +351,6 @@ type storeRequest struct {
 	// uncertain is the token of a lease claim whose reply never came: it
 	// may have run, so the lease is released once Redis answers again.
 	uncertain string
-}
-
-// noteClaimLost prepares the write-back of a load whose claim got no reply
-// (it timed out, or was never sent). A claim that ran set the marker to
-// proposal if the key had none; an invalidation since then replaces it, and
-// a claim that never ran left none. So the write-back, which requires the
-// marker to be proposal, succeeds only when the claim ran on a key without
-// a marker and nothing invalidated the key since: then the result is as
-// good as one whose claim answered, and the flight's late joiners may take
-// it. Otherwise the write-back finds another marker and the result is not
-// cached, as before.
-func (st *storeRequest) noteClaimLost(proposal string) {
-	st.marker, st.markerOK, st.markerAt = proposal, true, monotonic()
 }
 
 // store counts the load, encodes its result and writes it back when st
@@ -552,10 +412,7 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 			epoch = c.m.tagEpoch(ctx)
 			cmds = append(cmds, epoch)
 		}
-		// The write-back is a write: a breaker that read timeouts opened
-		// does not stop it (its guard makes it safe), and it is bounded
-		// by the op timeout, as its waiting callers are.
-		werr := c.m.doAllWith(ctx, callPolicy{timeout: c.m.opTimeout, write: true}, cmds...)
+		werr := c.m.doAll(ctx, cmds...)
 		if werr == nil {
 			werr = wb.Err()
 		}
@@ -566,14 +423,8 @@ func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Du
 			// (a Set, another process's load) arrived; or a Bump retired
 			// the namespace written to. Either way callers that joined
 			// late take the next flight, which reads what is current.
-			moved := versionMoved(vc, st.version)
-			res.stale = wb.Val() != int64(1) || moved ||
+			res.stale = wb.Val() != int64(1) || versionMoved(vc, st.version) ||
 				len(tw) > 0 && !c.m.settleTags(ctx, ti, tw, st.epoch, st.epochOK, epoch)
-			if cur, ok := wb.Val().([]any); ok && len(cur) == 2 && !moved {
-				// A value arrived during the load and nothing invalidated
-				// the key: late joiners may take that one (see current).
-				res.current, _ = cur[1].(string)
-			}
 			if !res.stale {
 				h.Negative = notFound
 				c.fillL1(fill, st.key, st.version, string(res.enc), h, ti)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"reflect"
@@ -46,9 +45,7 @@ type Manager struct {
 	writeTimeout time.Duration
 	pending      pendingQueue
 	longest      atomic.Int64
-	writesHeld   atomic.Bool  // a write failed while the breaker was open
-	lastReply    atomic.Int64 // monoNanos() of a recent reply from Redis (see slowButLive)
-	lastTimeout  atomic.Int64 // monoNanos() of the last timeout the breaker counted
+	writesHeld   atomic.Bool // a write failed while the breaker was open
 	skew         time.Duration
 	l1Size       int
 	l1TTL        time.Duration
@@ -208,14 +205,6 @@ func WithLoadTimeout(d time.Duration) Option {
 // WithBreaker sets the circuit breaker: after failures consecutive Redis
 // failures the Manager stops calling Redis for cooldown, then lets one probe
 // through. failures 0 turns the breaker off. Default: 5 failures, 1s.
-//
-// Timeouts count as evidence of a dead Redis, not of a busy one: a timeout
-// while Redis still answers other calls (a reply arrived within the last op
-// timeout) does not count, and concurrent timeouts count once per op
-// timeout. So a burst of callers that queue behind each other, or a busy
-// CPU, does not open the breaker; a Redis that stops answering opens it
-// after about failures op timeouts. Refused connections and other errors
-// count one by one.
 func WithBreaker(failures int, cooldown time.Duration) Option {
 	return func(c *config) error {
 		if failures < 0 || cooldown <= 0 {
@@ -356,8 +345,6 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		replica:      cfg.replica,
 		rand:         rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
-	m.lastReply.Store(math.MinInt64 / 2) // no reply yet
-	m.lastTimeout.Store(math.MinInt64 / 2)
 	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
 		m.codecs[cd.ID()] = cd
 	}
@@ -708,7 +695,7 @@ func (m *Manager) record(ctx context.Context, err error) error {
 		// The caller gave up: its error, not Redis'.
 		return context.Cause(ctx)
 	default:
-		if m.breaker.State() != breaker.Open && !m.slowButLive(err) {
+		if m.breaker.State() != breaker.Open {
 			m.breaker.Failure()
 			if m.breaker.State() == breaker.Open {
 				m.logger.Warn("cachemgr: circuit breaker open: Redis calls are skipped until a probe succeeds", "err", err)
@@ -722,51 +709,9 @@ func (m *Manager) record(ctx context.Context, err error) error {
 	}
 }
 
-// slowButLive reports whether err, a failure to get a reply, is a timeout
-// while Redis still answers other calls: a reply arrived within the last op
-// timeout, so this call began before it. That is a slow call (a burst of
-// this process's own commands queued ahead of it, a busy CPU), not a dead
-// Redis, and it does not count towards opening the breaker; the caller
-// still fails open. A Redis that stops answering sends no replies, so its
-// timeouts count.
-//
-// Concurrent timeouts are one piece of evidence, not many: a burst of
-// callers whose calls all wait out the same op timeout counts once, so the
-// breaker opens only after timeouts spread over several op timeouts, not
-// because one stampede queued behind itself.
-func (m *Manager) slowButLive(err error) bool {
-	var ne net.Error
-	if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
-		return false
-	}
-	now := monoNanos()
-	if now-m.lastReply.Load() < int64(m.opTimeout) {
-		return true
-	}
-	last := m.lastTimeout.Load()
-	return now-last < int64(m.opTimeout) || !m.lastTimeout.CompareAndSwap(last, now)
-}
-
-// monoBase anchors monoNanos.
-var monoBase = monotonic()
-
-// monoNanos is monotonic as ns since the process loaded this package: a
-// reading that fits an atomic word.
-func monoNanos() int64 { return int64(monotonic().Sub(monoBase)) }
-
-// replied notes that a reply arrived now (see slowButLive). It writes the
-// shared word at most once a millisecond, so concurrent hits do not all
-// contend for it.
-func (m *Manager) replied() {
-	if now := monoNanos(); now-m.lastReply.Load() > int64(time.Millisecond) {
-		m.lastReply.Store(now)
-	}
-}
-
 // success records a call that reached Redis, and logs the breaker's
 // closing.
 func (m *Manager) success() {
-	m.replied()
 	if m.breaker.State() == breaker.Closed {
 		m.breaker.Success()
 		return

@@ -171,20 +171,12 @@ func (a refreshClaimArgs) cmd(ctx context.Context) *redis.Cmd {
 // writeBackScript stores a loaded value only if the key's invalidation
 // marker is what it was before the load (else -1), and either no value
 // arrived meanwhile or, for a refresh, the value is still the stale one it
-// replaces (else 0). When a value arrived meanwhile and no invalidation
-// ran, it returns {0, that value}: what a read would find now. It releases
-// the lease if the caller still holds it.
+// replaces (else 0). It releases the lease if the caller still holds it.
 var writeBackScript = newScript("writeBack", `
 local rc = -1
-local cur
 if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
   if ARGV[5] == '' then
-    if redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') then
-      rc = 1
-    else
-      rc = 0
-      cur = redis.call('GET', KEYS[1])
-    end
+    rc = redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') and 1 or 0
   else
     local cur = redis.call('GET', KEYS[1])
     rc = 0
@@ -195,7 +187,6 @@ if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
   end
 end
 if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
-if cur then return {rc, cur} end
 return rc`)
 
 // writeBackArgs are writeBackScript's arguments.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -120,8 +119,7 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	wait := leasePollMin
 	for waited := false; ; waited = true {
 		checked := monotonic()
-		proposal := claimProposal()
-		cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: proposal,
+		cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: rand.Text(),
 			markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
 		vc := c.versionCheck(ctx)
 		prep, epoch := c.m.tagPrepares(ctx, st.tags)
@@ -132,15 +130,8 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		if err != nil {
 			// Fail open: load, but do not write back. The claim may have
 			// run all the same (a lost reply): release its lease later.
-			if !isReply(err) {
-				if c.swr.lease > 0 {
-					st.uncertain = token
-				}
-				// If the claim ran, it left proposal as the marker where
-				// there was none: finding it unchanged at the write-back
-				// proves that no invalidation ran since, so the result
-				// may be written back and shared (see noteClaimLost).
-				st.noteClaimLost(proposal)
+			if c.swr.lease > 0 && !isReply(err) {
+				st.uncertain = token
 			}
 			return nil
 		}
@@ -197,62 +188,6 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		wait = min(2*wait, leasePollMax)
 	}
 }
-
-// claimAside sends a claim of st's key beside a load that did not wait for
-// one (the caller's lookup got no answer from Redis) and returns a function
-// that waits for it and prepares st for the write-back. The claim takes no
-// lease. Its reply is a baseline only when the marker it read was made by
-// a claim: it may run after the load read its source, when the marker
-// could already be a newer invalidation's. Without a reply, the identity
-// rule of noteClaimLost applies.
-func (c *Cache[T]) claimAside(ctx context.Context, st *storeRequest) func() {
-	proposal := claimProposal()
-	cmd := claimArgs{key: st.rkey, newMarker: proposal, markerTTLMS: millis(c.m.markerTTL())}.cmd(ctx)
-	st.noteClaimLost(proposal)
-	done := make(chan error, 1)
-	// It goes out on its own connection, not queued behind the lookups of
-	// the burst it belongs to, and an open breaker does not stop it. Nobody
-	// waits for it while the load runs, so it may take the write timeout.
-	pol := callPolicy{timeout: max(c.m.opTimeout, c.m.writeTimeout), write: true}
-	if !c.m.goTracked(func() { done <- c.m.doAllWith(ctx, pol, cmd) }) {
-		st.markerOK = false
-		return nil
-	}
-	return func() {
-		// Once the load is done, its callers wait at most an op timeout
-		// more for the claim's reply; without one, only the identity rule
-		// of noteClaimLost applies.
-		t := time.NewTimer(c.m.opTimeout)
-		defer t.Stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				return // no reply (a worker may still write one): leave cmd alone
-			}
-		case <-t.C:
-			return
-		}
-		vals, ok := cmd.Val().([]any)
-		if !ok || len(vals) != 4 {
-			st.markerOK = false
-			return
-		}
-		// Another claim's marker is as good a baseline as ours: claims
-		// create markers only where there is none, so no invalidation ran
-		// since it was made. An invalidation's marker is not: it may be
-		// one that ran after the load read its source.
-		m, _ := vals[1].(string)
-		st.marker, st.markerOK = m, strings.HasPrefix(m, claimMarkerPrefix)
-	}
-}
-
-// claimMarkerPrefix starts the markers that claims create on a key that
-// has none. Invalidations write markers of rand.Text, whose alphabet has no
-// lower-case letters, so the two never collide.
-const claimMarkerPrefix = "c"
-
-// claimProposal returns a marker for a claim to create where there is none.
-func claimProposal() string { return claimMarkerPrefix + rand.Text() }
 
 // usable decodes raw, found by a flight, and returns it as the flight's
 // result; nil means it was unusable (undecodable, or invalidated by a tag)
