@@ -261,6 +261,7 @@ func (r *msgpackReader) ReadByte() (byte, error) {
 func (r *msgpackReader) readByteChecking() (byte, error) {
 	s := r.off
 	switch {
+	case s == r.scan && r.shortBytes(s):
 	case s == r.guard:
 		return 0, r.refuse(s)
 	case s >= len(r.data):
@@ -273,6 +274,44 @@ func (r *msgpackReader) readByteChecking() (byte, error) {
 	r.setLim()
 	r.off++
 	return r.data[s], nil
+}
+
+// shortBytes checks a str8, str16, bin8 or bin16 header at s, r.scan, as
+// head would, and reports whether it did; it leaves other headers, and
+// those that do not fit, to head. Strings of 32 bytes or more are common
+// enough that the detour through head shows.
+func (r *msgpackReader) shortBytes(s int) bool {
+	if s >= len(r.data) {
+		return false
+	}
+	var size int
+	switch r.data[s] {
+	case 0xc4, 0xd9:
+		size = 1
+	case 0xc5, 0xda:
+		size = 2
+	default:
+		return false
+	}
+	owed, i := r.owed, s+1+size
+	if owed <= 0 || i > len(r.data) {
+		return false
+	}
+	n := int(r.data[s+1])
+	if size == 2 {
+		n = int(binary.BigEndian.Uint16(r.data[s+1:]))
+	}
+	// The values due after this one need a byte each, as in head.
+	if i+n+owed-1 > len(r.data) {
+		return false
+	}
+	if owed == r.base {
+		r.close(owed)
+	}
+	r.owed = owed - 1
+	r.scan = i + n
+	r.lim = r.scan
+	return true
 }
 
 // setLim moves lim to scan, or to the guard while it is ahead of off.
