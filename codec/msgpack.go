@@ -172,10 +172,7 @@ type msgpackReader struct {
 	off  int // the decoder's position
 	// scan is the offset of the first header not checked yet; the bytes
 	// before it are checked, and off never passes it.
-	scan int
-	// lim is where ReadByte leaves its fast path: at most scan, and at
-	// most guard while the guard is ahead of off.
-	lim   int
+	scan  int
 	owed  int   // values declared and not begun
 	base  int   // owed at which the innermost open array or map is complete
 	top   int   // how many arrays and maps are open
@@ -188,7 +185,7 @@ type msgpackReader struct {
 }
 
 func (r *msgpackReader) reset(data []byte) {
-	r.data, r.off, r.scan, r.lim, r.err = data, 0, 0, 0, nil
+	r.data, r.off, r.scan, r.err = data, 0, 0, nil
 	r.owed, r.base, r.top = 1, 0, 0
 	r.guard, r.trip = -1, -1
 }
@@ -217,18 +214,14 @@ func (r *msgpackReader) readChecking(p []byte) (int, error) {
 	return n, nil
 }
 
-// ReadByte returns the next byte. Below lim the byte is checked and not
-// the guard. At scan it checks the header there when the header is a
-// scalar or a small array or map that fits, as head would; the rest goes
-// to readByteChecking. The check sits here, on the decoder's own path to
-// the byte, because there its work overlaps with the decoder's: checked
+// ReadByte returns the next byte. At scan it checks the header there when
+// the header is a scalar or a small array or map that fits, as head would;
+// below scan the byte is checked, and refused if it is the guard; the rest
+// goes to readByteChecking. The check sits here, on the decoder's own path
+// to the byte, because there its work overlaps with the decoder's: checked
 // apart in one loop, each header waits for the one before it.
 func (r *msgpackReader) ReadByte() (byte, error) {
 	s := r.off
-	if s < r.lim {
-		r.off = s + 1
-		return r.data[s], nil
-	}
 	if s == r.scan && uint(s) < uint(len(r.data)) {
 		c := r.data[s]
 		step := msgpackSteps[c]
@@ -247,31 +240,31 @@ func (r *msgpackReader) ReadByte() (byte, error) {
 			}
 			r.owed = owed - 1 + vals
 			r.scan = s + int(step&0xff)
-			r.lim = r.scan
 			r.off = s + 1
 			return c, nil
 		}
+	} else if s < r.scan && s != r.guard {
+		r.off = s + 1
+		return r.data[s], nil
 	}
 	return r.readByteChecking()
 }
 
-// readByteChecking is ReadByte past lim: the guarded offset, the end
-// of the input, bytes not checked yet, and the first byte past a guard the
-// decoder has read beyond.
+// readByteChecking is ReadByte for the guarded offset, the end of the
+// input and headers that ReadByte leaves to head.
 func (r *msgpackReader) readByteChecking() (byte, error) {
 	s := r.off
 	switch {
 	case s == r.scan && r.shortBytes(s):
-	case s == r.guard:
+	case s < r.scan:
 		return 0, r.refuse(s)
 	case s >= len(r.data):
 		return 0, r.eof()
-	case s >= r.scan:
+	default:
 		if err := r.checkTo(s + 1); err != nil {
 			return 0, err
 		}
 	}
-	r.setLim()
 	r.off++
 	return r.data[s], nil
 }
@@ -310,16 +303,7 @@ func (r *msgpackReader) shortBytes(s int) bool {
 	}
 	r.owed = owed - 1
 	r.scan = i + n
-	r.lim = r.scan
 	return true
-}
-
-// setLim moves lim to scan, or to the guard while it is ahead of off.
-func (r *msgpackReader) setLim() {
-	r.lim = r.scan
-	if r.guard >= r.off {
-		r.lim = r.guard
-	}
 }
 
 func (r *msgpackReader) UnreadByte() error {
@@ -327,9 +311,6 @@ func (r *msgpackReader) UnreadByte() error {
 		return errors.New("msgpack: UnreadByte at start of input")
 	}
 	r.off--
-	if r.off == r.guard {
-		r.lim = r.off // the decoder does not unread a byte it got from Read
-	}
 	return nil
 }
 
@@ -388,7 +369,6 @@ func (r *msgpackReader) checkTo(end int) error {
 			r.fail(err)
 		}
 	}
-	r.setLim()
 	return r.err
 }
 
