@@ -145,10 +145,10 @@ func msgpackError(err error) error {
 
 // msgpackReader hands the decoder its input and checks the structure of
 // that input in the same pass, one header ahead of the decoder: before the
-// decoder gets the first byte of a value, the reader has checked that value's
-// header. The check follows the MessagePack grammar, not the decoder's
-// calls; the decoder reads the same headers in the same order because it
-// parses the same grammar.
+// decoder gets the first byte of a value, the reader has checked that
+// value's header. The check follows the MessagePack grammar, not the
+// decoder's calls; the decoder reads the same headers in the same order
+// because it parses the same grammar.
 //
 // Every value declared by an array or map header but not begun yet needs at
 // least one byte, so the reader counts them (owed) and refuses a header
@@ -214,48 +214,96 @@ func (r *msgpackReader) readChecking(p []byte) (int, error) {
 	return n, nil
 }
 
-// ReadByte checks the header at r.scan when the decoder reaches it. It
-// checks scalars and the small arrays and maps itself, as they are most
-// values; the other headers go to head, through checkTo.
+// ReadByte returns the next byte. At scan it checks the header there when
+// the header is a scalar or a small array or map that fits, as head would;
+// below scan the byte is checked, and refused if it is the guard; the rest
+// goes to readByteChecking. The check sits here, on the decoder's own path
+// to the byte, because there its work overlaps with the decoder's: checked
+// apart in one loop, each header waits for the one before it.
 func (r *msgpackReader) ReadByte() (byte, error) {
 	s := r.off
-	if s < r.scan && s != r.guard {
-		r.off++
-		return r.data[s], nil
-	}
-	if s == r.scan && s < len(r.data) && r.owed > r.base {
+	if s == r.scan && uint(s) < uint(len(r.data)) {
 		c := r.data[s]
-		f := int(msgpackHeads[c].fast)
-		body, vals := f&0xff, f>>8
+		step := msgpackSteps[c]
+		owed := r.owed
 		// The body and the values due must fit after the code, as in head.
-		if f != slowHead && s+body+vals+r.owed <= len(r.data) && (vals == 0 || r.top < maxMsgpackDepth) {
-			r.owed--
-			r.scan = s + 1 + body
-			if vals > 0 {
-				r.push(vals)
+		if uint64(s+owed)+step>>16 <= uint64(len(r.data)) && owed > 0 {
+			if owed == r.base {
+				r.close(owed)
 			}
+			vals := int(step>>8) & 0xff
+			if vals != 0 {
+				if r.top == maxMsgpackDepth {
+					return r.readByteChecking()
+				}
+				r.push(owed - 1)
+			}
+			r.owed = owed - 1 + vals
+			r.scan = s + int(step&0xff)
 			r.off = s + 1
 			return c, nil
 		}
+	} else if s < r.scan && s != r.guard {
+		r.off = s + 1
+		return r.data[s], nil
 	}
 	return r.readByteChecking()
 }
 
-// readByteChecking is ReadByte for the guarded offset, the end of the input
-// and headers that ReadByte leaves to head.
+// readByteChecking is ReadByte for the guarded offset, the end of the
+// input and headers that ReadByte leaves to head.
 func (r *msgpackReader) readByteChecking() (byte, error) {
 	s := r.off
 	switch {
+	case s == r.scan && r.shortBytes(s):
 	case s < r.scan:
 		return 0, r.refuse(s)
 	case s >= len(r.data):
 		return 0, r.eof()
-	}
-	if err := r.checkTo(s + 1); err != nil {
-		return 0, err
+	default:
+		if err := r.checkTo(s + 1); err != nil {
+			return 0, err
+		}
 	}
 	r.off++
 	return r.data[s], nil
+}
+
+// shortBytes checks a str8, str16, bin8 or bin16 header at s, r.scan, as
+// head would, and reports whether it did; it leaves other headers, and
+// those that do not fit, to head. Strings of 32 bytes or more are common
+// enough that the detour through head shows.
+func (r *msgpackReader) shortBytes(s int) bool {
+	if s >= len(r.data) {
+		return false
+	}
+	var size int
+	switch r.data[s] {
+	case 0xc4, 0xd9:
+		size = 1
+	case 0xc5, 0xda:
+		size = 2
+	default:
+		return false
+	}
+	owed, i := r.owed, s+1+size
+	if owed <= 0 || i > len(r.data) {
+		return false
+	}
+	n := int(r.data[s+1])
+	if size == 2 {
+		n = int(binary.BigEndian.Uint16(r.data[s+1:]))
+	}
+	// The values due after this one need a byte each, as in head.
+	if i+n+owed-1 > len(r.data) {
+		return false
+	}
+	if owed == r.base {
+		r.close(owed)
+	}
+	r.owed = owed - 1
+	r.scan = i + n
+	return true
 }
 
 func (r *msgpackReader) UnreadByte() error {
@@ -322,6 +370,33 @@ func (r *msgpackReader) checkTo(end int) error {
 		}
 	}
 	return r.err
+}
+
+// close closes the arrays and maps that have all their values once owed
+// values are due.
+func (r *msgpackReader) close(owed int) {
+	for owed == r.base {
+		r.top--
+		r.base = r.bases[r.top]
+	}
+}
+
+// msgpackSteps describes each code for ReadByte's check: the bytes the
+// code and its body take (bits 0-7), the values it opens (bits 8-15) and
+// need, the bytes those need after the code (from bit 16). Codes left to
+// head have a need of 1<<48 - 1, which with the code's own byte is more
+// than any Go allocation holds. It is read-only.
+var msgpackSteps = msgpackStepTable()
+
+func msgpackStepTable() (t [256]uint64) {
+	for c, h := range msgpackHeads {
+		t[c] = (1<<48 - 1) << 16
+		if h.fast != slowHead {
+			body, vals := uint64(h.fast&0xff), uint64(h.fast>>8)
+			t[c] = (body+vals)<<16 | vals<<8 | (1 + body)
+		}
+	}
+	return t
 }
 
 // Kinds of MessagePack header.
@@ -454,10 +529,7 @@ func (r *msgpackReader) begin(s int) error {
 	if r.owed == 0 {
 		return malformed(s, "%d trailing bytes", len(r.data)-s)
 	}
-	for r.owed == r.base {
-		r.top--
-		r.base = r.bases[r.top]
-	}
+	r.close(r.owed)
 	r.owed--
 	return nil
 }
@@ -501,16 +573,17 @@ func (r *msgpackReader) open(s, i, n int) error {
 	if r.top == maxMsgpackDepth {
 		return malformed(s, "nesting deeper than %d", maxMsgpackDepth)
 	}
-	r.push(n)
+	r.push(r.owed)
+	r.owed += n
 	return nil
 }
 
-// push opens an array or map of n values, below maxMsgpackDepth.
-func (r *msgpackReader) push(n int) {
+// push opens an array or map, below maxMsgpackDepth, that is complete
+// once owed falls back to base.
+func (r *msgpackReader) push(base int) {
 	r.top++
-	r.bases[r.top] = r.owed
-	r.base = r.owed
-	r.owed += n
+	r.bases[r.top] = base
+	r.base = base
 }
 
 // malformed returns an error wrapping ErrMalformed that names the offset.
