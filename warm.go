@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -136,13 +135,7 @@ func (c *Cache[T]) Warm(ctx context.Context, keys []string, load func(ctx contex
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	distinct := slices.Clone(keys)
-	seen := make(map[string]bool, len(distinct))
-	distinct = slices.DeleteFunc(distinct, func(k string) bool {
-		dup := seen[k]
-		seen[k] = true
-		return dup
-	})
+	distinct := distinct(keys)
 	size := w.batchSize
 	if load != nil || c.batchLoader == nil {
 		// A loader by key runs the keys of a chunk in turn: chunks small
