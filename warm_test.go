@@ -337,3 +337,68 @@ func TestWarmRedisDown(t *testing.T) {
 		t.Errorf("loader calls with Redis down = %d, want 0", got)
 	}
 }
+
+// TestWarmBatch: with the cache's batch loader, Warm loads the missing
+// keys of each chunk in one call, stores them with its write options (TTL,
+// Tags), and counts apart from traffic: no hit or miss, so the hit ratio of
+// the reads that follow is theirs alone.
+func TestWarmBatch(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, s *redistest.Server) {
+		ctx := context.Background()
+		m, rdb := newManager(t, s)
+		src := &batchSource{data: map[string]string{}}
+		keys := warmKeys(1_000)
+		for i, k := range keys {
+			if i%100 != 7 { // 10 keys are not found
+				src.data[k] = "row " + k
+			}
+		}
+		c := newCache[string](t, m, "wbatch", cachemgr.WithBatchLoader(src.load))
+		if err := c.Set(ctx, keys[0], "cached"); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := c.Warm(ctx, keys, nil, cachemgr.BatchSize(300), cachemgr.Concurrency(2),
+			cachemgr.WarmWrite(cachemgr.TTL(42*time.Minute), cachemgr.Tags("catalog")))
+		if err != nil || rep.Loaded != 999 || rep.Skipped != 1 || rep.Failed != 0 {
+			t.Fatalf("Warm() = %+v, %v; want 999 loaded (10 not found), 1 skipped", rep, err)
+		}
+		// Chunks of 300: 300, 300, 300, 100 keys, less the cached one.
+		var loaded int
+		for _, call := range src.calls {
+			loaded += len(call)
+			if len(call) > 300 {
+				t.Errorf("batch loader called with %d keys, want at most 300", len(call))
+			}
+		}
+		if len(src.calls) != 4 || loaded != 999 {
+			t.Errorf("batch loader calls = %d over %d keys, want 4 over 999", len(src.calls), loaded)
+		}
+		st := c.Stats()
+		if st.Hits != 0 || st.Misses != 0 || st.Loads != 0 || st.Warmed != 999 || st.WarmSkipped != 1 || st.WarmLoads != 4 {
+			t.Errorf("Stats() after Warm = %+v; want no hits, misses or loads, 999 warmed, 1 skipped, 4 warm loads", st)
+		}
+		if ttl := rdb.PTTL(ctx, "test:wbatch:{=k5}").Val(); ttl < 35*time.Minute || ttl > 50*time.Minute {
+			t.Errorf("PTTL(k5) = %v, want about 42m (WarmWrite(TTL))", ttl)
+		}
+		for _, k := range keys[1:100] {
+			if _, err := c.Get(ctx, k); err != nil && !errors.Is(err, cachemgr.ErrNotFound) {
+				t.Errorf("Get(%q) after Warm = %v", k, err)
+			}
+		}
+		if r := c.Stats().HitRatio(); r != 1 {
+			t.Errorf("hit ratio of the reads after Warm = %v, want 1", r)
+		}
+		if err := m.InvalidateTags(ctx, "catalog"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Get(ctx, "k5"); !errors.Is(err, cachemgr.ErrMiss) {
+			t.Errorf("Get(k5) after InvalidateTags(catalog) = %v, want ErrMiss (WarmWrite(Tags))", err)
+		}
+		if _, err := c.Warm(ctx, keys, nil, cachemgr.BatchSize(0)); !errors.Is(err, cachemgr.ErrInvalidOption) {
+			t.Errorf("Warm(BatchSize(0)) error = %v, want ErrInvalidOption", err)
+		}
+		if _, err := c.Warm(ctx, keys, nil, cachemgr.WarmWrite(cachemgr.TTL(-1))); !errors.Is(err, cachemgr.ErrInvalidOption) {
+			t.Errorf("Warm(WarmWrite(TTL(-1))) error = %v, want ErrInvalidOption", err)
+		}
+	})
+}
