@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
@@ -21,11 +22,11 @@ func (c *Cache[T]) GetMany(ctx context.Context, keys []string) ([]T, []error, er
 	vals := make([]T, len(keys))
 	errs := make([]error, len(keys))
 	fill := c.l1Token()
-	raws, rkeys, ver, err := c.readMany(ctx, keys, vals, errs)
+	raws, rkeys, ver, err := c.readMany(ctx, keys, vals, errs, false)
 	if err != nil {
 		return vals, errs, fmt.Errorf("get many: %w", err)
 	}
-	c.decodeMany(ctx, fill, keys, rkeys, ver, raws, vals, errs)
+	c.decodeMany(ctx, fill, keys, rkeys, ver, raws, vals, errs, false)
 	return vals, errs, nil
 }
 
@@ -34,112 +35,171 @@ func (c *Cache[T]) GetMany(ctx context.Context, keys []string) ([]T, []error, er
 // values back in one more. Keys that loadMany leaves out of its map are
 // not found: they get ErrNotFound and a negative entry. A loadMany error
 // fails every missing key (hits are still returned). Results keep the
-// caller's order. As with Fetch, a Delete or InvalidateTags that runs during
+// caller's order. loadMany gets an Entry (EntryFrom): its TTL and tags
+// apply to every key it loads, and DoNotCache keeps some or all of them out
+// of the cache. As with Fetch, a Delete or InvalidateTags that runs during
 // the load keeps its results out of Redis; unlike Fetch, concurrent
 // FetchManys of the same keys do not share loads, and there is no
 // cross-process lease. When Redis is unavailable every key is loaded.
 func (c *Cache[T]) FetchMany(ctx context.Context, keys []string, loadMany func(ctx context.Context, missing []string) (map[string]T, error), opts ...WriteOption) ([]T, []error, error) {
+	if loadMany == nil {
+		return make([]T, len(keys)), make([]error, len(keys)), ErrNilLoader
+	}
+	return c.fetchMany(ctx, keys, batchOf(loadMany), opts)
+}
+
+// fetchMany is FetchMany with any batch loader.
+func (c *Cache[T]) fetchMany(ctx context.Context, keys []string, load manyLoad[T], opts []WriteOption) ([]T, []error, error) {
 	vals := make([]T, len(keys))
 	errs := make([]error, len(keys))
-	if loadMany == nil {
-		return vals, errs, ErrNilLoader
-	}
 	w, err := writeOptions(opts)
 	if err != nil {
 		return vals, errs, fmt.Errorf("fetch many: %w", err)
 	}
-	start := c.m.now()
+	b, err := c.readBatch(ctx, keys, vals, errs, false)
+	if err != nil && (errors.Is(err, ErrClosed) || ctx.Err() != nil) {
+		return vals, errs, fmt.Errorf("fetch many: %w", err)
+	}
+	if len(b.missing) == 0 {
+		return vals, errs, nil
+	}
+	results := c.loadBatch(context.WithoutCancel(ctx), b, load, w, false)
+	for _, i := range b.at {
+		r := results[keys[i]]
+		vals[i], errs[i] = r.val, r.err
+	}
+	return vals, errs, nil
+}
+
+// batch is what a batch read found: the keys to load.
+type batch struct {
+	keys    []string
+	rkeys   []string // the data keys, by index of keys
+	ver     string   // the namespace version read
+	missing []string // the distinct keys that missed, in order
+	at      []int    // every index of keys that missed
+	redisOK bool     // the read reached Redis: claims and writes may too
+	start   time.Time
+}
+
+// readBatch reads keys in one round trip, filling vals and errs for those
+// that hit, and returns those to load. When Redis could not be read every
+// key is to load, and the error says why; a warm read counts no hit or
+// miss.
+func (c *Cache[T]) readBatch(ctx context.Context, keys []string, vals []T, errs []error, warm bool) (batch, error) {
+	b := batch{keys: keys, start: c.m.now()}
 	fill := c.l1Token()
-	raws, rkeys, ver, rerr := c.readMany(ctx, keys, vals, errs)
+	raws, rkeys, ver, err := c.readMany(ctx, keys, vals, errs, warm)
 	switch {
-	case errors.Is(rerr, ErrClosed), ctx.Err() != nil:
-		return vals, errs, fmt.Errorf("fetch many: %w", rerr)
-	case rerr == nil:
-		c.decodeMany(ctx, fill, keys, rkeys, ver, raws, vals, errs)
+	case errors.Is(err, ErrClosed), ctx.Err() != nil:
+		return b, err
+	case err == nil:
+		b.rkeys, b.ver, b.redisOK = rkeys, ver, true
+		c.decodeMany(ctx, fill, keys, rkeys, ver, raws, vals, errs, warm)
 	default:
 		for i := range errs {
 			errs[i] = ErrMiss
 		}
 	}
-	var missing []string
-	var at []int
 	seen := map[string]bool{}
 	for i, e := range errs {
-		if errors.Is(e, ErrMiss) && !seen[keys[i]] {
+		if !errors.Is(e, ErrMiss) {
+			continue
+		}
+		b.at = append(b.at, i)
+		if !seen[keys[i]] {
 			seen[keys[i]] = true
-			missing = append(missing, keys[i])
-		}
-		if errors.Is(e, ErrMiss) {
-			at = append(at, i)
+			b.missing = append(b.missing, keys[i])
 		}
 	}
-	if len(missing) == 0 {
-		return vals, errs, nil
-	}
-	var markers map[string]string
-	var serverUS int64
-	if rerr == nil {
-		markers, serverUS = c.claimMany(ctx, missing, rkeys, keys, w.tags)
-	}
-	loaded, lerr := c.callLoadMany(ctx, missing, loadMany)
-	c.m.stats.loads.Add(1)
-	if lerr != nil {
-		c.m.stats.loadErrors.Add(1)
-		for _, i := range at {
-			errs[i] = lerr
-		}
-		return vals, errs, nil
-	}
-	for _, i := range at {
-		if v, ok := loaded[keys[i]]; ok {
-			vals[i], errs[i] = v, nil
-		} else {
-			errs[i] = ErrNotFound
+	return b, err
+}
+
+// loadBatch claims the missing keys of b (when Redis answered the read),
+// calls load once for them all and stores the results through storeAll. It
+// returns each missing key's result. The loader's context ends with ctx;
+// the claims and writes run to their end.
+func (c *Cache[T]) loadBatch(ctx context.Context, b batch, load manyLoad[T], w writeConfig, warm bool) map[string]*loaded[T] {
+	wctx := context.WithoutCancel(ctx)
+	var sts map[string]storeRequest
+	if b.redisOK {
+		var err error
+		if sts, err = c.claimMany(wctx, b, w.tags); err != nil && warm {
+			// Warm loads only what it can store.
+			out := make(map[string]*loaded[T], len(b.missing))
+			for _, k := range b.missing {
+				out[k] = &loaded[T]{err: err}
+			}
+			return out
 		}
 	}
-	if markers != nil {
-		c.storeMany(ctx, missing, markers, loaded, c.loadStamp(serverUS, start), ver, w)
+	items := load(ctx, c, b.missing, warm)
+	for j, k := range b.missing {
+		st, ok := sts[k]
+		if !ok {
+			st = storeRequest{key: k, start: b.start} // not claimed: not written
+		}
+		items[j].st = st
 	}
-	return vals, errs, nil
+	results := c.storeAll(wctx, items, w, false)
+	out := make(map[string]*loaded[T], len(items))
+	for j, k := range b.missing {
+		out[k] = results[j]
+	}
+	return out
 }
 
 // claimMany reads (creating them if absent) the invalidation markers of
-// the missing keys, in one round trip, before their load. It returns the
-// marker of each key by its data key, or nil if Redis did not answer.
-func (c *Cache[T]) claimMany(ctx context.Context, missing, rkeys, keyList []string, tags []string) (map[string]string, int64) {
+// b's missing keys and the tag epoch, and prepares the stamps of tags, in
+// one round trip, before their load. It returns the store request of each
+// key whose marker it read, or the error of a round trip that failed. The requests
+// share the batch's tag stamp: the server's time at the earliest claim.
+func (c *Cache[T]) claimMany(ctx context.Context, b batch, tags []string) (map[string]storeRequest, error) {
 	rkeyOf := map[string]string{}
-	for i, k := range keyList {
-		rkeyOf[k] = rkeys[i]
+	for i, k := range b.keys {
+		rkeyOf[k] = b.rkeys[i]
 	}
-	cmds := make([]redis.Cmder, len(missing))
-	for j, k := range missing {
+	cmds := make([]redis.Cmder, len(b.missing))
+	for j, k := range b.missing {
 		rkey := rkeyOf[k]
-		cmds[j] = claimArgs{key: rkey, newMarker: rand.Text(), markerTTLMS: millis(c.m.markerTTL())}.cmd(ctx)
+		cmds[j] = claimArgs{key: rkey, newMarker: rand.Text(), markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
 	}
-	prep, _ := c.m.tagPrepares(ctx, tags)
+	prep, epoch := c.m.tagPrepares(ctx, tags)
 	if err := c.m.doAll(ctx, append(prep, cmds...)...); err != nil {
-		return nil, 0
+		return nil, err
 	}
+	at := monotonic()
 	var serverUS int64 // the earliest claim's: the batch's tag stamp
-	markers := map[string]string{}
+	sts := map[string]storeRequest{}
+	ep, epOK := epochOf(epoch)
 	for j, cmd := range cmds {
+		k := b.missing[j]
 		// A value that arrived since the read is left alone: the write-back
 		// of this load does not replace it (SET NX).
-		if vals, ok := cmd.(*redis.Cmd).Val().([]any); ok && len(vals) == 4 {
-			if m, ok := vals[1].(string); ok {
-				markers[rkeyOf[missing[j]]] = m
-			}
-			if at, _ := vals[3].(int64); at > 0 && (serverUS == 0 || at < serverUS) {
-				serverUS = at
-			}
+		vals, ok := cmd.(*redis.Cmd).Val().([]any)
+		if !ok || len(vals) != 4 {
+			continue
+		}
+		m, ok := vals[1].(string)
+		if !ok {
+			continue
+		}
+		sts[k] = storeRequest{key: k, version: b.ver, rkey: rkeyOf[k], start: b.start, marker: m, markerOK: true,
+			markerAt: at, tags: tags, epoch: ep, epochOK: epOK}
+		if us, _ := vals[3].(int64); us > 0 && (serverUS == 0 || us < serverUS) {
+			serverUS = us
 		}
 	}
-	return markers, serverUS
+	for k, st := range sts {
+		st.serverUS = serverUS
+		sts[k] = st
+	}
+	return sts, nil
 }
 
 // readMany reads keys, filling vals and errs for L1 hits. It returns the
 // raw replies by index and the data keys.
-func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error) ([]any, []string, string, error) {
+func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error, warm bool) ([]any, []string, string, error) {
 	if c.m.done.Load() {
 		return nil, nil, "", ErrClosed
 	}
@@ -156,47 +216,8 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		var cmds []redis.Cmder
-		var getVer *redis.StringCmd
-		if c.versioned {
-			getVer = redis.NewStringCmd(ctx, "get", c.keys.Version())
-			cmds = append(cmds, getVer)
-		}
-		idx := make([]int, 0, len(keyList)) // cmds[len(cmds)-len(idx)+j] reads keyList[idx[j]]
-		now := c.m.now().UnixNano()
-		for i, k := range keyList {
-			rkeys[i] = c.keys.Key(k)
-			if c.versioned {
-				rkeys[i] = c.keys.KeyAt(ver, k)
-			}
-			if c.l1 != nil && c.m.l1Trusted.Load() {
-				if e, ok := c.l1.get(k, now); ok && e.version == ver && !c.m.covering(c.name, k, e.tags) {
-					c.hitL1(ctx)
-					vals[i], raws[i] = e.val, l1Marker{}
-					if e.negative {
-						errs[i] = ErrNotFound
-					}
-					continue
-				}
-			}
-			idx = append(idx, i)
-		}
-		var mget *redis.SliceCmd
-		switch {
-		case len(idx) == 0:
-		case c.m.single && !c.versioned:
-			args := make([]any, 0, len(idx)+1)
-			args = append(args, "mget")
-			for _, i := range idx {
-				args = append(args, rkeys[i])
-			}
-			mget = redis.NewSliceCmd(ctx, args...)
-			cmds = append(cmds, mget)
-		default:
-			for _, i := range idx {
-				cmds = append(cmds, redis.NewStringCmd(ctx, "get", rkeys[i]))
-			}
-		}
+		idx := c.fromL1(ctx, keyList, ver, rkeys, raws, vals, errs, warm)
+		cmds, getVer, mget := c.readCmds(ctx, rkeys, idx)
 		if len(cmds) > 0 {
 			if err := c.m.doAll(ctx, cmds...); err != nil {
 				return nil, nil, "", err
@@ -234,12 +255,71 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 	}
 }
 
+// fromL1 sets the data keys of keyList under version ver and answers
+// from the L1 tier what it can (a warm read counts no hit). It returns the
+// indexes of the keys left to read from Redis.
+func (c *Cache[T]) fromL1(ctx context.Context, keyList []string, ver string, rkeys []string, raws []any, vals []T, errs []error, warm bool) []int {
+	idx := make([]int, 0, len(keyList))
+	now := c.m.now().UnixNano()
+	trusted := c.l1 != nil && c.m.l1Trusted.Load()
+	for i, k := range keyList {
+		rkeys[i] = c.keys.Key(k)
+		if c.versioned {
+			rkeys[i] = c.keys.KeyAt(ver, k)
+		}
+		if trusted {
+			if e, ok := c.l1.get(k, now); ok && e.version == ver && !c.m.covering(c.name, k, e.tags) {
+				if !warm {
+					c.hitL1(ctx)
+				}
+				vals[i], raws[i] = e.val, l1Marker{}
+				if e.negative {
+					errs[i] = ErrNotFound
+				}
+				continue
+			}
+		}
+		idx = append(idx, i)
+	}
+	return idx
+}
+
+// readCmds returns the commands that read the keys of rkeys at idx (one
+// MGET on a single node, one GET each otherwise), after the read of the
+// namespace version on a versioned cache. Reply j of the keys is
+// mget.Val()[j], or else cmds[len(cmds)-len(idx)+j].
+func (c *Cache[T]) readCmds(ctx context.Context, rkeys []string, idx []int) ([]redis.Cmder, *redis.StringCmd, *redis.SliceCmd) {
+	var cmds []redis.Cmder
+	var getVer *redis.StringCmd
+	if c.versioned {
+		getVer = redis.NewStringCmd(ctx, "get", c.keys.Version())
+		cmds = append(cmds, getVer)
+	}
+	var mget *redis.SliceCmd
+	switch {
+	case len(idx) == 0:
+	case c.m.single && !c.versioned:
+		args := make([]any, 0, len(idx)+1)
+		args = append(args, "mget")
+		for _, i := range idx {
+			args = append(args, rkeys[i])
+		}
+		mget = redis.NewSliceCmd(ctx, args...)
+		cmds = append(cmds, mget)
+	default:
+		for _, i := range idx {
+			cmds = append(cmds, redis.NewStringCmd(ctx, "get", rkeys[i]))
+		}
+	}
+	return cmds, getVer, mget
+}
+
 // l1Marker marks a raw reply slot already answered by the L1 tier.
 type l1Marker struct{}
 
 // decodeMany turns the replies of readMany into values and per-key errors,
 // checking all tags of tagged entries in one round trip.
-func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys []string, ver string, raws []any, vals []T, errs []error) {
+func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys []string, ver string, raws []any, vals []T, errs []error, warm bool) {
 	type tagged struct {
 		i  int
 		ti tagInfo
@@ -253,7 +333,7 @@ func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys [
 			continue
 		}
 		if !ok {
-			c.missed(ctx)
+			c.missedIf(ctx, !warm)
 			errs[i] = ErrMiss
 			continue
 		}
@@ -262,20 +342,20 @@ func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys [
 			// An invalidation of it has not reached Redis yet: what Redis
 			// holds may be what it retires.
 			var zero T
-			c.missed(ctx)
+			c.missedIf(ctx, !warm)
 			vals[i], errs[i] = zero, errPendingMiss
 			continue
 		}
 		if err != nil {
 			var zero T
-			vals[i], errs[i] = zero, c.unusable(ctx, rkeys[i], s, err)
+			vals[i], errs[i] = zero, c.unusable(ctx, rkeys[i], s, err, !warm)
 			continue
 		}
 		if len(ti.tags) > 0 {
 			pending = append(pending, tagged{i, ti, s, h})
 			continue
 		}
-		c.hitMany(ctx, fill, keyList[i], ver, s, h, ti, errs, i)
+		c.hitMany(ctx, fill, keyList[i], ver, s, h, ti, errs, i, warm)
 	}
 	if len(pending) == 0 {
 		return
@@ -300,23 +380,28 @@ func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys [
 			valid = stampOlder(stamps[t], p.ti.stamp)
 		}
 		if valid {
-			c.hitMany(ctx, fill, keyList[p.i], ver, p.s, p.h, p.ti, errs, p.i)
+			c.hitMany(ctx, fill, keyList[p.i], ver, p.s, p.h, p.ti, errs, p.i, warm)
 			continue
 		}
 		var zero T
 		vals[p.i] = zero
 		if err != nil {
-			c.missed(ctx)
+			c.missedIf(ctx, !warm)
 			errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, err)
 			continue
 		}
-		errs[p.i] = c.unusable(ctx, rkeys[p.i], p.s, errInvalidated)
+		errs[p.i] = c.unusable(ctx, rkeys[p.i], p.s, errInvalidated, !warm)
 	}
 }
 
-// hitMany records a usable value read by a batch.
-func (c *Cache[T]) hitMany(ctx context.Context, fill uint64, key, version, s string, h envelope.Header, ti tagInfo, errs []error, i int) {
-	c.hit(ctx, fill, key, version, s, h, ti)
+// hitMany records a usable value read by a batch; a warm read counts no
+// hit.
+func (c *Cache[T]) hitMany(ctx context.Context, fill uint64, key, version, s string, h envelope.Header, ti tagInfo, errs []error, i int, warm bool) {
+	if warm {
+		c.fillL1(fill, key, version, s, h, ti)
+	} else {
+		c.hit(ctx, fill, key, version, s, h, ti)
+	}
 	if h.Negative {
 		errs[i] = ErrNotFound
 	}
@@ -333,76 +418,4 @@ func rawString(r any) (string, bool) {
 		return s, err == nil
 	}
 	return "", false
-}
-
-// callLoadMany runs loadMany like callLoader runs a loader.
-func (c *Cache[T]) callLoadMany(ctx context.Context, missing []string, loadMany func(context.Context, []string) (map[string]T, error)) (out map[string]T, err error) {
-	ctx = context.WithoutCancel(ctx)
-	if c.m.obs != nil {
-		var end func(error)
-		ctx, end = c.m.obs.Load(ctx, c.name)
-		defer func() { end(err) }()
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.m.loadTimeout)
-	defer cancel()
-	stop := context.AfterFunc(c.m.ctx, cancel)
-	defer stop()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
-		}
-	}()
-	return loadMany(ctx, missing)
-}
-
-// storeMany writes the results of a batch load back in one pipeline, each
-// only if its key's marker is unchanged since the claim.
-func (c *Cache[T]) storeMany(ctx context.Context, missing []string, markers map[string]string, loaded map[string]T, stamp int64, ver string, w writeConfig) {
-	ti := tagInfo{stamp: stamp}
-	ti.tags, _ = checkTags(w.tags)
-	var cmds []redis.Cmder
-	var bufs []*[]byte
-	for _, k := range missing {
-		rkey := c.keys.Key(k)
-		if c.versioned {
-			rkey = c.keys.KeyAt(ver, k)
-		}
-		marker, ok := markers[rkey]
-		if !ok {
-			continue
-		}
-		v, found := loaded[k]
-		fresh, stale := firstSet(w.ttl, c.ttl.ttl), c.swr.stale
-		if !found {
-			if c.ttl.negativeTTL == 0 {
-				continue
-			}
-			fresh, stale = c.ttl.negativeTTL, 0
-		}
-		exp := c.ttl.expiry(fresh, c.m.random())
-		c.m.noteLifetime(exp + stale)
-		h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Shape: c.shape}
-		var buf *[]byte
-		if found {
-			var err error
-			if buf, err = c.m.encode(c.codec, &v, h, ti); err != nil {
-				c.m.stats.writeErrors.Add(1)
-				continue
-			}
-		} else {
-			buf = c.m.encodeNegative(c.codec, h, ti)
-		}
-		bufs = append(bufs, buf)
-		cmds = append(cmds, c.m.tagWrites(ctx, ti, exp, true)...)
-		cmds = append(cmds, writeBackArgs{key: rkey, marker: marker, value: *buf, ttlMS: millis(exp + stale)}.cmd(ctx))
-	}
-	if len(cmds) > 0 {
-		if err := c.m.doAll(ctx, cmds...); err != nil && !errors.Is(err, ErrClosed) {
-			c.m.stats.writeErrors.Add(1)
-			c.m.logError("write back batch", err)
-		}
-	}
-	for _, b := range bufs {
-		c.releaseBuf(b)
-	}
 }

@@ -43,6 +43,10 @@ type Cache[T any] struct {
 	// recent remembers finished flights (see recentFlight).
 	recent     [recentSlots]atomic.Pointer[recentFlight[T]]
 	recentSeed maphash.Seed
+	stats      *counters // this cache name's (Cache.Stats)
+	// loader and batchLoader are the cache's loaders (nil: none).
+	loader      Loader[T]
+	batchLoader BatchLoader[T]
 }
 
 type cacheConfig struct {
@@ -50,6 +54,9 @@ type cacheConfig struct {
 	codec     codec.Codec
 	versioned bool
 	swr       swrPolicy
+	// loader and batchLoader are a Loader[T] and BatchLoader[T], checked
+	// against the cache's T by NewCache.
+	loader, batchLoader any
 }
 
 // CacheOption configures NewCache.
@@ -96,23 +103,30 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 			return nil, err
 		}
 	}
+	one, many, err := loaders[T](cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := m.claimName(name, reflect.TypeFor[T]()); err != nil {
 		return nil, err
 	}
 	m.noteLifetime(time.Duration(float64(max(cfg.ttl.ttl, cfg.ttl.negativeTTL))*(1+cfg.ttl.jitter)) + cfg.swr.stale)
 	c := &Cache[T]{
-		m:          m,
-		name:       name,
-		keys:       keys.New(m.prefix, name, m.maxKey),
-		codec:      cfg.codec,
-		shape:      Shape[T](),
-		ttl:        cfg.ttl,
-		versioned:  cfg.versioned,
-		swr:        cfg.swr,
-		recentSeed: maphash.MakeSeed(),
+		m:           m,
+		name:        name,
+		keys:        keys.New(m.prefix, name, m.maxKey),
+		codec:       cfg.codec,
+		shape:       Shape[T](),
+		ttl:         cfg.ttl,
+		versioned:   cfg.versioned,
+		swr:         cfg.swr,
+		recentSeed:  maphash.MakeSeed(),
+		stats:       m.countersOf(name),
+		loader:      one,
+		batchLoader: many,
 	}
 	if m.l1Size > 0 {
-		c.l1 = newL1[T](m.l1Size, &m.stats.l1Evictions)
+		c.l1 = newL1[T](m.l1Size, &c.stats.l1Evictions)
 		m.addHolder(c)
 	}
 	return c, nil
@@ -196,7 +210,7 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() && !c.m.covering(c.name, key, e.tags) {
 			c.hitL1(ctx)
 			if e.negative {
-				c.m.stats.negativeHits.Add(1)
+				c.stats.negativeHits.Add(1)
 				return e.val, found{l1: true}, ErrNotFound
 			}
 			return e.val, found{l1: true}, nil
@@ -240,7 +254,7 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return zero, f, err
 		}
-		return zero, f, c.unusable(ctx, rkey, s, err)
+		return zero, f, c.unusable(ctx, rkey, s, err, true)
 	}
 	c.hit(ctx, fill, key, t.version, s, h, ti)
 	if h.Negative {
@@ -252,9 +266,9 @@ func (c *Cache[T]) lookupRedis(ctx context.Context, key string) (T, found, error
 // hit counts a Redis-tier hit and keeps a copy in the L1 tier, read by a
 // reader that took token fill before sending the read.
 func (c *Cache[T]) hit(ctx context.Context, fill uint64, key, version, raw string, h envelope.Header, ti tagInfo) {
-	c.m.stats.hits.Add(1)
+	c.stats.hits.Add(1)
 	if h.Negative {
-		c.m.stats.negativeHits.Add(1)
+		c.stats.negativeHits.Add(1)
 	}
 	if c.m.obs != nil {
 		c.m.obs.Hit(ctx, c.name, false, c.m.now().UnixMilli() >= h.FreshUntil)
@@ -273,40 +287,47 @@ func (c *Cache[T]) l1Token() uint64 {
 
 // hitL1 counts a hit of the L1 tier.
 func (c *Cache[T]) hitL1(ctx context.Context) {
-	c.m.stats.hits.Add(1)
-	c.m.stats.l1Hits.Add(1)
+	c.stats.hits.Add(1)
+	c.stats.l1Hits.Add(1)
 	if c.m.obs != nil {
 		c.m.obs.Hit(ctx, c.name, true, false)
 	}
 }
 
 // unusable handles stored bytes that cannot be served, undecodable or
-// invalidated by a tag (err says which): it counts a miss, deletes them if
-// unchanged, and returns the miss. An entry written for another shape of T
-// is a miss but is not deleted.
-func (c *Cache[T]) unusable(ctx context.Context, rkey, raw string, err error) error {
+// invalidated by a tag (err says which): it counts a miss (when miss),
+// deletes them if unchanged, and returns the miss. An entry written for
+// another shape of T is a miss but is not deleted.
+func (c *Cache[T]) unusable(ctx context.Context, rkey, raw string, err error, miss bool) error {
 	if errors.Is(err, errOtherShape) {
 		// Another process's entry, good for its type: a miss here, and
 		// left alone.
-		c.m.stats.otherShape.Add(1)
-		c.missed(ctx)
+		c.stats.otherShape.Add(1)
+		c.missedIf(ctx, miss)
 		return fmt.Errorf("%w: %w", ErrMiss, err)
 	}
 	if errors.Is(err, errInvalidated) {
-		c.m.stats.invalidated.Add(1)
+		c.stats.invalidated.Add(1)
 	} else {
-		c.m.stats.decodeErrors.Add(1)
+		c.stats.decodeErrors.Add(1)
 	}
-	c.missed(ctx)
+	c.missedIf(ctx, miss)
 	c.drop(ctx, rkey, raw)
 	return fmt.Errorf("%w: %w", ErrMiss, err)
 }
 
 // missed counts a miss.
 func (c *Cache[T]) missed(ctx context.Context) {
-	c.m.stats.misses.Add(1)
+	c.stats.misses.Add(1)
 	if c.m.obs != nil {
 		c.m.obs.Miss(ctx, c.name)
+	}
+}
+
+// missedIf counts a miss if count: a warm read counts none.
+func (c *Cache[T]) missedIf(ctx context.Context, count bool) {
+	if count {
+		c.missed(ctx)
 	}
 }
 

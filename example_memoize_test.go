@@ -106,7 +106,7 @@ func ExampleCache_Warm() {
 	// Output:
 	// 100/100, 1 failed
 	// loaded=98 skipped=1 failed=1 err=<nil>
-	// fetch "13": database timeout
+	// warm "13": database timeout
 }
 
 func ExampleNewMemoized() {

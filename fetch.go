@@ -5,22 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"runtime/debug"
 	"sync"
 	"time"
-
-	"github.com/cachemgr/cachemgr/internal/envelope"
-	"github.com/redis/go-redis/v9"
 )
 
 // Entry lets a loader describe the value it is producing, when it learns
 // how long it stays good only by loading it. Get it with EntryFrom inside a
 // loader.
 type Entry struct {
-	mu   sync.Mutex
-	ttl  time.Duration
-	tags []string
-	err  error
+	mu          sync.Mutex
+	ttl         time.Duration
+	tags        []string
+	err         error
+	noCache     bool            // DoNotCache(): nothing of the load is cached
+	noCacheKeys map[string]bool // DoNotCache(keys...)
 }
 
 type entryKey struct{}
@@ -46,6 +44,9 @@ func (e *Entry) SetTTL(d time.Duration) {
 }
 
 func (e *Entry) get() (time.Duration, []string, error) {
+	if e == nil {
+		return 0, nil, nil
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.ttl, e.tags, e.err
@@ -90,7 +91,7 @@ func (r *loaded[T]) usableBy(start time.Time) bool {
 //
 // A loader error is returned and not cached; ErrNotFound from the loader is
 // cached as a negative entry for the negative TTL. A loader panic is
-// returned as ErrLoaderPanic. When Redis is down, slow or behind an open
+// returned as a *PanicError (which matches ErrLoaderPanic). When Redis is down, slow or behind an open
 // breaker, Fetch answers from the loader within the op timeout plus the
 // loader's time. A load that began before a Delete of its key does not write
 // its result back. A nil load returns ErrNilLoader.
@@ -110,7 +111,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if t, ok := c.flying(key); ok && !c.m.covering(c.name, key, nil) {
 		// A load of this key is under way here: join it rather than send
 		// one more GET that would only miss (a stampede's 999 others).
-		c.m.stats.joins.Add(1)
+		c.stats.joins.Add(1)
 		v, err := c.share(ctx, start, t, load, w, true)
 		if err != nil {
 			return v, fmt.Errorf("fetch %.64q: %w", key, err)
@@ -130,7 +131,6 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 		// load shared with callers who began earlier may be too: load
 		// afresh, and leave Redis alone until the invalidation lands.
 		v, _, err := c.callLoader(ctx, &Entry{}, load)
-		c.m.stats.loads.Add(1)
 		if err != nil {
 			return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 		}
@@ -351,120 +351,4 @@ type storeRequest struct {
 	// uncertain is the token of a lease claim whose reply never came: it
 	// may have run, so the lease is released once Redis answers again.
 	uncertain string
-}
-
-// store counts the load, encodes its result and writes it back when st
-// allows, releasing the lease. It returns what the flight's callers get.
-func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Duration, err error, entry *Entry, w writeConfig) *loaded[T] {
-	c.m.stats.loads.Add(1)
-	notFound := errors.Is(err, ErrNotFound)
-	if err != nil && !notFound || notFound && c.ttl.negativeTTL == 0 {
-		if !notFound && !c.m.done.Load() { // a load cut short by Close is not the loader's fault
-			c.m.stats.loadErrors.Add(1)
-		}
-		if st.token != "" && !st.refresh {
-			// Waiting processes may try themselves now. A failed refresh
-			// keeps its lease until it expires: a back-off for a sick source.
-			c.release(ctx, st)
-		}
-		return &loaded[T]{err: err}
-	}
-
-	ttl, tags, terr := entry.get()
-	fresh, stale := firstSet(ttl, w.ttl, c.ttl.ttl), c.swr.stale
-	if notFound {
-		fresh, stale = c.ttl.negativeTTL, 0
-	}
-	ti := tagInfo{stamp: c.loadStamp(st.serverUS, st.start)}
-	if terr == nil {
-		ti.tags, terr = checkTags(append(tags, w.tags...))
-	}
-	exp := c.ttl.expiry(fresh, c.m.random())
-	c.m.noteLifetime(exp + stale)
-	h := envelope.Header{FreshUntil: c.m.now().Add(exp).UnixMilli(), Load: took, Shape: c.shape}
-	var buf *[]byte
-	switch {
-	case terr != nil:
-	case notFound:
-		buf = c.m.encodeNegative(c.codec, h, ti)
-	default:
-		buf, terr = c.m.encode(c.codec, &v, h, ti)
-	}
-	if terr != nil {
-		c.m.stats.writeErrors.Add(1)
-		c.m.logError("loaded value not cached", terr, "key", st.rkey)
-		c.release(ctx, st)
-		return &loaded[T]{val: v, err: err}
-	}
-	res := &loaded[T]{val: v, enc: append([]byte(nil), *buf...), err: err}
-	// A write that would land after the marker could have expired is
-	// skipped: it could undo a Delete that happened during the load.
-	if st.markerOK && time.Since(st.markerAt) < c.m.loadTimeout+c.m.opTimeout {
-		checked := monotonic()
-		fill := c.l1Token()
-		tw := c.m.tagWrites(ctx, ti, exp, true)
-		wb := writeBackArgs{key: st.rkey, marker: st.marker, value: *buf, ttlMS: millis(exp + stale),
-			token: st.token, staleSHA1: st.replace}.cmd(ctx)
-		vc := c.versionCheck(ctx)
-		cmds := withCheck(append(tw, wb), vc)
-		var epoch *redis.StringCmd
-		if len(tw) > 0 {
-			epoch = c.m.tagEpoch(ctx)
-			cmds = append(cmds, epoch)
-		}
-		werr := c.m.doAll(ctx, cmds...)
-		if werr == nil {
-			werr = wb.Err()
-		}
-		switch {
-		case werr == nil:
-			res.checked = checked
-			// -1: an invalidation ran during the load; 0: a newer value
-			// (a Set, another process's load) arrived; or a Bump retired
-			// the namespace written to. Either way callers that joined
-			// late take the next flight, which reads what is current.
-			res.stale = wb.Val() != int64(1) || versionMoved(vc, st.version) ||
-				len(tw) > 0 && !c.m.settleTags(ctx, ti, tw, st.epoch, st.epochOK, epoch)
-			if !res.stale {
-				h.Negative = notFound
-				c.fillL1(fill, st.key, st.version, string(res.enc), h, ti)
-			}
-		case !errors.Is(werr, ErrClosed):
-			c.m.stats.writeErrors.Add(1)
-			c.m.logError("write back loaded value", werr, "key", st.rkey)
-			if st.token != "" && !isReply(werr) {
-				// The write-back, which releases the lease, may not have
-				// run: release it once Redis answers, or others wait it out.
-				c.releaseLater(st.rkey, st.token)
-			}
-		}
-	} else if st.token != "" {
-		c.release(ctx, st)
-	}
-	c.releaseBuf(buf)
-	return res
-}
-
-// callLoader runs load under the load timeout and the Manager's lifetime,
-// turning a panic into ErrLoaderPanic.
-func (c *Cache[T]) callLoader(ctx context.Context, entry *Entry, load func(context.Context) (T, error)) (v T, took time.Duration, err error) {
-	if c.m.obs != nil {
-		var end func(error)
-		ctx, end = c.m.obs.Load(ctx, c.name)
-		defer func() { end(err) }()
-	}
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, entryKey{}, entry), c.m.loadTimeout)
-	defer cancel()
-	stop := context.AfterFunc(c.m.ctx, cancel)
-	defer stop()
-	start := monotonic()
-	defer func() {
-		took = time.Since(start)
-		if r := recover(); r != nil {
-			c.m.logger.Error("cachemgr: loader panicked", "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
-		}
-	}()
-	v, err = load(ctx)
-	return v, took, err
 }

@@ -79,6 +79,8 @@ type Manager struct {
 	namesMu sync.Mutex
 	names   map[string]reflect.Type // cache name -> value type
 
+	cacheStats sync.Map // cache name -> *counters, the counts of its caches
+
 	mu     sync.RWMutex // guards closed against wg.Add
 	closed bool
 	done   atomic.Bool

@@ -176,7 +176,7 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 			return nil // the holder is slow or gone: load ourselves
 		}
 		if !waited {
-			c.m.stats.leaseWaits.Add(1)
+			c.stats.leaseWaits.Add(1)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -207,7 +207,7 @@ func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Ti
 	case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed):
 		return nil, err
 	case errors.Is(err, errOtherShape):
-		c.m.stats.otherShape.Add(1)
+		c.stats.otherShape.Add(1)
 		return nil, err
 	}
 	c.drop(ctx, rkey, raw)
@@ -257,7 +257,7 @@ func (c *Cache[T]) serve(ctx context.Context, v T, f found, load func(context.Co
 	now := c.m.now().UnixMilli()
 	switch {
 	case now >= f.h.FreshUntil:
-		c.m.stats.staleHits.Add(1)
+		c.stats.staleHits.Add(1)
 		ch := c.refresh(ctx, f, load, w)
 		if ch == nil || c.swr.softTimeout <= 0 {
 			return v
@@ -325,7 +325,7 @@ func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.C
 		return nil, &none
 	}
 	if code, _ := vals[0].(int64); code != 1 || len(vals) != 3 {
-		return nil, &c.m.stats.refreshesElsewhere
+		return nil, &c.stats.refreshesElsewhere
 	}
 	st.marker, _ = vals[1].(string)
 	st.serverUS, _ = vals[2].(int64)
@@ -333,13 +333,13 @@ func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.C
 	if c.swr.lease > 0 {
 		st.token = token
 	}
-	c.m.stats.refreshes.Add(1)
+	c.stats.refreshes.Add(1)
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
 	r := c.store(ctx, st, v, took, err, entry, w)
 	if r.err != nil && !errors.Is(r.err, ErrNotFound) {
 		c.m.logError("refresh failed; serving the stale value", r.err, "key", f.rkey)
-		return r, &c.m.stats.refreshErrors
+		return r, &c.stats.refreshErrors
 	}
 	return r, &none
 }

@@ -240,20 +240,32 @@ func (m *Manager) InvalidateTags(ctx context.Context, tags ...string) error {
 // invalidateTags moves the stamps of tags forward and tells the other
 // processes.
 func (m *Manager) invalidateTags(ctx context.Context, tags []string) error {
-	cmds := make([]redis.Cmder, len(tags))
-	for i, t := range tags {
-		cmds[i] = tagInvalidateArgs{key: m.tagKey(t), keepMS: millis(m.markerTTL())}.cmd(ctx)
-	}
-	// The epoch moves first: a load that sees it unchanged saw no stamp
-	// move either.
-	epoch := redis.NewStatusCmd(ctx, "set", keys.TagEpoch(m.prefix), rand.Text(), "px", millis(versionTTL))
-	if err := m.doWrite(ctx, append([]redis.Cmder{epoch}, cmds...)...); err != nil {
+	cmds := m.tagInvalidations(ctx, tags)
+	if err := m.doWrite(ctx, cmds...); err != nil {
 		return err
 	}
-	if err := epoch.Err(); err != nil {
+	return m.tagsInvalidated(ctx, tags, cmds)
+}
+
+// tagInvalidations returns the commands that invalidate tags: the tag
+// epoch's move, then each tag's stamp's.
+func (m *Manager) tagInvalidations(ctx context.Context, tags []string) []redis.Cmder {
+	// The epoch moves first: a load that sees it unchanged saw no stamp
+	// move either.
+	cmds := []redis.Cmder{redis.NewStatusCmd(ctx, "set", keys.TagEpoch(m.prefix), rand.Text(), "px", millis(versionTTL))}
+	for _, t := range tags {
+		cmds = append(cmds, tagInvalidateArgs{key: m.tagKey(t), keepMS: millis(m.markerTTL())}.cmd(ctx))
+	}
+	return cmds
+}
+
+// tagsInvalidated checks the replies of tagInvalidations' commands, sent,
+// and tells this process's L1 tiers and the other processes.
+func (m *Manager) tagsInvalidated(ctx context.Context, tags []string, cmds []redis.Cmder) error {
+	if err := cmds[0].Err(); err != nil {
 		return fmt.Errorf("tag epoch: %w", err)
 	}
-	for i, c := range cmds {
+	for i, c := range cmds[1:] {
 		if err := c.Err(); err != nil {
 			return fmt.Errorf("tag %.64q: %w", tags[i], err)
 		}

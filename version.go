@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -123,31 +124,51 @@ const maxVersionRetries = 2
 // under the last attempt (a read must then not trust its reply); errors are
 // those of doAll, replies are in the commands.
 func (c *Cache[T]) inVersion(ctx context.Context, key string, write bool, build func(rkey string) []redis.Cmder) (target, bool, error) {
+	ts, moved, err := c.inVersionAll(ctx, []string{key}, write, func(ts []target) []redis.Cmder {
+		return build(ts[0].rkey)
+	})
+	return ts[0], moved, err
+}
+
+// inVersionAll is inVersion for many keys: build gets their targets, in
+// the order of keys, under one version, and so does the caller.
+func (c *Cache[T]) inVersionAll(ctx context.Context, keyList []string, write bool, build func([]target) []redis.Cmder) ([]target, bool, error) {
 	send := c.m.doAll
 	if write {
 		send = c.m.doWrite
 	}
+	ts := make([]target, len(keyList))
+	at := func(ver string) []target {
+		for i, k := range keyList {
+			ts[i] = target{key: k, rkey: c.keys.Key(k)}
+			if c.versioned {
+				ts[i] = target{key: k, rkey: c.keys.KeyAt(ver, k), version: ver}
+			}
+		}
+		return ts
+	}
 	if !c.versioned {
-		t := target{key: key, rkey: c.keys.Key(key)}
-		return t, false, send(ctx, build(t.rkey)...)
+		return ts, false, send(ctx, build(at(""))...)
 	}
 	ver, err := c.localVersion(ctx)
 	if err != nil {
-		return target{key: key, rkey: c.keys.Key(key)}, false, err
+		for i, k := range keyList {
+			ts[i] = target{key: k, rkey: c.keys.Key(k)}
+		}
+		return ts, false, err
 	}
 	for attempt := 0; ; attempt++ {
-		t := target{key: key, rkey: c.keys.KeyAt(ver, key), version: ver}
 		get := redis.NewStringCmd(ctx, "get", c.keys.Version())
-		if err := send(ctx, append([]redis.Cmder{get}, build(t.rkey)...)...); err != nil {
-			return t, false, err
+		if err := send(ctx, append([]redis.Cmder{get}, build(at(ver))...)...); err != nil {
+			return ts, false, err
 		}
 		var again bool
 		ver, again, err = c.observed(ctx, ver, get.Val(), get.Err())
 		if err != nil || !again {
-			return t, false, err
+			return ts, false, err
 		}
 		if attempt == maxVersionRetries {
-			return target{key: key, rkey: c.keys.KeyAt(ver, key), version: ver}, true, nil
+			return slices.Clone(at(ver)), true, nil
 		}
 	}
 }

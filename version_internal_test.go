@@ -59,7 +59,7 @@ func TestRememberedVersionMovesBack(t *testing.T) {
 		second <- v
 	}()
 	deadline := time.Now().Add(time.Minute)
-	for m.stats.joins.Load() == 0 {
+	for c.stats.joins.Load() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the second Fetch never joined the load in flight")
 		}

@@ -13,13 +13,15 @@ type WarmOption func(*warmConfig)
 
 type warmConfig struct {
 	concurrency int
+	batchSize   int
 	progress    func(done, total, failed int)
+	write       []WriteOption
 	err         error
 }
 
-// Concurrency sets how many keys Warm works on at once, which bounds the
-// loader calls in flight. It must be at least 1; anything else makes Warm
-// return ErrInvalidOption. Default: 8.
+// Concurrency sets how many chunks of keys Warm works on at once, which
+// bounds the loader calls in flight. It must be at least 1; anything else
+// makes Warm return ErrInvalidOption. Default: 8.
 func Concurrency(n int) WarmOption {
 	return func(w *warmConfig) {
 		if n < 1 {
@@ -30,11 +32,12 @@ func Concurrency(n int) WarmOption {
 	}
 }
 
-// Progress sets a function Warm calls each time it finishes a key, with the
-// number of keys finished (loaded, skipped or failed), the number of keys
-// and the failures so far. Calls never overlap, and done grows by one each
-// time, ending at total unless ctx ends first; they run on Warm's workers,
-// so a slow fn slows the warming. nil means no reports.
+// Progress sets a function Warm calls each time it finishes a key (keys
+// finish a chunk at a time), with the number of keys finished (loaded,
+// skipped or failed), the number of keys and the failures so far. Calls
+// never overlap, and done grows by one each time, ending at total unless ctx
+// ends first; they run on Warm's workers, so a slow fn slows the warming.
+// nil means no reports.
 // Default: nil.
 func Progress(fn func(done, total, failed int)) WarmOption {
 	return func(w *warmConfig) {
@@ -49,57 +52,96 @@ type WarmReport struct {
 	// counts here: it is cached as a negative entry (see WithNegativeTTL).
 	Loaded int
 	// Skipped counts keys that were already cached, negative entries
-	// included; load was not called for them.
+	// included, and repeats of a key; the loader was not called for them.
 	Skipped int
-	// Failed counts keys left uncached: load returned an error or
+	// Failed counts keys left uncached: the loader returned an error or
 	// panicked, or Redis could not be read.
 	Failed int
 	// FirstErr is the first failure, for the log; nil when Failed is 0.
 	FirstErr error
 }
 
-// warmChunk is how many keys a worker takes at a time. Each key is one Get
-// and, on a miss, one Fetch today; a batch read (GetMany/FetchMany) can
-// take a chunk in one round trip by replacing warmKeys alone.
-const warmChunk = 1
+// BatchSize sets how many keys Warm reads, loads and writes at a time:
+// one batch loader call (WithBatchLoader), and two round trips to Redis, per
+// chunk. It must be at least 1; anything else makes Warm return
+// ErrInvalidOption. Default: 500.
+func BatchSize(n int) WarmOption {
+	return func(w *warmConfig) {
+		if n < 1 {
+			w.err = fmt.Errorf("%w: batch size %d", ErrInvalidOption, n)
+			return
+		}
+		w.batchSize = n
+	}
+}
+
+// WarmWrite sets the write options (TTL, Tags) of the values Warm
+// stores. A bad one makes Warm return ErrInvalidOption. Default: none, the
+// cache's TTL and no tags.
+func WarmWrite(opts ...WriteOption) WarmOption {
+	return func(w *warmConfig) {
+		w.write = append(w.write, opts...)
+	}
+}
 
 // Warm fills the cache before traffic arrives (after a deploy, or a Redis
-// restart): every key of keys that holds no value is loaded with load and
-// stored, at most Concurrency keys at a time. A key that is already cached
-// (a Get hit, negative entries included) is skipped without calling load.
-// Each missing key goes through Fetch, so a key that live traffic is
-// loading at the same moment is loaded once, and a Delete during the load
-// wins. Values get the cache's TTL, or what load sets through EntryFrom.
+// restart). It goes through keys a chunk at a time (BatchSize): one read of
+// the chunk, one loader call for the keys that hold no value, one write of
+// their values, at most Concurrency chunks at a time. load is a loader by
+// key, called for each missing key of a chunk in turn; nil means the
+// cache's loaders: the batch loader, called once per chunk, else the loader
+// by key (ErrNoLoader without either). A key already cached (negative
+// entries included) is skipped without calling a loader. Values get the
+// cache's TTL, or WarmWrite's options, or what the loader sets through
+// EntryFrom (whose DoNotCache keeps them out); a Delete or InvalidateTags
+// during the load keeps its result out, as with FetchMany. Warm's reads and
+// loads are counted apart from traffic (Stats.Warmed and the other Warm
+// fields), not as hits or misses.
 //
 // A failing key does not stop the run: it is counted in the report and the
 // run goes on. Warm returns an error only when it stopped early: ctx ended
 // (the error wraps its cause) or the Manager was closed (ErrClosed). When
 // ctx ends, no new key is started and the context of the loads in flight
-// ends too; Warm returns once they have, so no call of load is running, and
-// no goroutine Warm started is left, when it returns. A load that ignores
-// its context is waited for, up to the load timeout, and so is a key that
-// another caller or process is loading (up to the lease time, WithLease).
+// ends too; what was loaded before is still stored and counted, and Warm
+// returns once the loads have ended, so no call of a loader is running,
+// and no goroutine Warm started is left, when it returns. A load that
+// ignores its context is waited for, up to the load timeout.
 //
-// While Redis is down, Get fails and every key counts as failed without
-// calling load: a cache that cannot be written is not worth warming.
+// While Redis is down, the read of a chunk fails and its keys count as
+// failed without calling a loader: a cache that cannot be written is not
+// worth warming.
 func (c *Cache[T]) Warm(ctx context.Context, keys []string, load func(ctx context.Context, key string) (T, error), opts ...WarmOption) (WarmReport, error) {
 	var rep WarmReport
-	w := warmConfig{concurrency: 8}
+	w := warmConfig{concurrency: 8, batchSize: 500}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&w)
 		}
 	}
+	wc, werr := writeOptions(w.write)
+	many := c.manyLoader()
+	if load != nil {
+		many = keyByKey(load)
+	}
 	switch {
-	case load == nil:
-		return rep, fmt.Errorf("warm %q: %w", c.name, ErrNilLoader)
+	case many == nil:
+		return rep, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
 	case w.err != nil:
 		return rep, fmt.Errorf("warm %q: %w", c.name, w.err)
+	case werr != nil:
+		return rep, fmt.Errorf("warm %q: %w", c.name, werr)
 	case c.m.done.Load():
 		return rep, ErrClosed
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	distinct := distinct(keys)
+	size := w.batchSize
+	if load != nil || c.batchLoader == nil {
+		// A loader by key runs the keys of a chunk in turn: chunks small
+		// enough to keep every worker busy, and each round trip short.
+		size = max(1, min(size, warmKeyChunk, (len(distinct)+w.concurrency-1)/w.concurrency))
+	}
 
 	var (
 		next atomic.Int64
@@ -107,51 +149,51 @@ func (c *Cache[T]) Warm(ctx context.Context, keys []string, load func(ctx contex
 		done int
 		wg   sync.WaitGroup
 	)
-	finish := func(r warmResult) {
+	finish := func(rs []warmResult) {
 		mu.Lock()
 		defer mu.Unlock()
-		switch r.outcome {
-		case warmLoaded:
-			rep.Loaded++
-		case warmSkipped:
-			rep.Skipped++
-		case warmFailed:
-			rep.Failed++
-			if rep.FirstErr == nil {
-				rep.FirstErr = r.err
+		for _, r := range rs {
+			c.warmCount(&rep, r)
+			done++
+			if w.progress != nil {
+				w.progress(done, len(keys), rep.Failed)
 			}
 		}
-		done++
-		if w.progress != nil {
-			w.progress(done, len(keys), rep.Failed)
-		}
 	}
-	workers := min(w.concurrency, (len(keys)+warmChunk-1)/warmChunk)
+	workers := min(w.concurrency, (len(distinct)+size-1)/size)
 	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				lo := int(next.Add(warmChunk)) - warmChunk
-				if lo >= len(keys) {
+				lo := int(next.Add(int64(size))) - size
+				if lo >= len(distinct) {
 					return
 				}
-				for _, r := range c.warmKeys(ctx, keys[lo:min(lo+warmChunk, len(keys))], load) {
-					if r.outcome == warmStopped {
-						stop(r.err)
-						return
-					}
-					finish(r)
+				rs, err := c.warmChunk(ctx, distinct[lo:min(lo+size, len(distinct))], many, wc)
+				finish(rs)
+				if err != nil {
+					stop(err)
+					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if done < len(keys) {
+	if done < len(distinct) {
 		if err := context.Cause(ctx); err != nil {
 			return rep, fmt.Errorf("warm %q: stopped after %d of %d keys: %w", c.name, done, len(keys), err)
 		}
 	}
+	dups := make([]warmResult, len(keys)-len(distinct))
+	for i := range dups {
+		dups[i].outcome = warmSkipped
+	}
+	finish(dups)
 	return rep, nil
 }
+
+// warmKeyChunk is the largest chunk for a loader by key, whose calls, not
+// the round trips, take the time.
+const warmKeyChunk = 16
 
 type warmOutcome int
 
@@ -159,8 +201,6 @@ const (
 	warmLoaded warmOutcome = iota
 	warmSkipped
 	warmFailed
-	// warmStopped: the key was not finished because the run must end.
-	warmStopped
 )
 
 type warmResult struct {
@@ -168,48 +208,78 @@ type warmResult struct {
 	err     error
 }
 
-// warmKeys warms a chunk of keys, one result per key; a warmStopped result
-// ends the chunk early.
-func (c *Cache[T]) warmKeys(ctx context.Context, keys []string, load func(context.Context, string) (T, error)) []warmResult {
-	out := make([]warmResult, 0, len(keys))
-	for _, key := range keys {
-		r := c.warmKey(ctx, key, load)
-		out = append(out, r)
-		if r.outcome == warmStopped {
-			break
+// warmCount counts r in rep and in the cache's counters.
+func (c *Cache[T]) warmCount(rep *WarmReport, r warmResult) {
+	switch r.outcome {
+	case warmLoaded:
+		rep.Loaded++
+		c.stats.warmed.Add(1)
+	case warmSkipped:
+		rep.Skipped++
+		c.stats.warmSkipped.Add(1)
+	case warmFailed:
+		rep.Failed++
+		c.stats.warmFailed.Add(1)
+		if rep.FirstErr == nil {
+			rep.FirstErr = r.err
 		}
 	}
-	return out
 }
 
-func (c *Cache[T]) warmKey(ctx context.Context, key string, load func(context.Context, string) (T, error)) warmResult {
-	_, err := c.Get(ctx, key)
-	switch {
-	case err == nil, errors.Is(err, ErrNotFound):
-		return warmResult{outcome: warmSkipped}
-	case errors.Is(err, ErrClosed):
-		return warmResult{warmStopped, ErrClosed}
-	case ctx.Err() != nil:
-		return warmResult{warmStopped, context.Cause(ctx)}
-	case !errors.Is(err, ErrMiss):
-		return warmResult{warmFailed, err}
+// warmChunk warms a chunk of distinct keys through the batch path and
+// returns the results of the keys it finished. The error reports that the
+// run must end (ctx ended, or the Manager closed): keys left unfinished
+// then have no result.
+func (c *Cache[T]) warmChunk(ctx context.Context, keys []string, load manyLoad[T], w writeConfig) ([]warmResult, error) {
+	vals := make([]T, len(keys))
+	errs := make([]error, len(keys))
+	b, err := c.readBatch(ctx, keys, vals, errs, true)
+	if stop := c.warmStop(ctx, err); stop != nil {
+		return nil, stop
 	}
-	// Fetch gets a context that cannot end, so the load runs on this
-	// goroutine and Warm can wait for it; the loader's own context ends
-	// with Warm's instead.
-	_, err = c.Fetch(context.WithoutCancel(ctx), key, func(lctx context.Context) (T, error) {
-		lctx, cancel := context.WithCancelCause(lctx)
-		defer cancel(nil)
-		defer context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })()
-		return load(lctx, key)
-	})
-	switch {
-	case err == nil, errors.Is(err, ErrNotFound):
-		return warmResult{outcome: warmLoaded}
-	case errors.Is(err, ErrClosed):
-		return warmResult{warmStopped, ErrClosed}
-	case ctx.Err() != nil:
-		return warmResult{warmStopped, context.Cause(ctx)}
+	out := make([]warmResult, 0, len(keys))
+	if err != nil {
+		for range keys {
+			out = append(out, warmResult{warmFailed, err})
+		}
+		return out, nil
 	}
-	return warmResult{warmFailed, err}
+	for range len(keys) - len(b.missing) {
+		out = append(out, warmResult{outcome: warmSkipped})
+	}
+	if len(b.missing) == 0 {
+		return out, nil
+	}
+	// The loader's context ends with Warm's; the writes of what it loaded
+	// do not.
+	results := c.loadBatch(ctx, b, load, w, true)
+	var stop error
+	for _, k := range b.missing {
+		r := results[k]
+		if s := c.warmStop(ctx, r.err); s != nil {
+			stop = s
+			continue
+		}
+		switch {
+		case r.err == nil, errors.Is(r.err, ErrNotFound):
+			out = append(out, warmResult{outcome: warmLoaded})
+		default:
+			out = append(out, warmResult{warmFailed, fmt.Errorf("warm %.64q: %w", k, r.err)})
+		}
+	}
+	return out, stop
+}
+
+// warmStop returns why the run must end after a key's err: the Manager
+// closed or ctx ended; nil otherwise.
+func (c *Cache[T]) warmStop(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClosed), c.m.done.Load():
+		return ErrClosed
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	}
+	return nil
 }
