@@ -680,7 +680,7 @@ func (m *Manager) doPipeline(ctx context.Context, pol callPolicy, cmds []redis.C
 func (m *Manager) record(ctx context.Context, err error) error {
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
-		m.success()
+		m.success(ctx)
 		return err
 	case errors.Is(err, ErrClosed) || m.done.Load():
 		// Calls cut short by Close say nothing about Redis.
@@ -688,7 +688,7 @@ func (m *Manager) record(ctx context.Context, err error) error {
 	case isReply(err):
 		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up. NOSCRIPT
 		// is routine: doAll answers it by sending the source.
-		m.success()
+		m.success(ctx)
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			m.stats.redisErrors.Add(1)
 		}
@@ -697,10 +697,10 @@ func (m *Manager) record(ctx context.Context, err error) error {
 		// The caller gave up: its error, not Redis'.
 		return context.Cause(ctx)
 	default:
-		if m.breaker.State() != breaker.Open {
-			m.breaker.Failure()
-			if m.breaker.State() == breaker.Open {
-				m.logger.Warn("cachemgr: circuit breaker open: Redis calls are skipped until a probe succeeds", "err", err)
+		if m.breaker.State() != breaker.Open && m.breaker.Failure() {
+			m.logger.Warn("cachemgr: circuit breaker open: Redis calls are skipped until a probe succeeds", "err", err)
+			if bo, ok := m.obs.(BreakerObserver); ok {
+				bo.Breaker(ctx, true, err)
 			}
 		}
 		m.stats.redisErrors.Add(1)
@@ -711,15 +711,16 @@ func (m *Manager) record(ctx context.Context, err error) error {
 	}
 }
 
-// success records a call that reached Redis, and logs the breaker's
-// closing.
-func (m *Manager) success() {
-	if m.breaker.State() == breaker.Closed {
-		m.breaker.Success()
+// success records a call that reached Redis, and logs and reports the
+// breaker's closing.
+func (m *Manager) success(ctx context.Context) {
+	if !m.breaker.Success() {
 		return
 	}
-	m.breaker.Success()
 	m.logger.Info("cachemgr: circuit breaker closed: Redis answers again")
+	if bo, ok := m.obs.(BreakerObserver); ok {
+		bo.Breaker(ctx, false, nil)
+	}
 }
 
 // Ping checks that Redis answers, within the op timeout, and returns nil

@@ -25,8 +25,19 @@ type Observer interface {
 	Error(ctx context.Context, err error)
 }
 
+// BreakerObserver is an Observer that also wants the circuit breaker's
+// transitions (WithBreaker). A Manager whose Observer implements it calls
+// Breaker once when the breaker opens (open true, with the failure that
+// opened it) and once when a call succeeds again and closes it (open false,
+// cause nil). The same transitions are logged through the Manager's logger.
+type BreakerObserver interface {
+	Observer
+	Breaker(ctx context.Context, open bool, cause error)
+}
+
 // WithObserver sets the Observer that receives hits, misses, loads and
-// Redis errors. Default: none.
+// Redis errors, and the breaker's transitions if it is a BreakerObserver.
+// Default: none.
 func WithObserver(o Observer) Option {
 	return func(c *config) error {
 		if o == nil {

@@ -77,3 +77,62 @@ func TestObserver(t *testing.T) {
 		t.Errorf("New(WithObserver(nil)) error = %v, want ErrInvalidOption", err)
 	}
 }
+
+// breakerObserver is a countingObserver that also records the breaker's
+// transitions.
+type breakerObserver struct {
+	countingObserver
+	tmu         sync.Mutex
+	transitions []string
+}
+
+func (o *breakerObserver) Breaker(_ context.Context, open bool, cause error) {
+	o.tmu.Lock()
+	defer o.tmu.Unlock()
+	switch {
+	case open && cause != nil:
+		o.transitions = append(o.transitions, "open")
+	case open:
+		o.transitions = append(o.transitions, "open without a cause")
+	default:
+		o.transitions = append(o.transitions, "closed")
+	}
+}
+
+func (o *breakerObserver) seen() []string {
+	o.tmu.Lock()
+	defer o.tmu.Unlock()
+	return append([]string(nil), o.transitions...)
+}
+
+// TestObserverBreakerTransitions: a BreakerObserver hears the breaker open
+// once while Redis is down, however many calls fail, and close once when
+// Redis answers again.
+func TestObserverBreakerTransitions(t *testing.T) {
+	s := redistest.Start(t)
+	var o breakerObserver
+	m, _ := newManager(t, s, cachemgr.WithObserver(&o), cachemgr.WithBreaker(2, 50*time.Millisecond))
+	c := newCache[string](t, m, "brk")
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v"); err != nil {
+		t.Fatalf("Set() error = %v", err)
+	}
+	s.Kill()
+	for range 20 {
+		c.Get(ctx, "k")
+	}
+	if got := o.seen(); len(got) != 1 || got[0] != "open" {
+		t.Fatalf("transitions while Redis is down = %q, want [open]", got)
+	}
+	s.Restart()
+	waitFor(t, "the breaker to close", func() bool {
+		c.Get(ctx, "k")
+		return m.Stats().Breaker == "closed"
+	})
+	for range 20 {
+		c.Get(ctx, "k")
+	}
+	if got := o.seen(); len(got) != 2 || got[1] != "closed" {
+		t.Errorf("transitions = %q, want [open closed]", got)
+	}
+}

@@ -68,29 +68,40 @@ func (b *Breaker) Allow() bool {
 	}
 }
 
-// Success records a call that reached Redis and closes the breaker.
-func (b *Breaker) Success() {
+// Success records a call that reached Redis and closes the breaker. It
+// reports whether this call closed it (it was open or half-open): of
+// concurrent successes, exactly one does.
+func (b *Breaker) Success() bool {
 	if b.failures.Load() != 0 {
 		b.failures.Store(0)
 	}
-	if State(b.state.Load()) != Closed {
-		b.state.Store(int32(Closed))
+	for {
+		s := b.state.Load()
+		if State(s) == Closed {
+			return false
+		}
+		if b.state.CompareAndSwap(s, int32(Closed)) {
+			return true
+		}
 	}
 }
 
 // Failure records a failed call. The probe of a half-open breaker re-opens
-// it; otherwise the threshold-th consecutive failure opens it.
-func (b *Breaker) Failure() {
+// it; otherwise the threshold-th consecutive failure opens it. It reports
+// whether this call opened a closed breaker.
+func (b *Breaker) Failure() bool {
 	if b.threshold <= 0 {
-		return
+		return false
 	}
 	if b.state.CompareAndSwap(int32(HalfOpen), int32(Open)) {
 		b.openedAt.Store(b.now().UnixNano())
-		return
+		return false
 	}
 	if b.failures.Add(1) >= b.threshold && b.state.CompareAndSwap(int32(Closed), int32(Open)) {
 		b.openedAt.Store(b.now().UnixNano())
+		return true
 	}
+	return false
 }
 
 // State returns the breaker's current state.
