@@ -170,12 +170,14 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 			}
 			if c.l1 != nil && c.m.l1Trusted.Load() {
 				if e, ok := c.l1.get(k, now); ok && e.version == ver && !c.m.covering(c.name, k, e.tags) {
-					c.hitL1(ctx)
-					vals[i], raws[i] = e.val, l1Marker{}
-					if e.negative {
-						errs[i] = ErrNotFound
+					if v, ok := c.l1Value(e); ok {
+						c.hitL1(ctx)
+						vals[i], raws[i] = v, l1Marker{}
+						if e.negative {
+							errs[i] = ErrNotFound
+						}
+						continue
 					}
-					continue
 				}
 			}
 			idx = append(idx, i)

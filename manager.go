@@ -51,6 +51,7 @@ type Manager struct {
 	lastTimeout  atomic.Int64 // monoNanos() of the last timeout the breaker counted
 	skew         time.Duration
 	l1Size       int
+	l1Bytes      int64
 	l1TTL        time.Duration
 	liveness     time.Duration
 	obs          Observer // nil: none
@@ -71,8 +72,8 @@ type Manager struct {
 	stats     counters
 	deadlines deadlines
 	ev        *events
-	// l1Trusted is true while the event subscription is up: only then are
-	// L1 tiers read and filled.
+	// l1Trusted is true while the event subscription and every tracking
+	// connection are up: only then are L1 tiers read and filled.
 	l1Trusted atomic.Bool
 	bufs      sync.Pool // *[]byte encode and decompression buffers
 
@@ -106,6 +107,7 @@ type config struct {
 	now          func() time.Time
 	skew         time.Duration
 	l1Size       int
+	l1Bytes      int64
 	l1TTL        time.Duration
 	liveness     time.Duration
 	events       bool
@@ -346,6 +348,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		now:          cfg.now,
 		skew:         cfg.skew,
 		l1Size:       cfg.l1Size,
+		l1Bytes:      cfg.l1Bytes,
 		l1TTL:        cfg.l1TTL,
 		liveness:     cfg.liveness,
 		obs:          cfg.observer,
@@ -375,8 +378,8 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		m.co = newCoalescer(m)
 		m.replica.coalesce(m)
 	}
-	m.ev.enabled = cfg.events || m.l1Size > 0
-	if m.l1Size > 0 {
+	m.ev.enabled.Store(cfg.events || m.l1Size > 0 || m.l1Bytes > 0)
+	if m.l1Size > 0 || m.l1Bytes > 0 {
 		m.startEvents()
 	}
 	if !m.direct {
