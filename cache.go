@@ -344,6 +344,10 @@ func (c *Cache[T]) fillL1(fill uint64, key, version, raw string, h envelope.Head
 		return // stale: Redis and the refresh decide
 	}
 	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: expires, size: entrySize(key, raw)}
+	if !c.l1Copy && h.Compressor != 0 {
+		// A decoded value is about as large as it was before compression.
+		e.size += int64(h.RawLen)
+	}
 	if !c.l1.admits(e.size) {
 		return
 	}

@@ -16,7 +16,8 @@ import (
 // bit set once, which keeps hot keys without a list update on every hit.
 //
 // An entry's size is estimated from what Redis stores for it (the encoded
-// envelope) plus its key and a fixed overhead; an entry larger than one
+// envelope, and for a compressed value kept decoded its uncompressed
+// length too) plus its key and a fixed overhead; an entry larger than one
 // shard's share of the byte limit (1/16 of it) is not admitted.
 //
 // With shared values (L1Shared, the default) entries are stored decoded and
@@ -144,15 +145,18 @@ type l1Entry[T any] struct {
 	size     int64 // estimated bytes
 	expires  int64 // UnixNano, by the Manager's clock
 	visited  atomic.Bool
-	gone     atomic.Bool // removed from the map; the ring drops it lazily
+	pos      int // index in the shard's ring, under the shard's lock
 }
 
 type l1Shard[T any] struct {
-	mu    sync.RWMutex
-	items map[string]*l1Entry[T]
-	bytes int64
-	ring  []*l1Entry[T] // insertion order, for CLOCK eviction
-	head  int
+	mu       sync.RWMutex
+	items    map[string]*l1Entry[T]
+	capacity int // entries
+	bytes    int64
+	// ring holds the entries in insertion order, for CLOCK eviction; a
+	// removed entry's slot is nil, so the ring never keeps a value alive.
+	ring []*l1Entry[T]
+	head int
 }
 
 // l1Slots is how many slots remember the last removal of the keys that
@@ -172,7 +176,6 @@ const l1Slots = 1024
 type l1Store[T any] struct {
 	seed       maphash.Seed
 	shards     [l1Shards]l1Shard[T]
-	perShard   int   // entries
 	shardBytes int64 // bytes
 	evictions  *atomic.Uint64
 	gen        atomic.Uint64 // counts removals
@@ -183,15 +186,22 @@ type l1Store[T any] struct {
 // newL1 returns a store of at most entries entries and maxBytes bytes (0:
 // no bound of that kind).
 func newL1[T any](entries int, maxBytes int64, evictions *atomic.Uint64) *l1Store[T] {
-	s := &l1Store[T]{seed: maphash.MakeSeed(), perShard: math.MaxInt, shardBytes: math.MaxInt64, evictions: evictions}
-	if entries > 0 {
-		s.perShard = max(1, (entries+l1Shards-1)/l1Shards)
-	}
+	s := &l1Store[T]{seed: maphash.MakeSeed(), shardBytes: math.MaxInt64, evictions: evictions}
 	if maxBytes > 0 {
-		s.shardBytes = max(1, maxBytes/l1Shards)
+		s.shardBytes = maxBytes / l1Shards
 	}
 	for i := range s.shards {
-		s.shards[i].items = make(map[string]*l1Entry[T])
+		sh := &s.shards[i]
+		sh.items = make(map[string]*l1Entry[T])
+		sh.capacity = math.MaxInt
+		if entries > 0 {
+			// The shards' capacities add up to entries exactly; with fewer
+			// than 16 entries, keys of the empty shards are not kept.
+			sh.capacity = entries / l1Shards
+			if i < entries%l1Shards {
+				sh.capacity++
+			}
+		}
 	}
 	return s
 }
@@ -253,6 +263,9 @@ func (s *l1Store[T]) put(e *l1Entry[T], tok uint64) bool {
 	sh, slot := s.shard(e.key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	if sh.capacity == 0 {
+		return false
+	}
 	// A removal records its generation before it takes the shard lock, so
 	// one that this check misses removes e after it is stored.
 	if slot.Load() > tok || s.all.Load() > tok {
@@ -261,7 +274,7 @@ func (s *l1Store[T]) put(e *l1Entry[T], tok uint64) bool {
 	if old, ok := sh.items[e.key]; ok {
 		sh.unlink(old)
 	}
-	for len(sh.items) >= s.perShard || sh.bytes+e.size > s.shardBytes {
+	for len(sh.items) >= sh.capacity || sh.bytes+e.size > s.shardBytes {
 		if !sh.evictOne() {
 			break
 		}
@@ -269,30 +282,34 @@ func (s *l1Store[T]) put(e *l1Entry[T], tok uint64) bool {
 	}
 	sh.items[e.key] = e
 	sh.bytes += e.size
-	sh.ring = append(sh.ring, e)
-	if sh.head > len(sh.ring)/2 {
-		sh.ring = append(sh.ring[:0], sh.ring[sh.head:]...)
-		sh.head = 0
-	}
-	if len(sh.ring)-sh.head > 2*len(sh.items)+32 {
+	sh.push(e)
+	if free := len(sh.ring) - len(sh.items); free > len(sh.items)+32 {
 		sh.compact()
 	}
 	return true
 }
 
-// unlink removes e from the map and the byte count; the ring drops it
-// lazily.
+// push appends e to the ring.
+func (sh *l1Shard[T]) push(e *l1Entry[T]) {
+	e.pos = len(sh.ring)
+	sh.ring = append(sh.ring, e)
+}
+
+// unlink removes e from the map, the ring and the byte count.
 func (sh *l1Shard[T]) unlink(e *l1Entry[T]) {
-	e.gone.Store(true)
+	if e.pos < len(sh.ring) && sh.ring[e.pos] == e {
+		sh.ring[e.pos] = nil
+	}
 	delete(sh.items, e.key)
 	sh.bytes -= e.size
 }
 
-// compact drops removed entries from the ring.
+// compact drops the empty slots of the ring.
 func (sh *l1Shard[T]) compact() {
 	live := sh.ring[:0]
 	for _, e := range sh.ring[sh.head:] {
-		if !e.gone.Load() {
+		if e != nil {
+			e.pos = len(live)
 			live = append(live, e)
 		}
 	}
@@ -307,12 +324,12 @@ func (sh *l1Shard[T]) evictOne() bool {
 		e := sh.ring[sh.head]
 		sh.ring[sh.head] = nil
 		sh.head++
-		if e.gone.Load() {
+		if e == nil {
 			continue
 		}
 		if e.visited.Load() {
 			e.visited.Store(false)
-			sh.ring = append(sh.ring, e)
+			sh.push(e)
 			continue
 		}
 		sh.unlink(e)

@@ -51,9 +51,10 @@ const trackingChannel = "__redis__:invalidate"
 
 // trackers are the Manager's tracking connections.
 type trackers struct {
-	once  sync.Once
-	mu    sync.Mutex
-	nodes map[string]*trackNode // by address
+	once     sync.Once
+	messages atomic.Uint64 // tracking messages received, for tests
+	mu       sync.Mutex
+	nodes    map[string]*trackNode // by address
 }
 
 // trackNode is one tracking connection, to the node at addr.
@@ -255,6 +256,7 @@ func (m *Manager) invalidatedByRedis(msg *redis.Message) {
 	if msg.Channel != trackingChannel {
 		return
 	}
+	m.ev.tr.messages.Add(1)
 	holders := m.holdersOf("")
 	if len(msg.PayloadSlice) == 0 {
 		// FLUSHALL, FLUSHDB, or tracking was reset.
