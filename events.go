@@ -212,6 +212,13 @@ func (m *Manager) receiveWhileAlive(ctx context.Context, ps *redis.PubSub, sourc
 			m.sourceDown(source, "", nil) // closed to be replaced
 			return true
 		}
+		if isFlushMessage(err) {
+			// A tracking message with a null key list: FLUSHALL or
+			// FLUSHDB. go-redis reports it as an error, having read it.
+			alive = time.Now()
+			on(&redis.Message{Channel: trackingChannel})
+			continue
+		}
 		if err != nil {
 			if time.Since(alive) <= m.liveness {
 				if !isTimeout(err) {

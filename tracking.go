@@ -283,5 +283,12 @@ func (m *Manager) invalidatedByRedis(msg *redis.Message) {
 	}
 }
 
+// isFlushMessage reports whether err is go-redis's report of a pub/sub
+// message with a null payload, which only a tracking message for a flush
+// of the whole database has.
+func isFlushMessage(err error) bool {
+	return err != nil && strings.HasSuffix(err.Error(), "unsupported pubsub message payload: <nil>")
+}
+
 // keyBase returns "prefix:name:", the start of every key of the cache.
 func (c *Cache[T]) keyBase() string { return c.keys.Base() }
