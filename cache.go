@@ -158,7 +158,18 @@ func TTL(d time.Duration) WriteOption {
 	}
 }
 
+// writeOptions applies opts. Without any it returns at once: the config
+// that options write through escapes to the heap, and a Fetch served by the
+// L1 tier allocates nothing.
 func writeOptions(opts []WriteOption) (writeConfig, error) {
+	if len(opts) == 0 {
+		return writeConfig{}, nil
+	}
+	return applyWriteOptions(opts)
+}
+
+// applyWriteOptions is writeOptions with options.
+func applyWriteOptions(opts []WriteOption) (writeConfig, error) {
 	var w writeConfig
 	for _, opt := range opts {
 		if opt != nil {
@@ -368,15 +379,23 @@ func (c *Cache[T]) fillL1(fill uint64, key, version, raw string, h envelope.Head
 // a private one decoded from the stored bytes. Those decoded when they were
 // stored; should they not decode again, ok is false and the caller reads
 // Redis.
-func (c *Cache[T]) l1Value(e *l1Entry[T]) (v T, ok bool) {
+func (c *Cache[T]) l1Value(e *l1Entry[T]) (T, bool) {
 	if !c.l1Copy || e.negative {
 		return e.val, true
 	}
-	if _, _, err := c.m.decode(unsafe.Slice(unsafe.StringData(e.raw), len(e.raw)), c.codec, c.shape, &v); err != nil {
+	return c.l1Decode(e)
+}
+
+// l1Decode decodes a private copy of e's value. It is apart from l1Value
+// because the value it decodes into escapes to the heap: a shared hit
+// allocates nothing.
+func (c *Cache[T]) l1Decode(e *l1Entry[T]) (T, bool) {
+	v := new(T)
+	if _, _, err := c.m.decode(unsafe.Slice(unsafe.StringData(e.raw), len(e.raw)), c.codec, c.shape, v); err != nil {
 		var zero T
 		return zero, false
 	}
-	return v, true
+	return *v, true
 }
 
 // invalidated applies an invalidation of keys to this process's L1 tier

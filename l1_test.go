@@ -76,3 +76,81 @@ func TestWithCacheL1RejectsBadInput(t *testing.T) {
 		t.Errorf("L1Hits = %d on a cache with WithCacheL1(0, 0)", st.L1Hits)
 	}
 }
+
+// BenchmarkL1Hit pairs Get and Fetch served by the L1 tier on one 1 KiB
+// struct: A and B alternate in blocks of 1,000 inside one loop, so both
+// meet the same machine; ns/op, B/op and allocs/op are per hit of either.
+// The sub-benchmarks run each alone for its own allocs/op.
+func BenchmarkL1Hit(b *testing.B) {
+	ctx := context.Background()
+	s := benchServer(b)
+	m, err := cachemgr.New(s.Client(b), cachemgr.WithPrefix("bench"), cachemgr.WithLogger(quiet), cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	c, err := cachemgr.NewCache[benchValue](m, "l1hit", cachemgr.WithTTL(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Set(ctx, "k", newBenchValue(1<<10)); err != nil {
+		b.Fatal(err)
+	}
+	load := func(context.Context) (benchValue, error) { return benchValue{}, nil }
+	for deadline := time.Now().Add(time.Minute); ; {
+		before := m.Stats().L1Hits
+		c.Get(ctx, "k")
+		if m.Stats().L1Hits > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no L1 hit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	get := func() {
+		if _, err := c.Get(ctx, "k"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fetch := func() {
+		if _, err := c.Fetch(ctx, "k", load); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("get", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			get()
+		}
+	})
+	b.Run("fetch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			fetch()
+		}
+	})
+	b.Run("paired", func(b *testing.B) {
+		b.ReportAllocs()
+		const block = 1000
+		var tg, tf time.Duration
+		var ng, nf int
+		for i := 0; b.Loop(); i++ {
+			start := time.Now()
+			if (i/block)%2 == 0 {
+				get()
+				tg += time.Since(start)
+				ng++
+			} else {
+				fetch()
+				tf += time.Since(start)
+				nf++
+			}
+		}
+		if ng > 0 && nf > 0 {
+			b.ReportMetric(float64(tg.Nanoseconds())/float64(ng), "get-ns/op")
+			b.ReportMetric(float64(tf.Nanoseconds())/float64(nf), "fetch-ns/op")
+			b.ReportMetric((float64(tf)/float64(nf))/(float64(tg)/float64(ng)), "fetch/get")
+		}
+	})
+}
