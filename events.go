@@ -215,7 +215,7 @@ func (m *Manager) receiveWhileAlive(ctx context.Context, ps *redis.PubSub, sourc
 		if isFlushMessage(err) {
 			// A tracking message with a null key list: FLUSHALL or
 			// FLUSHDB. go-redis reports it as an error, having read it.
-			alive = time.Now()
+			alive = monotonic()
 			on(&redis.Message{Channel: trackingChannel})
 			continue
 		}
