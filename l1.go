@@ -176,7 +176,8 @@ const l1Slots = 1024
 type l1Store[T any] struct {
 	seed       maphash.Seed
 	shards     [l1Shards]l1Shard[T]
-	shardBytes int64 // bytes
+	nshards    uint64 // shards in use: fewer than l1Shards for a tier of fewer entries
+	shardBytes int64  // bytes
 	evictions  *atomic.Uint64
 	gen        atomic.Uint64 // counts removals
 	all        atomic.Uint64 // gen of the last removal of several entries
@@ -186,19 +187,21 @@ type l1Store[T any] struct {
 // newL1 returns a store of at most entries entries and maxBytes bytes (0:
 // no bound of that kind).
 func newL1[T any](entries int, maxBytes int64, evictions *atomic.Uint64) *l1Store[T] {
-	s := &l1Store[T]{seed: maphash.MakeSeed(), shardBytes: math.MaxInt64, evictions: evictions}
+	s := &l1Store[T]{seed: maphash.MakeSeed(), nshards: l1Shards, shardBytes: math.MaxInt64, evictions: evictions}
+	if entries > 0 && entries < l1Shards {
+		s.nshards = uint64(entries)
+	}
 	if maxBytes > 0 {
-		s.shardBytes = maxBytes / l1Shards
+		s.shardBytes = maxBytes / int64(s.nshards)
 	}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.items = make(map[string]*l1Entry[T])
 		sh.capacity = math.MaxInt
 		if entries > 0 {
-			// The shards' capacities add up to entries exactly; with fewer
-			// than 16 entries, keys of the empty shards are not kept.
-			sh.capacity = entries / l1Shards
-			if i < entries%l1Shards {
+			// The capacities of the shards in use add up to entries.
+			sh.capacity = entries / int(s.nshards)
+			if i < entries%int(s.nshards) {
 				sh.capacity++
 			}
 		}
@@ -213,7 +216,7 @@ func entrySize(key, raw string) int64 {
 
 func (s *l1Store[T]) shard(key string) (*l1Shard[T], *atomic.Uint64) {
 	h := maphash.String(s.seed, key)
-	return &s.shards[h%l1Shards], &s.slots[(h/l1Shards)%l1Slots]
+	return &s.shards[h%s.nshards], &s.slots[(h/l1Shards)%l1Slots]
 }
 
 // admits reports whether an entry of size bytes may be stored at all.
@@ -263,9 +266,6 @@ func (s *l1Store[T]) put(e *l1Entry[T], tok uint64) bool {
 	sh, slot := s.shard(e.key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.capacity == 0 {
-		return false
-	}
 	// A removal records its generation before it takes the shard lock, so
 	// one that this check misses removes e after it is stored.
 	if slot.Load() > tok || s.all.Load() > tok {

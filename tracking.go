@@ -68,8 +68,9 @@ type trackNode struct {
 	// before 6, or a server without it): events only, for that node.
 	unsupported atomic.Bool
 
-	mu sync.Mutex
-	ps *redis.PubSub
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	stopped bool // track returned: n is no source any more
 }
 
 // startTracking starts the tracking connections, once; the first L1 cache
@@ -206,6 +207,9 @@ func (m *Manager) track(n *trackNode) {
 	defer n.client.Close()
 	defer n.closeSubscription()
 	defer func() {
+		n.mu.Lock()
+		n.stopped = true
+		n.mu.Unlock()
 		if n.unsupported.Load() && m.ctx.Err() == nil {
 			m.logger.Info("cachemgr: Redis refused CLIENT TRACKING; L1 tiers learn of changes from cachemgr's events only", "node", n.source)
 			m.sourceGone(n.source)
@@ -245,8 +249,15 @@ func (m *Manager) retrack() {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for _, n := range tr.nodes {
-		m.sourceDown(n.source, "", nil)
-		n.closeSubscription()
+		n.mu.Lock()
+		if !n.stopped {
+			m.sourceDown(n.source, "", nil)
+			if n.ps != nil {
+				n.ps.Close()
+				n.ps = nil
+			}
+		}
+		n.mu.Unlock()
 	}
 }
 
