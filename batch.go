@@ -269,14 +269,16 @@ func (c *Cache[T]) fromL1(ctx context.Context, keyList []string, ver string, rke
 		}
 		if trusted {
 			if e, ok := c.l1.get(k, now); ok && e.version == ver && !c.m.covering(c.name, k, e.tags) {
-				if !warm {
-					c.hitL1(ctx)
+				if v, ok := c.l1Value(e); ok {
+					if !warm {
+						c.hitL1(ctx)
+					}
+					vals[i], raws[i] = v, l1Marker{}
+					if e.negative {
+						errs[i] = ErrNotFound
+					}
+					continue
 				}
-				vals[i], raws[i] = e.val, l1Marker{}
-				if e.negative {
-					errs[i] = ErrNotFound
-				}
-				continue
 			}
 		}
 		idx = append(idx, i)

@@ -39,7 +39,8 @@ type Cache[T any] struct {
 	// them, so hits skip the map.
 	inflight sync.Map
 	flights  atomic.Int64
-	l1       *l1Store[T] // nil without WithL1
+	l1       *l1Store[T] // nil without an L1 tier
+	l1Copy   bool        // L1Copy: each hit decodes its own value
 	// recent remembers finished flights (see recentFlight).
 	recent     [recentSlots]atomic.Pointer[recentFlight[T]]
 	recentSeed maphash.Seed
@@ -57,6 +58,7 @@ type cacheConfig struct {
 	// loader and batchLoader are a Loader[T] and BatchLoader[T], checked
 	// against the cache's T by NewCache.
 	loader, batchLoader any
+	l1                  l1Config
 }
 
 // CacheOption configures NewCache.
@@ -125,8 +127,13 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		loader:      one,
 		batchLoader: many,
 	}
-	if m.l1Size > 0 {
-		c.l1 = newL1[T](m.l1Size, &c.stats.l1Evictions)
+	entries, maxBytes := m.l1Size, m.l1Bytes
+	if cfg.l1.set {
+		entries, maxBytes = cfg.l1.entries, cfg.l1.bytes
+	}
+	if entries > 0 || maxBytes > 0 {
+		c.l1 = newL1[T](entries, maxBytes, &c.stats.l1Evictions)
+		c.l1Copy = cfg.l1.isolation == L1Copy
 		m.addHolder(c)
 	}
 	return c, nil
@@ -161,7 +168,18 @@ func TTL(d time.Duration) WriteOption {
 	}
 }
 
+// writeOptions applies opts. Without any it returns at once: the config
+// that options write through escapes to the heap, and a Fetch served by the
+// L1 tier allocates nothing.
 func writeOptions(opts []WriteOption) (writeConfig, error) {
+	if len(opts) == 0 {
+		return writeConfig{}, nil
+	}
+	return applyWriteOptions(opts)
+}
+
+// applyWriteOptions is writeOptions with options.
+func applyWriteOptions(opts []WriteOption) (writeConfig, error) {
 	var w writeConfig
 	for _, opt := range opts {
 		if opt != nil {
@@ -208,12 +226,14 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 	}
 	if c.l1 != nil && c.m.l1Trusted.Load() {
 		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() && !c.m.covering(c.name, key, e.tags) {
-			c.hitL1(ctx)
-			if e.negative {
-				c.stats.negativeHits.Add(1)
-				return e.val, found{l1: true}, ErrNotFound
+			if v, ok := c.l1Value(e); ok {
+				c.hitL1(ctx)
+				if e.negative {
+					c.stats.negativeHits.Add(1)
+					return v, found{l1: true}, ErrNotFound
+				}
+				return v, found{l1: true}, nil
 			}
-			return e.val, found{l1: true}, nil
 		}
 	}
 	return c.lookupRedis(ctx, key)
@@ -351,13 +371,48 @@ func (c *Cache[T]) fillL1(fill uint64, key, version, raw string, h envelope.Head
 	if expires <= now.UnixNano() {
 		return // stale: Redis and the refresh decide
 	}
-	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: expires}
-	if !h.Negative {
-		if _, _, err := c.m.decode([]byte(raw), c.codec, c.shape, &e.val); err != nil {
+	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: expires, size: entrySize(key, raw)}
+	if !c.l1Copy && h.Compressor != 0 {
+		// A decoded value is about as large as it was before compression.
+		e.size += int64(h.RawLen)
+	}
+	if !c.l1.admits(e.size) {
+		return
+	}
+	switch {
+	case h.Negative:
+	case c.l1Copy:
+		e.raw = raw // immutable; each hit decodes its own value
+	default:
+		// Codecs do not retain what they decode from (codec.Codec).
+		if _, _, err := c.m.decode(unsafe.Slice(unsafe.StringData(raw), len(raw)), c.codec, c.shape, &e.val); err != nil {
 			return
 		}
 	}
 	c.l1.put(e, fill)
+}
+
+// l1Value returns the value of L1 entry e: the shared value, or with L1Copy
+// a private one decoded from the stored bytes. Those decoded when they were
+// stored; should they not decode again, ok is false and the caller reads
+// Redis.
+func (c *Cache[T]) l1Value(e *l1Entry[T]) (T, bool) {
+	if !c.l1Copy || e.negative {
+		return e.val, true
+	}
+	return c.l1Decode(e)
+}
+
+// l1Decode decodes a private copy of e's value. It is apart from l1Value
+// because the value it decodes into escapes to the heap: a shared hit
+// allocates nothing.
+func (c *Cache[T]) l1Decode(e *l1Entry[T]) (T, bool) {
+	v := new(T)
+	if _, _, err := c.m.decode(unsafe.Slice(unsafe.StringData(e.raw), len(e.raw)), c.codec, c.shape, v); err != nil {
+		var zero T
+		return zero, false
+	}
+	return *v, true
 }
 
 // invalidated applies an invalidation of keys to this process's L1 tier

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,14 +51,22 @@ type l1Holder interface {
 	dropAll()
 	dropTags(tags []string)
 	dropPrefix(prefix string)
+	keyBase() string
 }
 
 // events is the Manager's pub/sub side.
 type events struct {
 	channel string
-	id      string // this Manager's origin id; its own events are ignored
-	enabled bool   // publish invalidation events
+	id      string      // this Manager's origin id; its own events are ignored
+	enabled atomic.Bool // publish invalidation events
 	once    sync.Once
+	tr      trackers
+
+	// down holds the sources of invalidations (the subscription, tracking
+	// connections) that are not up; the L1 tier is trusted only while it is
+	// empty.
+	trustMu sync.Mutex
+	down    map[string]bool
 
 	mu       sync.Mutex
 	ps       *redis.PubSub // the current subscription
@@ -74,7 +83,7 @@ func newEvents(prefix string) *events {
 	if prefix != "" {
 		ch = prefix + ":" + ch
 	}
-	return &events{channel: ch, id: rand.Text(), handlers: map[string][]*handler{}}
+	return &events{channel: ch, id: rand.Text(), handlers: map[string][]*handler{}, down: map[string]bool{}}
 }
 
 // WithEventsLiveness bounds how long the Manager trusts its L1 tier
@@ -95,9 +104,13 @@ func WithEventsLiveness(d time.Duration) Option {
 	}
 }
 
+// eventsSource names the event subscription among the L1 tier's sources.
+const eventsSource = "event subscription"
+
 // startEvents starts the listener, once.
 func (m *Manager) startEvents() {
 	m.ev.once.Do(func() {
+		m.sourceDown(eventsSource, "", nil)
 		m.goTracked(m.listen)
 	})
 }
@@ -124,12 +137,32 @@ func (m *Manager) closeSubscription() {
 	}
 }
 
-// distrust stops L1 reads and fills until the next subscription is up.
-func (m *Manager) distrust(why string, err error) {
-	if m.l1Trusted.Swap(false) {
-		m.logError("event subscription "+why+"; L1 tier off until it is back", err)
+// sourceDown marks source as down: L1 reads and fills stop until every
+// source is up again. why and err are logged, unless why is empty.
+func (m *Manager) sourceDown(source, why string, err error) {
+	m.ev.trustMu.Lock()
+	defer m.ev.trustMu.Unlock()
+	m.ev.down[source] = true
+	if m.l1Trusted.Swap(false) && why != "" {
+		m.logError(source+" "+why+"; L1 tier off until it is back", err)
 	}
 }
+
+// sourceUp marks source as up, having (re)subscribed, and flushes the L1
+// tier when flush is set, since what it missed is unknown; the tier is
+// trusted again once every source is up.
+func (m *Manager) sourceUp(source string, flush bool) {
+	m.ev.trustMu.Lock()
+	defer m.ev.trustMu.Unlock()
+	delete(m.ev.down, source)
+	if flush {
+		m.flushL1()
+	}
+	m.l1Trusted.Store(len(m.ev.down) == 0)
+}
+
+// sourceGone forgets source: its node no longer holds keys.
+func (m *Manager) sourceGone(source string) { m.sourceUp(source, false) }
 
 // listen receives events until Close, on subscriptions it opens itself.
 // go-redis reconnects and resubscribes a subscription whose connection
@@ -143,7 +176,7 @@ func (m *Manager) listen() {
 		if ps == nil {
 			return
 		}
-		if !m.receiveWhileAlive(ps, &subscribed) {
+		if !m.receiveWhileAlive(m.ctx, ps, eventsSource, &subscribed, m.receiveMessage) {
 			return
 		}
 		m.closeSubscription()
@@ -157,9 +190,10 @@ func (m *Manager) listen() {
 	}
 }
 
-// receiveWhileAlive handles what ps delivers, pinging it, until it has been
-// silent for the liveness bound. It reports false when the Manager closed.
-func (m *Manager) receiveWhileAlive(ps *redis.PubSub, subscribed *bool) bool {
+// receiveWhileAlive handles what ps, the subscription of source, delivers,
+// pinging it, until it has been silent for the liveness bound; on passes
+// each message. It reports false when ctx ended.
+func (m *Manager) receiveWhileAlive(ctx context.Context, ps *redis.PubSub, source string, subscribed *bool, on func(*redis.Message)) bool {
 	tick := m.liveness / 4
 	alive := monotonic()
 	var pinged time.Time
@@ -168,24 +202,35 @@ func (m *Manager) receiveWhileAlive(ps *redis.PubSub, subscribed *bool) bool {
 			pinged = monotonic()
 			// An error shows in Receive; a ping into a dead connection
 			// shows as silence.
-			_ = ps.Ping(m.ctx)
+			_ = ps.Ping(ctx)
 		}
-		msg, err := ps.ReceiveTimeout(m.ctx, tick)
-		if m.ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
-			return m.ctx.Err() == nil
+		msg, err := ps.ReceiveTimeout(ctx, tick)
+		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
+			if ctx.Err() != nil {
+				return false
+			}
+			m.sourceDown(source, "", nil) // closed to be replaced
+			return true
+		}
+		if isFlushMessage(err) {
+			// A tracking message with a null key list: FLUSHALL or
+			// FLUSHDB. go-redis reports it as an error, having read it.
+			alive = monotonic()
+			on(&redis.Message{Channel: trackingChannel})
+			continue
 		}
 		if err != nil {
 			if time.Since(alive) <= m.liveness {
 				if !isTimeout(err) {
 					// A failed connection: go-redis reconnects on the next
 					// Receive; what was sent meanwhile is lost.
-					m.distrust("lost", err)
-					pause(m.ctx, 50*time.Millisecond)
+					m.sourceDown(source, "lost", err)
+					pause(ctx, 50*time.Millisecond)
 				}
 				continue
 			}
 			m.stats.livenessLost.Add(1)
-			m.distrust("silent for longer than the liveness bound", err)
+			m.sourceDown(source, "silent for longer than the liveness bound", err)
 			return true
 		}
 		alive = monotonic()
@@ -197,11 +242,10 @@ func (m *Manager) receiveWhileAlive(ps *redis.PubSub, subscribed *bool) bool {
 			if *subscribed {
 				m.stats.resyncs.Add(1)
 			}
-			m.flushL1()
+			m.sourceUp(source, true)
 			*subscribed = true
-			m.l1Trusted.Store(true)
 		case *redis.Message:
-			m.receive(msg.Payload)
+			on(msg)
 		}
 	}
 }
@@ -221,6 +265,9 @@ func pause(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// receiveMessage applies one message of the event channel.
+func (m *Manager) receiveMessage(msg *redis.Message) { m.receive(msg.Payload) }
 
 // receive applies one event from another Manager.
 func (m *Manager) receive(payload string) {
@@ -284,10 +331,16 @@ func (m *Manager) holdersOf(name string) []l1Holder {
 	return out
 }
 
+// addHolder registers a cache with an L1 tier: the Manager publishes
+// events from now on, listens to them, and tracks the cache's keys.
 func (m *Manager) addHolder(h l1Holder) {
 	m.ev.mu.Lock()
-	defer m.ev.mu.Unlock()
 	m.ev.holders = append(m.ev.holders, h)
+	m.ev.mu.Unlock()
+	m.ev.enabled.Store(true)
+	m.startEvents()
+	m.startTracking()
+	m.retrack()
 }
 
 // flushL1 empties every cache's L1 tier.
@@ -301,7 +354,7 @@ func (m *Manager) flushL1() {
 // (see doWrite): an event lost would leave their L1 tiers stale, so a
 // failure fails the invalidation, which its caller queues for retry.
 func (m *Manager) publish(ctx context.Context, e event) error {
-	if !m.ev.enabled {
+	if !m.ev.enabled.Load() {
 		return nil
 	}
 	return m.send(ctx, e, m.doWrite)

@@ -48,6 +48,7 @@ type Manager struct {
 	writesHeld   atomic.Bool // a write failed while the breaker was open
 	skew         time.Duration
 	l1Size       int
+	l1Bytes      int64
 	l1TTL        time.Duration
 	liveness     time.Duration
 	obs          Observer // nil: none
@@ -68,8 +69,8 @@ type Manager struct {
 	stats     counters
 	deadlines deadlines
 	ev        *events
-	// l1Trusted is true while the event subscription is up: only then are
-	// L1 tiers read and filled.
+	// l1Trusted is true while the event subscription and every tracking
+	// connection are up: only then are L1 tiers read and filled.
 	l1Trusted atomic.Bool
 	bufs      sync.Pool // *[]byte encode and decompression buffers
 
@@ -105,6 +106,7 @@ type config struct {
 	now          func() time.Time
 	skew         time.Duration
 	l1Size       int
+	l1Bytes      int64
 	l1TTL        time.Duration
 	liveness     time.Duration
 	events       bool
@@ -337,6 +339,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		now:          cfg.now,
 		skew:         cfg.skew,
 		l1Size:       cfg.l1Size,
+		l1Bytes:      cfg.l1Bytes,
 		l1TTL:        cfg.l1TTL,
 		liveness:     cfg.liveness,
 		obs:          cfg.observer,
@@ -364,8 +367,8 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 		m.co = newCoalescer(m)
 		m.replica.coalesce(m)
 	}
-	m.ev.enabled = cfg.events || m.l1Size > 0
-	if m.l1Size > 0 {
+	m.ev.enabled.Store(cfg.events || m.l1Size > 0 || m.l1Bytes > 0)
+	if m.l1Size > 0 || m.l1Bytes > 0 {
 		m.startEvents()
 	}
 	if !m.direct {

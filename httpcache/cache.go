@@ -60,12 +60,30 @@ type config struct {
 	maxBody   int
 	private   bool
 	query     queryFilter
+	l1Entries int
+	l1Bytes   int64
 
 	clientRevalidation bool
 }
 
 // Option configures New.
 type Option func(*config) error
+
+// WithL1 keeps up to entries responses, and about maxBytes bytes of them
+// as stored, in the Manager's in-process L1 tier, in front of Redis (see
+// cachemgr.WithCacheL1); a response larger than 1/16 of maxBytes is not
+// kept there. Each hit decodes a private copy of the stored response. The
+// Manager's own WithL1 does not apply to responses: without this option
+// they are not kept in L1. Default: WithL1(0, 0), off.
+func WithL1(entries int, maxBytes int64) Option {
+	return func(c *config) error {
+		if entries < 0 || maxBytes < 0 {
+			return fmt.Errorf("%w: L1 bounds %d entries, %d bytes", cachemgr.ErrInvalidOption, entries, maxBytes)
+		}
+		c.l1Entries, c.l1Bytes = entries, maxBytes
+		return nil
+	}
+}
 
 // WithTTL sets the longest a response stays fresh, whatever its
 // Cache-Control or Expires say, and the freshness of responses marked
@@ -197,7 +215,8 @@ func New(m *cachemgr.Manager, name string, opts ...Option) (*Cache, error) {
 	}
 	// Freshness is decided here, per response; cachemgr's TTL is only how
 	// long Redis keeps an entry, set for each write.
-	cache, err := cachemgr.NewCache[entry](m, name, cachemgr.WithTTL(cfg.ttl), cachemgr.WithJitter(0))
+	cache, err := cachemgr.NewCache[entry](m, name, cachemgr.WithTTL(cfg.ttl), cachemgr.WithJitter(0),
+		cachemgr.WithCacheL1(cfg.l1Entries, cfg.l1Bytes), cachemgr.WithL1Isolation(cachemgr.L1Copy))
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,7 @@ func libs() []lib {
 		rawLib(),
 		goRedisCacheLib(false),
 		goRedisCacheLib(true),
+		goRedisCSCLib(),
 		rueidisLib(false),
 		rueidisLib(true),
 		ekoLib(),

@@ -185,3 +185,47 @@ func DataOfMarker(key string) (string, bool) {
 // Lease returns the lease key that belongs to data key key: it holds the
 // token of the process loading or refreshing that key.
 func Lease(key string) string { return key + leaseSuffix }
+
+// Kind says what a key under a cache's base is (see UserKey).
+type Kind int
+
+const (
+	// Other is a companion key (marker, lease) or not one of ours.
+	Other Kind = iota
+	// Plain is the data key of a user key.
+	Plain
+	// Hashed is the data key of a user key too long to keep, hashed.
+	Hashed
+	// Namespace is the key of the cache's namespace version.
+	Namespace
+)
+
+// UserKey inverts Key and KeyAt for rest, a key with its cache's Base cut
+// off: a Plain data key gives its user key, a Hashed one the readable head
+// of its user key (its first HashKeep bytes at most), the namespace version
+// key gives Namespace, anything else Other.
+func UserKey(rest string) (string, Kind) {
+	if rest == "~v" {
+		return "", Namespace
+	}
+	i := strings.IndexByte(rest, '{')
+	if i < 0 || !IsData(rest) {
+		return "", Other
+	}
+	inner := rest[i+1 : len(rest)-1]
+	switch {
+	case strings.HasPrefix(inner, "="):
+		return unescape(inner[1:]), Plain
+	case strings.HasPrefix(inner, "#=") && len(inner) > 2+hashLen && inner[2+hashLen] == ':':
+		return unescape(inner[3+hashLen:]), Hashed
+	}
+	return "", Other
+}
+
+// unescape reverses escape.
+func unescape(k string) string {
+	if !strings.Contains(k, "%") {
+		return k
+	}
+	return strings.NewReplacer("%7D", "}", "%25", "%").Replace(k)
+}
