@@ -108,3 +108,40 @@ func TestOneProbeUnderConcurrency(t *testing.T) {
 		t.Errorf("concurrent Allow() after cooldown let %d through, want 1", got)
 	}
 }
+
+// TestTransitionsReportedOnce: of concurrent failures, exactly one reports
+// opening the breaker; of concurrent successes, exactly one reports closing
+// it; a success or failure that changes nothing reports nothing.
+func TestTransitionsReportedOnce(t *testing.T) {
+	b := New(3, time.Hour, time.Now)
+	var opened, closed atomic.Int32
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			if b.Failure() {
+				opened.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if opened.Load() != 1 || b.State() != Open {
+		t.Fatalf("64 concurrent failures: %d reported opening, state %v; want 1, open", opened.Load(), b.State())
+	}
+	for range 64 {
+		wg.Go(func() {
+			if b.Success() {
+				closed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if closed.Load() != 1 || b.State() != Closed {
+		t.Fatalf("64 concurrent successes: %d reported closing, state %v; want 1, closed", closed.Load(), b.State())
+	}
+	if b.Success() || b.Failure() {
+		t.Error("a success or a first failure on a closed breaker reported a transition")
+	}
+	if New(0, time.Second, time.Now).Failure() {
+		t.Error("a disabled breaker reported opening")
+	}
+}
