@@ -17,7 +17,7 @@ import (
 // readers waited, as a multiple of the loader's time: a reader waits for at
 // most one load that began after it did, plus the rest of a load it joined
 // that an invalidation then overtook, so about 2x is the design's bound
-// (measured 2.2-3.2x at p99 on a loaded 2-core machine, where scheduling
+// (measured 2.2-3.7x at p99 on a loaded 2-core machine, where scheduling
 // adds to it); it is reported, not asserted, because it is a timing.
 func TestChurnNoStale(t *testing.T) {
 	const (
