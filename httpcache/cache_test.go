@@ -427,8 +427,14 @@ func TestConcurrentMissRunsHandlerOnce(t *testing.T) {
 		close(release)
 		wg.Wait()
 		close(results)
+		// Every request gets the one rendering. Most report MISS (they
+		// waited for it); one that was still on its way to its lookup when
+		// the render was stored, which waitMisses cannot rule out on a busy
+		// machine, finds it stored and reports HIT: either is right.
 		for r := range results {
-			expect(t, "GET /hot", r, httpcache.Miss, "shared")
+			if r.body != "shared" || r.state != httpcache.Miss && r.state != httpcache.Hit {
+				t.Errorf("GET /hot = %s %q, want MISS or HIT %q", r.state, r.body, "shared")
+			}
 		}
 		if c := h.calls.Load(); c != 1 {
 			t.Errorf("handler calls = %d, want 1", c)
