@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
-	"time"
-
 	"github.com/redis/go-redis/v9"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // goRedisCSCLib is go-redis's own client-side cache (Options.
@@ -28,35 +24,12 @@ func goRedisCSCLib() lib {
 			opt.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxEntries: 10_000}
 			rdb := redis.NewClient(&opt)
 			prefix := s.ns + "csc:"
-			get := func(ctx context.Context, key string) (Item, error) {
-				var v Item
-				b, err := rdb.Get(ctx, prefix+key).Bytes()
-				if err != nil {
-					return v, err
-				}
-				return v, msgpack.Unmarshal(b, &v)
-			}
-			set := func(ctx context.Context, key string, v Item) error {
-				b, err := msgpack.Marshal(&v)
-				if err != nil {
-					return err
-				}
-				return rdb.Set(ctx, prefix+key, b, time.Hour).Err()
-			}
+			get, set, fetch := handWritten(rdb, prefix, load)
 			return &client{
 				set:      set,
 				getLocal: get,
-				fetch: func(ctx context.Context, key string) (Item, error) {
-					v, err := get(ctx, key)
-					if err == nil || err != redis.Nil {
-						return v, err
-					}
-					if v, err = load(ctx, key); err != nil {
-						return v, err
-					}
-					return v, set(ctx, key, v)
-				},
-				close: func() { rdb.Close() },
+				fetch:    fetch,
+				close:    func() { rdb.Close() },
 			}, nil
 		},
 	}

@@ -25,34 +25,11 @@ func rawLib() lib {
 		open: func(s *server, load loadFunc) (*client, error) {
 			rdb := s.client()
 			prefix := s.ns + "raw:"
-			get := func(ctx context.Context, key string) (Item, error) {
-				var v Item
-				b, err := rdb.Get(ctx, prefix+key).Bytes()
-				if err != nil {
-					return v, err
-				}
-				return v, msgpack.Unmarshal(b, &v)
-			}
-			set := func(ctx context.Context, key string, v Item) error {
-				b, err := msgpack.Marshal(&v)
-				if err != nil {
-					return err
-				}
-				return rdb.Set(ctx, prefix+key, b, time.Hour).Err()
-			}
+			get, set, fetch := handWritten(rdb, prefix, load)
 			return &client{
-				set: set,
-				get: get,
-				fetch: func(ctx context.Context, key string) (Item, error) {
-					v, err := get(ctx, key)
-					if !errors.Is(err, redis.Nil) {
-						return v, err
-					}
-					if v, err = load(ctx, key); err != nil {
-						return v, err
-					}
-					return v, set(ctx, key, v)
-				},
+				set:   set,
+				get:   get,
+				fetch: fetch,
 				batch: func(ctx context.Context, keys []string) (int, error) {
 					full := make([]string, len(keys))
 					for i, k := range keys {
@@ -80,4 +57,41 @@ func rawLib() lib {
 			}, nil
 		},
 	}
+}
+
+// handWritten returns the hand-written client's operations on rdb under
+// prefix: GET + msgpack.Unmarshal, msgpack.Marshal + SET PX 1h, and
+// cache-aside (GET; on redis.Nil, load and SET). go-redis's client-side
+// cache row uses them too, on a client with the cache turned on.
+func handWritten(rdb redis.Cmdable, prefix string, load loadFunc) (
+	get func(context.Context, string) (Item, error),
+	set func(context.Context, string, Item) error,
+	fetch func(context.Context, string) (Item, error),
+) {
+	get = func(ctx context.Context, key string) (Item, error) {
+		var v Item
+		b, err := rdb.Get(ctx, prefix+key).Bytes()
+		if err != nil {
+			return v, err
+		}
+		return v, msgpack.Unmarshal(b, &v)
+	}
+	set = func(ctx context.Context, key string, v Item) error {
+		b, err := msgpack.Marshal(&v)
+		if err != nil {
+			return err
+		}
+		return rdb.Set(ctx, prefix+key, b, time.Hour).Err()
+	}
+	fetch = func(ctx context.Context, key string) (Item, error) {
+		v, err := get(ctx, key)
+		if !errors.Is(err, redis.Nil) {
+			return v, err
+		}
+		if v, err = load(ctx, key); err != nil {
+			return v, err
+		}
+		return v, set(ctx, key, v)
+	}
+	return get, set, fetch
 }
