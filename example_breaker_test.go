@@ -51,7 +51,9 @@ func ExampleBreakerObserver() {
 		return
 	}
 	// After the cooldown a probe goes through and closes the breaker.
-	for m.Stats().Breaker != "closed" {
+	// (Bounded by count, not time: a breaker that never closed prints no
+	// second line and the Example fails instead of hanging.)
+	for i := 0; i < 1000 && m.Stats().Breaker != "closed"; i++ {
 		time.Sleep(10 * time.Millisecond)
 		c.Get(ctx, "hello")
 	}
