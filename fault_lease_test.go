@@ -107,7 +107,11 @@ func TestReliabilityLeaseAckLost(t *testing.T) {
 // goroutine keeps retrying, and the lease expires by its TTL.
 func TestReliabilityLeaseRedisDown(t *testing.T) {
 	noLeaks(t)
-	const op, lease = relOp, 400 * time.Millisecond
+	// The lease must outlive the claim, the blocked load and the write-back
+	// that times out (an op timeout, more on a loaded machine) for the PTTL
+	// check to see it; 3 s does on a busy 2-core machine, and waiting for
+	// it to expire costs at most that.
+	const op, lease = relOp, 3 * time.Second
 	s := redistest.Start(t)
 	p := faultproxy.New(t, s.Addr())
 	admin := s.Client(t)
