@@ -3,7 +3,6 @@ package session
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"strconv"
 )
 
 // A session ID is 30 bytes in unpadded base64url, 40 characters:
@@ -36,6 +35,12 @@ const (
 // and is not a session. Field names users may pass cannot hold a NUL, so
 // they never clash with it.
 const deadlineField = "\x00deadline"
+
+// sentinelField is a hash field that every session has from its creation,
+// with an empty value. Writes set it again: when HSET reports it among the
+// fields it added, the key held no session. Unlike the deadline field, a
+// hash that such a write leaves does not pass for a session.
+const sentinelField = "\x00s"
 
 // parsedID is a well-formed session ID taken apart.
 type parsedID struct {
@@ -87,6 +92,3 @@ func encodeTagSecret(tag, secret []byte) string {
 
 // encodeSecret returns secret in base64url.
 func encodeSecret(secret []byte) string { return base64.RawURLEncoding.EncodeToString(secret) }
-
-// formatDeadline returns a deadline as the hash stores it.
-func formatDeadline(ms int64) string { return strconv.FormatInt(ms, 10) }

@@ -52,12 +52,18 @@ func fixedRandom(draws ...[]byte) func([]byte) {
 
 func newTestStore(t *testing.T, srv *redistest.Server) *Store {
 	t.Helper()
+	return newTestStoreWith(t, srv, WithLifetime(time.Hour))
+}
+
+// newTestStoreWith returns a Store with opts on a client of srv, prefix "test".
+func newTestStoreWith(t *testing.T, srv *redistest.Server, opts ...Option) *Store {
+	t.Helper()
 	m, err := cachemgr.New(srv.Client(t), cachemgr.WithPrefix("test"), cachemgr.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	st, err := New(m, WithLifetime(time.Hour))
+	st, err := New(m, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,37 +143,6 @@ func TestDeadlineFromRedisClock(t *testing.T) {
 		}
 		if skew := time.Duration(st.skew.Load()) * time.Millisecond; skew > -59*time.Minute || skew < -61*time.Minute {
 			t.Errorf("skew learned = %v, want about -1h", skew)
-		}
-	})
-}
-
-func TestWriteRepairsSessionWithoutTTL(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
-		ctx := context.Background()
-		st := newTestStore(t, srv)
-		s := st.Open("")
-		s.Set("a", "1")
-		if err := s.Save(ctx); err != nil {
-			t.Fatal(err)
-		}
-		id := s.ID()
-		c := srv.Client(t)
-		if err := c.Persist(ctx, st.key(id)).Err(); err != nil {
-			t.Fatal(err)
-		}
-		s = st.Open(id)
-		s.Set("b", "2")
-		if err := s.Save(ctx); err != nil {
-			t.Fatalf("Save error = %v", err)
-		}
-		if s.ID() != id {
-			t.Errorf("ID() after a write to a session without TTL = %q, want %q (same session)", s.ID(), id)
-		}
-		if d := c.PTTL(ctx, st.key(id)).Val(); d <= 0 {
-			t.Errorf("PTTL after the repair = %v, want a TTL", d)
-		}
-		if got, err := Get[string](ctx, st.Open(id), "a"); got != "1" || err != nil {
-			t.Errorf("Get(a) = %q, %v, want 1, nil", got, err)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -15,65 +17,9 @@ import (
 // MaxFieldLen is the longest field name, in bytes.
 const MaxFieldLen = 256
 
-// createScript makes a new session hash, unless the key exists. The
-// deadline is in the key, so the caller picks it; the script refuses one
-// more than clockTolerance away from Redis's clock (now + lifetime) and
-// returns Redis's instead, for the caller to try again with. It writes the
-// deadline field and the fields, and sets the TTL to the idle timeout,
-// capped at the deadline. It returns 1 once created, -1 when the key is
-// taken, or the deadline to use.
-//
-// KEYS[1] the key; ARGV[1] the deadline field, ARGV[2] the deadline,
-// ARGV[3] idle ms, ARGV[4] lifetime ms, ARGV[5] the tolerance in ms, then
-// field, value pairs.
-var createScript = redis.NewScript(`
-local t = redis.call('TIME')
-local d = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
-if math.abs(d - tonumber(ARGV[2])) > tonumber(ARGV[5]) then return d end
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-for i = 6, #ARGV, 2 do
-	redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'LT')
-return 1
-`)
-
 // clockTolerance is how far the deadline a process proposes for a new
 // session may be from the one Redis's clock gives.
 const clockTolerance = time.Second
-
-// renewScript moves a session to a new key of the same hash tag, keeping
-// its data and deadline, and restarts its idle timeout. It returns 1, 0
-// when the old key holds no session, or -1 when the new key is taken.
-//
-// KEYS[1] the old key, KEYS[2] the new key; ARGV[1] the deadline field,
-// ARGV[2] the deadline, ARGV[3] idle ms.
-var renewScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PEXPIREAT', KEYS[2], ARGV[2], 'LT')
-return 1
-`)
-
-// repairScript settles a key that a write found without a TTL: a session
-// (one with the deadline field) gets its TTL back and 1 is returned;
-// anything else is what the write left at an unknown ID, and is deleted.
-//
-// KEYS[1] the key; ARGV[1] the deadline field, ARGV[2] the deadline,
-// ARGV[3] idle ms.
-var repairScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-	redis.call('PEXPIRE', KEYS[1], ARGV[3])
-	redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'LT')
-	return 1
-end
-redis.call('DEL', KEYS[1])
-return 0
-`)
 
 // repairTimeout bounds the repair after a write to an unknown ID, which
 // runs even when the caller's context has ended, so that no key is left
@@ -91,8 +37,8 @@ var errNoFreeID = errors.New("session: no free ID after several draws")
 // Session is one session as seen by one unit of work, such as a request. It
 // reads fields from Redis when first asked and remembers them, and it keeps
 // changes (Set, Delete) until Save writes them, all in one round trip and
-// only the fields that changed. Every call that reaches Redis also restarts
-// the idle timeout, in the same round trip.
+// only the fields that changed. Calls that reach Redis also restart the
+// idle timeout, in the same round trip, as WithRefreshInterval describes.
 //
 // A Session whose ID Redis does not know (never issued, expired, destroyed,
 // forged) behaves as a new, empty session: reads find no field, and Save
@@ -104,12 +50,14 @@ var errNoFreeID = errors.New("session: no free ID after several draws")
 type Session struct {
 	st *Store
 
-	mu       sync.Mutex
-	id       parsedID // zero while the session is new
-	key      string   // "" while new
-	deadline string   // id.deadline as the hash stores it
-	loaded   map[string]loadedValue
-	pending  map[string][]byte // nil value: delete the field
+	mu      sync.Mutex
+	id      parsedID // zero while the session is new
+	key     string   // "" while new
+	loaded  []loadedValue
+	pending []change
+	// Room for the first field read, so that a request reading one
+	// field allocates no slice.
+	loadedBuf [1]loadedValue
 	// For the middleware: w is its writer, nil outside it; sendCookie and
 	// clearCookie say what the response must do with the cookie.
 	w           *writer
@@ -117,17 +65,65 @@ type Session struct {
 	clearCookie bool
 }
 
-// loadedValue is a field as read from Redis.
+// loadedValue is a field as read from Redis. A request touches a few
+// fields, so a slice searched in order serves better than a map.
 type loadedValue struct {
-	v  string
-	ok bool // false: the session has no such field
+	field, v string
+	ok       bool // false: the session has no such field
+}
+
+// change is a field changed by Set (b, the stored form) or Delete (b nil).
+type change struct {
+	field string
+	b     []byte
+}
+
+// findLoaded returns the field as read, and whether it was.
+func (s *Session) findLoaded(field string) (loadedValue, bool) {
+	for _, lv := range s.loaded {
+		if lv.field == field {
+			return lv, true
+		}
+	}
+	return loadedValue{}, false
+}
+
+// setLoaded records field as read.
+func (s *Session) setLoaded(lv loadedValue) {
+	for i := range s.loaded {
+		if s.loaded[i].field == lv.field {
+			s.loaded[i] = lv
+			return
+		}
+	}
+	s.loaded = append(s.loaded, lv)
+}
+
+// findPending returns the pending change of field, and whether there is one.
+func (s *Session) findPending(field string) ([]byte, bool) {
+	for _, c := range s.pending {
+		if c.field == field {
+			return c.b, true
+		}
+	}
+	return nil, false
+}
+
+// setPending records a change of field: b is its stored form, nil to delete.
+func (s *Session) setPending(field string, b []byte) {
+	for i := range s.pending {
+		if s.pending[i].field == field {
+			s.pending[i].b = b
+			return
+		}
+	}
+	s.pending = append(s.pending, change{field, b})
 }
 
 // setID makes p the session's ID.
 func (s *Session) setID(p parsedID) {
 	s.id = p
 	s.key = s.st.key(p.id)
-	s.deadline = formatDeadline(p.deadline)
 }
 
 // reset turns s into a new, empty session, keeping unsaved changes: the
@@ -136,7 +132,10 @@ func (s *Session) reset() {
 	if s.key != "" {
 		s.clearCookie = true
 	}
-	s.id, s.key, s.deadline = parsedID{}, "", ""
+	if s.key != "" {
+		s.st.refresh.forget(s.key)
+	}
+	s.id, s.key = parsedID{}, ""
 	s.loaded = nil
 	s.sendCookie = false
 }
@@ -167,7 +166,8 @@ func validField(name string) error {
 
 // Get returns the field of s decoded into a T. It calls Redis only the first
 // time s is asked for the field, or not at all after Load, Set or Delete of
-// it; that call also restarts the idle timeout. A field the session does not
+// it; that call also restarts the idle timeout when WithRefreshInterval
+// says it is due. A field the session does not
 // hold returns ErrNoField; a stored value that does not decode into T
 // returns ErrDecode and the zero T, and leaves every other field readable.
 func Get[T any](ctx context.Context, s *Session, field string) (T, error) {
@@ -193,18 +193,19 @@ func Get[T any](ctx context.Context, s *Session, field string) (T, error) {
 func (s *Session) raw(ctx context.Context, field string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b, ok := s.pending[field]; ok {
+	if b, ok := s.findPending(field); ok {
 		if b == nil {
 			return nil, fmt.Errorf("%w: %q", ErrNoField, field)
 		}
 		return b, nil
 	}
-	lv, ok := s.loaded[field]
+	lv, ok := s.findLoaded(field)
 	if !ok && s.key != "" {
-		if err := s.fetch(ctx, []string{field}); err != nil {
+		one := [1]string{field}
+		if err := s.fetch(ctx, one[:]); err != nil {
 			return nil, err
 		}
-		lv, ok = s.loaded[field]
+		lv, ok = s.findLoaded(field)
 	}
 	if !ok || !lv.ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoField, field)
@@ -234,12 +235,10 @@ func (s *Session) Load(ctx context.Context, fields ...string) error {
 		return nil
 	}
 	need := make([]string, 0, len(fields))
-	seen := make(map[string]bool, len(fields))
 	for _, f := range fields {
-		_, pending := s.pending[f]
-		_, loaded := s.loaded[f]
-		if !pending && !loaded && !seen[f] {
-			seen[f] = true
+		_, pending := s.findPending(f)
+		_, loaded := s.findLoaded(f)
+		if !pending && !loaded && !slices.Contains(need, f) {
 			need = append(need, f)
 		}
 	}
@@ -265,10 +264,7 @@ func (s *Session) Set(field string, v any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending == nil {
-		s.pending = make(map[string][]byte)
-	}
-	s.pending[field] = b
+	s.setPending(field, b)
 	return nil
 }
 
@@ -284,11 +280,8 @@ func (s *Session) Delete(fields ...string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pending == nil {
-		s.pending = make(map[string][]byte, len(fields))
-	}
 	for _, f := range fields {
-		s.pending[f] = nil
+		s.setPending(f, nil)
 	}
 	return nil
 }
@@ -339,8 +332,8 @@ func (s *Session) save(ctx context.Context) error {
 
 // hasSets reports whether any pending change is a Set.
 func (s *Session) hasSets() bool {
-	for _, b := range s.pending {
-		if b != nil {
+	for _, c := range s.pending {
+		if c.b != nil {
 			return true
 		}
 	}
@@ -350,21 +343,18 @@ func (s *Session) hasSets() bool {
 // applyPending records the pending changes as read, since Redis now holds
 // them, and clears them.
 func (s *Session) applyPending() {
-	if s.loaded == nil {
-		s.loaded = make(map[string]loadedValue, len(s.pending))
-	}
-	for f, b := range s.pending {
-		if b == nil {
-			s.loaded[f] = loadedValue{}
+	for _, c := range s.pending {
+		if c.b == nil {
+			s.setLoaded(loadedValue{field: c.field})
 		} else {
 			// b came from encode and nothing changes it any more.
-			s.loaded[f] = loadedValue{v: unsafe.String(unsafe.SliceData(b), len(b)), ok: true}
+			s.setLoaded(loadedValue{field: c.field, v: unsafe.String(unsafe.SliceData(c.b), len(c.b)), ok: true})
 		}
 	}
 	s.pending = nil
 }
 
-// needCap reports whether a call must also cap the TTL at the deadline.
+// needCap reports whether a refresh must also cap the TTL at the deadline.
 // Far from the deadline the idle timeout ends first and the cap would be a
 // no-op, so it is left out; the margin of an idle timeout and a minute
 // absorbs any skew between this process's clock and Redis's, which alone
@@ -373,40 +363,86 @@ func (s *Session) needCap() bool {
 	return time.UnixMilli(s.id.deadline).Sub(s.st.now()) < 2*s.st.idle+time.Minute
 }
 
-// fetch reads fields into s.loaded, with the deadline field that every
-// session has, and restarts the idle timeout, in one round trip. If the
-// key holds no session, s becomes new.
-func (s *Session) fetch(ctx context.Context, fields []string) error {
-	args := make([]string, 0, len(fields)+1)
-	args = append(append(args, deadlineField), fields...)
-	pipe := s.st.client.Pipeline()
-	hm := pipe.HMGet(ctx, s.key, args...)
+// queueRefresh queues on pipe the restart of the idle timeout (PEXPIRE)
+// and, near the deadline, its cap (PEXPIREAT ... LT). The PEXPIRE's reply
+// says whether the key exists.
+func (s *Session) queueRefresh(ctx context.Context, pipe redis.Pipeliner) *redis.BoolCmd {
 	exists := pipe.PExpire(ctx, s.key, s.st.idle)
 	if s.needCap() {
-		pipe.Do(ctx, "PEXPIREAT", s.key, s.deadline, "LT")
+		pipe.Do(ctx, "pexpireat", s.key, s.id.deadline, "lt")
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return redisErr(ctx, err)
+	return exists
+}
+
+// exec sends cmds, and the refresh if refresh is set, in one round trip:
+// a single command goes alone, more in a pipeline. It returns the
+// refresh's PEXPIRE, nil without a refresh. A failed refresh is forgotten,
+// so that the next use sends it again.
+func (s *Session) exec(ctx context.Context, refresh bool, cmds ...redis.Cmder) (*redis.BoolCmd, error) {
+	var err error
+	var exists *redis.BoolCmd
+	if len(cmds) == 1 && !refresh {
+		err = s.st.client.Process(ctx, cmds[0])
+	} else {
+		pipe := s.st.client.Pipeline()
+		for _, c := range cmds {
+			_ = pipe.Process(ctx, c)
+		}
+		if refresh {
+			exists = s.queueRefresh(ctx, pipe)
+		}
+		_, err = pipe.Exec(ctx)
+	}
+	if err != nil {
+		if refresh {
+			s.st.refresh.forget(s.key)
+		}
+		return nil, redisErr(ctx, err)
+	}
+	return exists, nil
+}
+
+// isDeadline reports whether v, a field as HMGET returns it, is the
+// session's deadline field.
+func (s *Session) isDeadline(v any) bool {
+	str, ok := v.(string)
+	var buf [20]byte
+	return ok && str == string(strconv.AppendInt(buf[:0], s.id.deadline, 10))
+}
+
+// fetch reads fields into s.loaded, with the deadline field that every
+// session has, in one round trip that also restarts the idle timeout when
+// that is due. If the key holds no session, s becomes new.
+func (s *Session) fetch(ctx context.Context, fields []string) error {
+	args := make([]any, 0, 3+len(fields))
+	args = append(args, "hmget", s.key, deadlineField)
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	hm := redis.NewSliceCmd(ctx, args...)
+	exists, err := s.exec(ctx, s.st.refresh.due(s.key), hm)
+	if err != nil {
+		return err
 	}
 	vals := hm.Val()
-	if len(vals) != len(args) {
-		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(args))
+	if len(vals) != len(args)-2 {
+		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(args)-2)
 	}
-	if vals[0] != s.deadline {
-		if exists.Val() {
+	if !s.isDeadline(vals[0]) {
+		if exists != nil && exists.Val() {
 			// A hash without the deadline field is what a write to an
 			// unknown ID left; the PEXPIRE above gave it a TTL in any case.
-			_ = s.st.client.Del(ctx, s.key).Err()
+			_ = run(ctx, s.st.client, repairArgs{key: s.key}).Err()
 		}
 		s.reset()
 		return nil
 	}
 	if s.loaded == nil {
-		s.loaded = make(map[string]loadedValue, len(fields))
+		s.loaded = s.loadedBuf[:0]
 	}
 	for i, f := range fields {
 		v, ok := vals[i+1].(string)
-		s.loaded[f] = loadedValue{v: v, ok: ok}
+		s.setLoaded(loadedValue{field: f, v: v, ok: ok})
 	}
 	return nil
 }
@@ -414,49 +450,71 @@ func (s *Session) fetch(ctx context.Context, fields []string) error {
 // errBadReply reports a reply of a shape Redis does not send.
 var errBadReply = errors.New("session: unexpected reply")
 
-// write sends the pending changes and restarts the idle timeout in one
-// round trip. PEXPIRE XX finds out, in the same round trip, whether the key
-// held a session: every session has a TTL, and a key the HSET has just
-// created has none. It reports false, with s reset to new, when the key
-// held no session; the hash the changes made is then deleted.
+// write sends the pending changes in one round trip, with the refresh of
+// the idle timeout when it is due. Every session has the sentinel field
+// from its creation, and the HSET writes it again: HSET counts the fields
+// it added, so the sentinel among them means the key held no session. A
+// write of deletions only asks HEXISTS of the deadline field instead. It
+// reports false, with s reset to new, when the key held no session; the
+// hash the HSET made is then deleted.
 func (s *Session) write(ctx context.Context) (bool, error) {
-	sets := make([]any, 0, 2*len(s.pending))
-	var dels []string
-	for f, b := range s.pending {
-		if b == nil {
-			dels = append(dels, f)
-		} else {
-			sets = append(sets, f, b)
+	nsets := 0
+	for _, c := range s.pending {
+		if c.b != nil {
+			nsets++
 		}
 	}
-	pipe := s.st.client.Pipeline()
-	if len(sets) > 0 {
-		pipe.HSet(ctx, s.key, sets...)
+	var cmds [2]redis.Cmder
+	cmdv := cmds[:0]
+	var hset *redis.IntCmd
+	var found *redis.BoolCmd
+	var sets, dels []any
+	if nsets > 0 {
+		sets = make([]any, 0, 4+2*nsets)
+		sets = append(sets, "hset", s.key, sentinelField, "")
 	}
-	if len(dels) > 0 {
-		pipe.HDel(ctx, s.key, dels...)
+	if nsets < len(s.pending) {
+		dels = make([]any, 0, 2+len(s.pending)-nsets)
+		dels = append(dels, "hdel", s.key)
 	}
-	live := redis.NewBoolCmd(ctx, "pexpire", s.key, s.st.idle.Milliseconds(), "xx")
-	_ = pipe.Process(ctx, live)
-	if s.needCap() {
-		pipe.Do(ctx, "PEXPIREAT", s.key, s.deadline, "LT")
+	for _, c := range s.pending {
+		if c.b != nil {
+			sets = append(sets, c.field, c.b)
+		} else {
+			dels = append(dels, c.field)
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, redisErr(ctx, err)
+	if sets != nil {
+		hset = redis.NewIntCmd(ctx, sets...)
+		cmdv = append(cmdv, hset)
 	}
-	if live.Val() {
+	if dels != nil {
+		cmdv = append(cmdv, redis.NewIntCmd(ctx, dels...))
+		if sets == nil {
+			found = redis.NewBoolCmd(ctx, "hexists", s.key, deadlineField)
+			cmdv = append(cmdv, found)
+		}
+	}
+	if _, err := s.exec(ctx, s.st.refresh.due(s.key), cmdv...); err != nil {
+		return false, err
+	}
+	switch {
+	case hset != nil && hset.Val() <= int64(nsets):
 		return true, nil
-	}
-	// Even if the caller has gone, the key must not stay without a TTL.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
-	defer cancel()
-	n, err := repairScript.Run(rctx, s.st.client, []string{s.key},
-		deadlineField, s.deadline, s.st.idle.Milliseconds()).Int64()
-	if err != nil {
-		return false, redisErr(ctx, err)
-	}
-	if n == 1 {
+	case found != nil && found.Val():
 		return true, nil
+	case hset != nil:
+		// Even if the caller has gone, the hash the HSET made at an
+		// unknown ID must not stay without a TTL.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
+		defer cancel()
+		n, err := run(rctx, s.st.client, repairArgs{key: s.key}).Int64()
+		if err != nil {
+			return false, redisErr(ctx, err)
+		}
+		if n == 1 {
+			return true, nil
+		}
 	}
 	s.reset()
 	return false, nil
@@ -467,11 +525,15 @@ func (s *Session) write(ctx context.Context) (bool, error) {
 // what Redis's clock said last time; if Redis's clock disagrees by more
 // than clockTolerance, its deadline is used and remembered.
 func (s *Session) create(ctx context.Context) error {
-	args := make([]any, 5, 5+2*len(s.pending))
-	args[0], args[2], args[3], args[4] = deadlineField, s.st.idle.Milliseconds(), s.st.lifetime.Milliseconds(), clockTolerance.Milliseconds()
-	for f, b := range s.pending {
-		if b != nil {
-			args = append(args, f, b)
+	call := createArgs{
+		idleMS:      s.st.idle.Milliseconds(),
+		lifetimeMS:  s.st.lifetime.Milliseconds(),
+		toleranceMS: clockTolerance.Milliseconds(),
+		fields:      make([]any, 0, 2*len(s.pending)),
+	}
+	for _, c := range s.pending {
+		if c.b != nil {
+			call.fields = append(call.fields, c.field, c.b)
 		}
 	}
 	local := s.st.now().Add(s.st.lifetime).UnixMilli()
@@ -480,14 +542,15 @@ func (s *Session) create(ctx context.Context) error {
 	for range idTries {
 		s.st.random(r[:])
 		p := makeID(r[:tagLen], r[tagLen:], deadline)
-		args[1] = p.deadline
-		n, err := createScript.Run(ctx, s.st.client, []string{s.st.key(p.id)}, args...).Int64()
+		call.key, call.deadlineMS = s.st.key(p.id), p.deadline
+		n, err := run(ctx, s.st.client, call).Int64()
 		if err != nil {
 			return redisErr(ctx, err)
 		}
 		switch {
 		case n == 1:
 			s.setID(p)
+			s.st.refresh.mark(s.key)
 			s.sendCookie, s.clearCookie = true, false
 			return nil
 		case n > 1:
@@ -543,14 +606,17 @@ func (s *Session) Renew(ctx context.Context) error {
 	for range idTries {
 		s.st.random(secret[:])
 		next := parsedID{id: s.id.id[:tagChars] + encodeSecret(secret[:]) + s.id.id[tagChars+secretChars:], deadline: s.id.deadline}
-		n, err := renewScript.Run(ctx, s.st.client, []string{s.key, s.st.key(next.id)},
-			deadlineField, s.deadline, s.st.idle.Milliseconds()).Int64()
+		n, err := run(ctx, s.st.client, renewArgs{
+			from: s.key, to: s.st.key(next.id), deadlineMS: s.id.deadline, idleMS: s.st.idle.Milliseconds(),
+		}).Int64()
 		if err != nil {
 			return redisErr(ctx, err)
 		}
 		switch n {
 		case 1:
+			s.st.refresh.forget(s.key)
 			s.setID(next)
+			s.st.refresh.mark(s.key)
 			s.sendCookie, s.clearCookie = true, false
 			return nil
 		case 0:

@@ -161,14 +161,15 @@ func (e *env) create(t testing.TB, fields map[string]any) string {
 // key returns the Redis key of the session id.
 func key(id string) string { return "test:session:{" + id[:8] + "}" + id[8:] }
 
-// raw returns the hash of session id as stored, without the deadline field.
+// raw returns the hash of session id as stored, without the package's own
+// fields (the deadline and the sentinel, whose names start with NUL).
 func (e *env) raw(t *testing.T, id string) map[string]string {
 	t.Helper()
 	h, err := e.rdb.HGetAll(context.Background(), key(id)).Result()
 	if err != nil {
 		t.Fatalf("HGETALL %s error = %v", key(id), err)
 	}
-	delete(h, "\x00deadline")
+	maps.DeleteFunc(h, func(f, _ string) bool { return strings.HasPrefix(f, "\x00") })
 	return h
 }
 
@@ -457,7 +458,8 @@ func TestRenew(t *testing.T) {
 func TestIdleTimeoutSlides(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
 		const idle = 10 * time.Minute
-		e := newEnv(t, srv, session.WithIdleTimeout(idle), session.WithLifetime(24*time.Hour))
+		// Every use refreshes: TestRefreshInterval covers the default.
+		e := newEnv(t, srv, session.WithIdleTimeout(idle), session.WithLifetime(24*time.Hour), session.WithRefreshInterval(0))
 		ctx := context.Background()
 		id := e.create(t, map[string]any{"a": "1"})
 		if got := e.pttl(t, id); got < idle-time.Minute || got > idle {

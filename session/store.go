@@ -31,6 +31,7 @@ type Store struct {
 	logger   *slog.Logger
 	random   func([]byte) // fills with random bytes; crypto/rand
 	now      func() time.Time
+	refresh  *refresher
 	// skew is what Redis's clock was last found ahead of this process's,
 	// in ms, for the deadlines of new sessions.
 	skew atomic.Int64
@@ -41,6 +42,7 @@ type config struct {
 	codec    codec.Codec
 	idle     time.Duration
 	lifetime time.Duration
+	every    time.Duration // -1: not set, a tenth of idle
 	cookie   http.Cookie
 	logger   *slog.Logger
 }
@@ -61,15 +63,40 @@ func WithName(name string) Option {
 	}
 }
 
-// WithIdleTimeout sets how long a session lives without being used. Every
-// read or write of the session in Redis starts the period again, in the same
-// round trip. Default: 30m.
+// WithIdleTimeout sets how long a session lives without being used: Redis
+// deletes it when its TTL, which uses of the session restart, runs out.
+// WithRefreshInterval says which uses restart it. Default: 30m.
 func WithIdleTimeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d < time.Millisecond {
 			return fmt.Errorf("%w: idle timeout %v", cachemgr.ErrInvalidOption, d)
 		}
 		c.idle = d
+		return nil
+	}
+}
+
+// WithRefreshInterval sets how often a process restarts the idle timeout of
+// a session it uses: a read or write of the session sends the refresh
+// (PEXPIRE, in the same round trip as the read or write) only if this
+// process has not sent one for that session in the current window of d of
+// its monotonic clock. So a session ends, by Redis's TTL alone, between
+// idle - d and idle after its last use; it never ends earlier than
+// idle - d after any use, and a session used at least that often never
+// idles out. The refresh is skipped only by this process's choice: Redis
+// still deletes a session that no refresh reaches, whatever the clocks of
+// the processes say.
+//
+// 0 sends the refresh with every read and write, so that a session ends
+// exactly idle after its last use, at the cost of a second command in
+// each round trip. d must be less than the idle timeout. Default: a tenth
+// of the idle timeout (27 to 30 minutes for the default 30).
+func WithRefreshInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("%w: refresh interval %v", cachemgr.ErrInvalidOption, d)
+		}
+		c.every = d
 		return nil
 	}
 }
@@ -196,6 +223,7 @@ func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
 		codec:    m.Codec(),
 		idle:     30 * time.Minute,
 		lifetime: 24 * time.Hour,
+		every:    -1,
 		cookie: http.Cookie{
 			Name:     "session",
 			Path:     "/",
@@ -216,6 +244,13 @@ func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
 	if cfg.cookie.SameSite == http.SameSiteNoneMode && !cfg.cookie.Secure {
 		return nil, fmt.Errorf("%w: SameSite=None needs Secure", cachemgr.ErrInvalidOption)
 	}
+	if cfg.every < 0 {
+		cfg.every = cfg.idle / 10
+	}
+	if cfg.every >= cfg.idle {
+		return nil, fmt.Errorf("%w: refresh interval %v not less than the idle timeout %v", cachemgr.ErrInvalidOption, cfg.every, cfg.idle)
+	}
+	start := time.Now()
 	st := &Store{
 		client:   m.Client(),
 		codec:    cfg.codec,
@@ -226,6 +261,7 @@ func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
 		logger:   cfg.logger,
 		random:   func(b []byte) { rand.Read(b) }, // never fails (Go 1.24+)
 		now:      time.Now,
+		refresh:  newRefresher(cfg.every, func() time.Duration { return time.Since(start) }),
 	}
 	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
 		st.codecs[cd.ID()] = cd
@@ -248,7 +284,14 @@ func (st *Store) Open(id string) *Session {
 
 // encode returns the stored form of v: the codec's ID, then its encoding.
 func (st *Store) encode(v any) ([]byte, error) {
-	b, err := st.codec.Append([]byte{st.codec.ID()}, v)
+	size := 63 // most values are small: one allocation
+	switch v := v.(type) {
+	case []byte:
+		size = len(v)
+	case string:
+		size = len(v)
+	}
+	b, err := st.codec.Append(append(make([]byte, 0, 1+size), st.codec.ID()), v)
 	if err != nil {
 		return nil, err
 	}
