@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/benchpair"
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -377,11 +377,13 @@ func TestReplicaSetupsRefused(t *testing.T) {
 
 // BenchmarkReplicaHits compares the hit throughput of 32 callers reading
 // through two replicas (WithReplicaReads) with that of 32 callers reading
-// from the master alone, in the same run: blocks of each alternate inside
-// one benchmark loop, so both see the same machine. It reports each side's
-// median time per hit over the blocks and their ratio ("ratio": replica
-// over master; below 1 is faster), and each side's B/op and allocs/op
-// (measured after the loop, untimed). ns/op covers both sides.
+// from the master alone, in the same run: blocks of each (32 callers, 20
+// hits each) alternate inside one benchmark loop, so both see the same
+// machine (benchpair). It reports each side's time per block ("-ns/op",
+// "-median-ns/op": divide by 640 for a hit), the median ratio of their
+// block times ("ratio": replica over master; below 1 is faster), and each
+// side's B/op and allocs/op per hit (measured after the loop, untimed).
+// ns/op covers both sides.
 func BenchmarkReplicaHits(b *testing.B) {
 	const callers, perCaller, keys = 32, 20, 64
 	ctx := context.Background()
@@ -421,44 +423,10 @@ func BenchmarkReplicaHits(b *testing.B) {
 	}
 	replica := side(cachemgr.WithReplicaReads(rs.replicaClient(b), 2, replicaLag))
 	master := side()
-	var tr, tm []time.Duration
-	timed := func(f func()) time.Duration {
-		start := time.Now()
-		f()
-		return time.Since(start)
-	}
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			tr = append(tr, timed(replica))
-			tm = append(tm, timed(master))
-		} else {
-			tm = append(tm, timed(master))
-			tr = append(tr, timed(replica))
-		}
-	}
 	const hits = callers * perCaller
-	mr, mm := medianOf(tr), medianOf(tm)
-	b.ReportMetric(float64(mr.Nanoseconds())/hits, "replica-ns/hit")
-	b.ReportMetric(float64(mm.Nanoseconds())/hits, "master-ns/hit")
-	b.ReportMetric(float64(mr)/float64(mm), "ratio")
-	for _, s := range []struct {
-		name string
-		f    func()
-	}{{"replica", replica}, {"master", master}} {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		s.f()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/hits, s.name+"-B/hit")
-		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/hits, s.name+"-allocs/hit")
-	}
-}
-
-// medianOf returns the median of d.
-func medianOf(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
+	benchpair.Run(b, 1, replica, master).Report(b, "replica", "master")
+	benchpair.ReportAllocs(b, "replica", 1, hits, replica)
+	benchpair.ReportAllocs(b, "master", 1, hits, master)
 }
 
 // BenchmarkReplicationLag measures how long two replicas take to apply a

@@ -6,22 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
-	"regexp"
-	"strconv"
 	"testing"
 
 	"github.com/cachemgr/cachemgr/internal/keys"
+	"github.com/cachemgr/cachemgr/internal/luatest"
 )
-
-// highestIndex returns the highest n in name[n] in src, 0 if none.
-func highestIndex(src, name string) int {
-	top := 0
-	for _, m := range regexp.MustCompile(name+`\[(\d+)\]`).FindAllStringSubmatch(src, -1) {
-		n, _ := strconv.Atoi(m[1])
-		top = max(top, n)
-	}
-	return top
-}
 
 // TestScriptBuilders checks, without a server, that each builder sends its
 // script by a registered hash, with as many KEYS and ARGV as the script
@@ -93,10 +82,10 @@ func TestScriptBuilders(t *testing.T) {
 				t.Errorf("ARGV %#v, want %#v", argv, c.argv)
 			}
 			// The script reads no KEYS or ARGV beyond what is sent.
-			if n := highestIndex(c.s.src, "KEYS"); n != nk {
+			if n := luatest.HighestIndex(c.s.src, "KEYS"); n != nk {
 				t.Errorf("script reads %d KEYS, builder sends %d", n, nk)
 			}
-			if n := highestIndex(c.s.src, "ARGV"); n != len(args)-3-nk {
+			if n := luatest.HighestIndex(c.s.src, "ARGV"); n != len(args)-3-nk {
 				t.Errorf("script reads %d ARGV, builder sends %d", n, len(args)-3-nk)
 			}
 		})

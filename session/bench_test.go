@@ -3,84 +3,48 @@ package session_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"runtime"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/cachemgr/cachemgr"
 	"github.com/cachemgr/cachemgr/codec"
+	"github.com/cachemgr/cachemgr/internal/benchpair"
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/cachemgr/cachemgr/session"
 	"github.com/redis/go-redis/v9"
 )
 
-// paired runs a and base alternately, one call each in turn, inside one
-// benchmark loop, so that both see the same machine load, and times every
-// call. It reports each side's mean and median time per call and their
-// allocations (measured after the loop, untimed), and two ratios of a to
-// base: of the medians ("ratio", which a stalled call on a busy machine
-// cannot move) and of the means ("ratio-mean").
-func paired(b *testing.B, a, base func()) {
-	var ta, tb []time.Duration
-	timed := func(f func()) time.Duration {
-		start := time.Now()
-		f()
-		return time.Since(start)
-	}
-	for i := 0; b.Loop(); i++ {
-		if i%2 == 0 {
-			ta = append(ta, timed(a))
-			tb = append(tb, timed(base))
-		} else {
-			tb = append(tb, timed(base))
-			ta = append(ta, timed(a))
-		}
-	}
-	ma, mb := median(ta), median(tb)
-	sa, sb := sum(ta), sum(tb)
-	b.ReportMetric(float64(sa.Nanoseconds())/float64(len(ta)), "session-ns/op")
-	b.ReportMetric(float64(sb.Nanoseconds())/float64(len(tb)), "raw-ns/op")
-	b.ReportMetric(float64(ma.Nanoseconds()), "session-median-ns")
-	b.ReportMetric(float64(mb.Nanoseconds()), "raw-median-ns")
-	b.ReportMetric(float64(ma)/float64(mb), "ratio")
-	b.ReportMetric(float64(sa)/float64(sb), "ratio-mean")
-	for _, side := range []struct {
-		name string
-		f    func()
-	}{{"session", a}, {"raw", base}} {
-		const n = 200
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range n {
-			side.f()
-		}
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/n, side.name+"-B/op")
-		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, side.name+"-allocs/op")
-	}
+// benchBlock is how many calls of a side one block of a paired benchmark
+// makes.
+const benchBlock = 16
+
+// paired runs a paired benchmark of the session side against the
+// hand-rolled one (see benchpair), and reports both sides' allocations.
+func paired(b *testing.B, sess, raw func()) {
+	b.Helper()
+	benchpair.Run(b, benchBlock, sess, raw).Report(b, "session", "raw")
+	benchpair.ReportAllocs(b, "session", 200, 1, sess)
+	benchpair.ReportAllocs(b, "raw", 200, 1, raw)
 }
 
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func sum(d []time.Duration) time.Duration {
-	var t time.Duration
-	for _, x := range d {
-		t += x
-	}
-	return t
+// benchCases are the sizes of the stored value, and the refresh settings:
+// the default interval, and a refresh with every use.
+var benchCases = []struct {
+	name  string
+	size  int
+	every time.Duration // -1: the default
+}{
+	{"64B", 64, -1},
+	{"1KiB", 1 << 10, -1},
+	{"16KiB", 16 << 10, -1},
+	{"64B-refresh-every-use", 64, 0},
 }
 
 // benchSession starts a redis-server and returns a Store on it (raw codec,
-// so that no encoding cost hides in the comparison), a client for the
-// hand-rolled side, a saved session holding field "f" of size bytes, its
-// Redis key, and the bytes as stored.
-func benchSession(b *testing.B, size int) (*session.Store, *redis.Client, string, string, []byte) {
+// so that no encoding cost hides in the comparison; refresh interval every
+// unless -1), a client for the hand-rolled side, a saved session holding
+// field "f" of size bytes, its Redis key, and the bytes as stored.
+func benchSession(b *testing.B, size int, every time.Duration) (*session.Store, *redis.Client, string, string, []byte) {
 	b.Helper()
 	srv := redistest.Start(b)
 	rdb := srv.ClientWith(b, func(o *redis.Options) {
@@ -91,7 +55,11 @@ func benchSession(b *testing.B, size int) (*session.Store, *redis.Client, string
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	st, err := session.New(m, session.WithCodec(codec.Raw()))
+	opts := []session.Option{session.WithCodec(codec.Raw())}
+	if every >= 0 {
+		opts = append(opts, session.WithRefreshInterval(every))
+	}
+	st, err := session.New(m, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,18 +74,18 @@ func benchSession(b *testing.B, size int) (*session.Store, *redis.Client, string
 }
 
 // BenchmarkFieldRead compares reading one field of an existing session
-// through a new Session (HMGET of the field and the deadline, PEXPIRE for
-// the idle timeout, one round trip, and the decode) with a hand-rolled HGET
-// of the same bytes.
+// through a new Session (HMGET of the field and the deadline, with a
+// PEXPIRE in the same round trip when the refresh is due, and the decode)
+// with a hand-rolled HGET of the same bytes.
 func BenchmarkFieldRead(b *testing.B) {
 	ctx := context.Background()
-	for _, size := range []int{64, 1 << 10, 16 << 10} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			st, rdb, id, k, stored := benchSession(b, size)
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			st, rdb, id, k, stored := benchSession(b, bc.size, bc.every)
 			paired(b,
 				func() {
 					v, err := session.Get[[]byte](ctx, st.Open(id), "f")
-					if err != nil || len(v) != size {
+					if err != nil || len(v) != bc.size {
 						b.Fatalf("Get(f) = %d bytes, %v", len(v), err)
 					}
 				},
@@ -132,13 +100,14 @@ func BenchmarkFieldRead(b *testing.B) {
 }
 
 // BenchmarkFieldWrite compares writing one field of an existing session
-// through a new Session (Set, then Save: HSET, PEXPIRE and HMGET of the
-// deadline in one round trip) with a hand-rolled HSET of the same bytes.
+// through a new Session (Set, then Save: HSET of the sentinel field and
+// the field, with a PEXPIRE in the same round trip when the refresh is
+// due) with a hand-rolled HSET of the same bytes.
 func BenchmarkFieldWrite(b *testing.B) {
 	ctx := context.Background()
-	for _, size := range []int{64, 1 << 10, 16 << 10} {
-		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			st, rdb, id, k, stored := benchSession(b, size)
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			st, rdb, id, k, stored := benchSession(b, bc.size, bc.every)
 			value := stored[1:]
 			paired(b,
 				func() {

@@ -1,16 +1,14 @@
-package session
+package session_test
 
 import (
 	"context"
 	"errors"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cachemgr/cachemgr/internal/redistest"
-	"github.com/redis/go-redis/v9"
+	"github.com/cachemgr/cachemgr/session"
 )
 
 // fakeMono is a monotonic clock that moves only when told.
@@ -19,53 +17,13 @@ type fakeMono struct{ d atomic.Int64 }
 func (c *fakeMono) since() time.Duration     { return time.Duration(c.d.Load()) }
 func (c *fakeMono) advance(d time.Duration) { c.d.Add(int64(d)) }
 
-// pexpireCounter is a go-redis hook that counts the PEXPIREs sent.
-type pexpireCounter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (h *pexpireCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *pexpireCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.add(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *pexpireCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.add(cmds...)
-		return next(ctx, cmds)
-	}
-}
-
-func (h *pexpireCounter) add(cmds ...redis.Cmder) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range cmds {
-		if strings.EqualFold(c.Name(), "pexpire") {
-			h.n++
-		}
-	}
-}
-
-func (h *pexpireCounter) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.n
-}
-
-// refreshStore returns a Store on srv with the idle timeout and refresh
-// interval given, timed by clock, and a counter of the PEXPIREs it sends.
-func refreshStore(t *testing.T, srv *redistest.Server, idle, every time.Duration, clock *fakeMono) (*Store, *pexpireCounter) {
+// refreshEnv returns an env on srv with the idle timeout and refresh
+// interval given, its refresh windows timed by clock.
+func refreshEnv(t *testing.T, srv *redistest.Server, idle, every time.Duration, clock *fakeMono) *env {
 	t.Helper()
-	st := newTestStoreWith(t, srv, WithIdleTimeout(idle), WithRefreshInterval(every), WithLifetime(24*time.Hour))
-	st.refresh = newRefresher(every, clock.since)
-	h := &pexpireCounter{}
-	st.client.AddHook(h)
-	return st, h
+	e := newEnv(t, srv, session.WithIdleTimeout(idle), session.WithRefreshInterval(every), session.WithLifetime(24*time.Hour))
+	session.SetRefreshClock(e.st, clock.since)
+	return e
 }
 
 // TestRefreshInterval checks the semantics of WithRefreshInterval on
@@ -79,7 +37,7 @@ func TestRefreshInterval(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.StartMini(t)
 	clock := &fakeMono{}
-	st, pexpires := refreshStore(t, srv, idle, every, clock)
+	e := refreshEnv(t, srv, idle, every, clock)
 	// Both clocks move together, as they do in production.
 	advance := func(d time.Duration) {
 		clock.advance(d)
@@ -87,41 +45,29 @@ func TestRefreshInterval(t *testing.T) {
 	}
 	alive := func(id string) bool {
 		t.Helper()
-		n, err := srv.Client(t).Exists(ctx, st.key(id)).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
+		return e.rdb.Exists(ctx, key(id)).Val() == 1
 	}
 	read := func(id string) error {
 		t.Helper()
-		got, err := Get[string](ctx, st.Open(id), "a")
+		got, err := e.getString(t, id, "a")
 		if err == nil && got != "1" {
 			t.Fatalf("Get(a) = %q, want 1", got)
 		}
 		return err
 	}
-	create := func() string {
-		t.Helper()
-		s := st.Open("")
-		s.Set("a", "1")
-		if err := s.Save(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return s.ID()
-	}
+	pexpires := func() int { return len(e.rec.named("pexpire")) }
 
 	t.Run("used often, lives on", func(t *testing.T) {
-		id := create()
-		before := pexpires.count()
+		id := e.create(t, map[string]any{"a": "1"})
+		before := pexpires()
 		// Two idle timeouts of reads and writes, 30s apart: 40 uses.
 		for i := range 40 {
 			advance(30 * time.Second)
 			if i%4 == 3 {
-				s := st.Open(id)
+				s := e.st.Open(id)
 				s.Set("b", i)
-				if err := s.Save(ctx); err != nil {
-					t.Fatalf("use %d: Save error = %v", i, err)
+				if err := s.Save(ctx); err != nil || s.ID() != id {
+					t.Fatalf("use %d: Save = %v, ID %q, want nil, %q", i, err, s.ID(), id)
 				}
 				continue
 			}
@@ -131,7 +77,7 @@ func TestRefreshInterval(t *testing.T) {
 		}
 		// One refresh per window of a minute: 20, give or take the
 		// windows at the ends.
-		if n := pexpires.count() - before; n < 19 || n > 21 {
+		if n := pexpires() - before; n < 19 || n > 21 {
 			t.Errorf("PEXPIREs for 40 uses over 20 windows = %d, want 20 ± 1 (one per window)", n)
 		}
 	})
@@ -142,7 +88,7 @@ func TestRefreshInterval(t *testing.T) {
 		if r := clock.since() % every; r != 0 {
 			advance(every - r)
 		}
-		id := create()
+		id := e.create(t, map[string]any{"a": "1"})
 		advance(59 * time.Second)
 		if err := read(id); err != nil {
 			t.Fatalf("Get(a) error = %v", err)
@@ -151,7 +97,7 @@ func TestRefreshInterval(t *testing.T) {
 		// TTL's end: alive.
 		advance(idle - every)
 		if !alive(id) {
-			t.Fatalf("session gone %v after its last use, want alive until at least %v", idle-every, idle-every)
+			t.Fatalf("session gone %v after its last use, want alive until at least then", idle-every)
 		}
 		// The TTL set at creation ends at 10m: Redis deletes it, 9m01s
 		// after the last use.
@@ -159,13 +105,13 @@ func TestRefreshInterval(t *testing.T) {
 		if alive(id) {
 			t.Fatalf("session alive %v after its last use and %v after its last refresh, want gone (idle %v)", idle-every+2*time.Second, idle+time.Second, idle)
 		}
-		if err := read(id); !errors.Is(err, ErrNoField) {
+		if err := read(id); !errors.Is(err, session.ErrNoField) {
 			t.Errorf("Get(a) after expiry error = %v, want ErrNoField", err)
 		}
 	})
 
 	t.Run("Redis's clock alone ends it", func(t *testing.T) {
-		id := create()
+		id := e.create(t, map[string]any{"a": "1"})
 		// This process's clock runs ten idle timeouts ahead, Redis's
 		// does not: the session is alive and usable.
 		clock.advance(10 * idle)
@@ -178,7 +124,7 @@ func TestRefreshInterval(t *testing.T) {
 		if alive(id) {
 			t.Fatal("session alive after an idle timeout of Redis's clock, want gone")
 		}
-		if err := read(id); !errors.Is(err, ErrNoField) {
+		if err := read(id); !errors.Is(err, session.ErrNoField) {
 			t.Errorf("Get(a) after expiry error = %v, want ErrNoField", err)
 		}
 	})
@@ -197,33 +143,24 @@ func TestRefreshIntervalRealServer(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	redistest.RequireReal(t, srv)
-	st := newTestStoreWith(t, srv, WithIdleTimeout(idle), WithLifetime(time.Hour))
-	if st.refresh.every != every {
-		t.Fatalf("default refresh interval = %v, want idle/10 = %v", st.refresh.every, every)
+	e := newEnv(t, srv, session.WithIdleTimeout(idle), session.WithLifetime(time.Hour))
+	if got := session.RefreshInterval(e.st); got != every {
+		t.Fatalf("default refresh interval = %v, want idle/10 = %v", got, every)
 	}
-	s := st.Open("")
-	s.Set("a", "1")
-	if err := s.Save(ctx); err != nil {
-		t.Fatal(err)
-	}
-	id := s.ID()
-	c := srv.Client(t)
+	id := e.create(t, map[string]any{"a": "1"})
 	var last time.Time
 	for start := time.Now(); time.Since(start) < idle*3/2; {
-		if _, err := Get[string](ctx, st.Open(id), "a"); err != nil {
+		if _, err := e.getString(t, id, "a"); err != nil {
 			t.Fatalf("Get(a) %v after creation error = %v, want the session alive", time.Since(start), err)
 		}
 		last = time.Now()
 		<-time.After(100 * time.Millisecond)
 	}
-	ttl, err := c.PTTL(ctx, st.key(id)).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ttl := e.pttl(t, id)
 	if since := time.Since(last); ttl < idle-every-since {
 		t.Errorf("PTTL %v after the last read = %v, want at least idle - every - that = %v", since, ttl, idle-every-since)
 	}
-	for c.Exists(ctx, st.key(id)).Val() == 1 {
+	for e.rdb.Exists(ctx, key(id)).Val() == 1 {
 		if time.Since(last) > idle+5*time.Second {
 			t.Fatalf("session still in Redis %v after its last use (idle %v)", time.Since(last), idle)
 		}
@@ -242,22 +179,16 @@ func TestWriteToUnknownID(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
 		ctx := context.Background()
 		clock := &fakeMono{}
-		st, _ := refreshStore(t, srv, 10*time.Minute, time.Minute, clock)
-		c := srv.Client(t)
+		e := refreshEnv(t, srv, 10*time.Minute, time.Minute, clock)
 		for _, due := range []bool{true, false} {
-			s := st.Open("")
-			s.Set("a", "1")
-			if err := s.Save(ctx); err != nil {
-				t.Fatal(err)
-			}
-			id := s.ID()
-			if err := c.Del(ctx, st.key(id)).Err(); err != nil {
+			id := e.create(t, map[string]any{"a": "1"})
+			if err := e.rdb.Del(ctx, key(id)).Err(); err != nil {
 				t.Fatal(err)
 			}
 			if due {
 				clock.advance(time.Minute)
 			}
-			s = st.Open(id)
+			s := e.st.Open(id)
 			s.Set("b", "2")
 			s.Delete("a")
 			if err := s.Save(ctx); err != nil {
@@ -266,19 +197,19 @@ func TestWriteToUnknownID(t *testing.T) {
 			if s.ID() == id || s.ID() == "" {
 				t.Errorf("refresh due %t: ID() after a write to an unknown ID = %q, want a fresh one", due, s.ID())
 			}
-			if n := c.Exists(ctx, st.key(id)).Val(); n != 0 {
+			if n := e.rdb.Exists(ctx, key(id)).Val(); n != 0 {
 				t.Errorf("refresh due %t: EXISTS of the unknown ID's key = %d, want 0", due, n)
 			}
-			if got, err := Get[string](ctx, st.Open(s.ID()), "b"); got != "2" || err != nil {
+			if got, err := e.getString(t, s.ID(), "b"); got != "2" || err != nil {
 				t.Errorf("refresh due %t: Get(b) of the new session = %q, %v, want 2, nil", due, got, err)
 			}
 			// Deletions alone at an unknown ID: nothing to keep, no key.
-			d := st.Open(id)
+			d := e.st.Open(id)
 			d.Delete("a")
 			if err := d.Save(ctx); err != nil || d.ID() != "" {
 				t.Errorf("refresh due %t: Save of a deletion at an unknown ID = %v, ID %q, want nil, new session", due, err, d.ID())
 			}
-			if n := c.Exists(ctx, st.key(id)).Val(); n != 0 {
+			if n := e.rdb.Exists(ctx, key(id)).Val(); n != 0 {
 				t.Errorf("refresh due %t: EXISTS after a deletion at an unknown ID = %d, want 0", due, n)
 			}
 		}
@@ -291,28 +222,67 @@ func TestRefreshRestoresTTL(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
 		ctx := context.Background()
 		clock := &fakeMono{}
-		st, _ := refreshStore(t, srv, 10*time.Minute, time.Minute, clock)
-		s := st.Open("")
-		s.Set("a", "1")
-		if err := s.Save(ctx); err != nil {
-			t.Fatal(err)
-		}
-		id := s.ID()
-		c := srv.Client(t)
-		if err := c.Persist(ctx, st.key(id)).Err(); err != nil {
+		e := refreshEnv(t, srv, 10*time.Minute, time.Minute, clock)
+		id := e.create(t, map[string]any{"a": "1"})
+		if err := e.rdb.Persist(ctx, key(id)).Err(); err != nil {
 			t.Fatal(err)
 		}
 		clock.advance(time.Minute)
-		s = st.Open(id)
+		s := e.st.Open(id)
 		s.Set("b", "2")
 		if err := s.Save(ctx); err != nil || s.ID() != id {
 			t.Fatalf("Save = %v, ID %q, want nil, %q (same session)", err, s.ID(), id)
 		}
-		if d := c.PTTL(ctx, st.key(id)).Val(); d <= 0 || d > 10*time.Minute {
+		if d := e.pttl(t, id); d <= 0 || d > 10*time.Minute {
 			t.Errorf("PTTL after the refresh = %v, want in (0, 10m]", d)
 		}
-		if got, err := Get[string](ctx, st.Open(id), "a"); got != "1" || err != nil {
+		if got, err := e.getString(t, id, "a"); got != "1" || err != nil {
 			t.Errorf("Get(a) = %q, %v, want 1, nil", got, err)
+		}
+	})
+}
+
+// TestReadBetweenRefreshes checks what a read between two refreshes sees
+// of a session that another process destroyed or renewed since this
+// process's last refresh: no fields, never the old data, and the next write
+// gets a new session.
+func TestReadBetweenRefreshes(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
+		ctx := context.Background()
+		for _, end := range []string{"Destroy", "Renew"} {
+			t.Run(end, func(t *testing.T) {
+				here := refreshEnv(t, srv, 10*time.Minute, time.Minute, &fakeMono{})
+				there := refreshEnv(t, srv, 10*time.Minute, time.Minute, &fakeMono{})
+				// This process refreshes the session as it creates it.
+				id := here.create(t, map[string]any{"a": "1"})
+				o := there.st.Open(id)
+				var err error
+				if end == "Destroy" {
+					err = o.Destroy(ctx)
+				} else {
+					err = o.Renew(ctx)
+				}
+				if err != nil {
+					t.Fatalf("%s in the other process: %v", end, err)
+				}
+				r := here.st.Open(id)
+				if got, err := session.Get[string](ctx, r, "a"); !errors.Is(err, session.ErrNoField) {
+					t.Errorf("Get(a) after %s elsewhere = %q, %v, want ErrNoField", end, got, err)
+				}
+				r.Set("b", "2")
+				if err := r.Save(ctx); err != nil {
+					t.Fatalf("Save error = %v", err)
+				}
+				if r.ID() == id || r.ID() == o.ID() || r.ID() == "" {
+					t.Errorf("ID() after a write to the ended session = %q, want a fresh one", r.ID())
+				}
+				if n := here.rdb.Exists(ctx, key(id)).Val(); n != 0 {
+					t.Errorf("EXISTS of the ended session's key = %d, want 0", n)
+				}
+				if _, err := here.getString(t, r.ID(), "a"); !errors.Is(err, session.ErrNoField) {
+					t.Errorf("Get(a) of the new session error = %v, want ErrNoField (none of the old data)", err)
+				}
+			})
 		}
 	})
 }

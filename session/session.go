@@ -55,9 +55,10 @@ type Session struct {
 	key     string   // "" while new
 	loaded  []loadedValue
 	pending []change
-	// Room for the first field read, so that a request reading one
-	// field allocates no slice.
-	loadedBuf [1]loadedValue
+	// Room for the first field read and the first change, so that a
+	// request that reads or changes one field allocates no slice for it.
+	loadedBuf  [1]loadedValue
+	pendingBuf [1]change
 	// For the middleware: w is its writer, nil outside it; sendCookie and
 	// clearCookie say what the response must do with the cookie.
 	w           *writer
@@ -96,6 +97,9 @@ func (s *Session) setLoaded(lv loadedValue) {
 			return
 		}
 	}
+	if s.loaded == nil {
+		s.loaded = s.loadedBuf[:0]
+	}
 	s.loaded = append(s.loaded, lv)
 }
 
@@ -116,6 +120,9 @@ func (s *Session) setPending(field string, b []byte) {
 			s.pending[i].b = b
 			return
 		}
+	}
+	if s.pending == nil {
+		s.pending = s.pendingBuf[:0]
 	}
 	s.pending = append(s.pending, change{field, b})
 }
@@ -410,17 +417,28 @@ func (s *Session) isDeadline(v any) bool {
 	return ok && str == string(strconv.AppendInt(buf[:0], s.id.deadline, 10))
 }
 
-// fetch reads fields into s.loaded, with the deadline field that every
-// session has, in one round trip that also restarts the idle timeout when
-// that is due. If the key holds no session, s becomes new.
+// fetch reads fields into s.loaded in one round trip. When the refresh of
+// the idle timeout is due, the same round trip restarts it and reads the
+// deadline field that every session has, to check that the key holds the
+// session: if not, s becomes new. Between refreshes, which this process
+// made less than a refresh interval ago and which found the session, the
+// fields are read alone; a session that another request has destroyed or
+// renewed since then reads as holding no fields, and the next write or
+// refresh finds its ID unknown.
 func (s *Session) fetch(ctx context.Context, fields []string) error {
+	due := s.st.refresh.due(s.key)
+	first := 2 // args index of the first field asked
 	args := make([]any, 0, 3+len(fields))
-	args = append(args, "hmget", s.key, deadlineField)
+	args = append(args, "hmget", s.key)
+	if due {
+		args = append(args, deadlineField)
+		first++
+	}
 	for _, f := range fields {
 		args = append(args, f)
 	}
 	hm := redis.NewSliceCmd(ctx, args...)
-	exists, err := s.exec(ctx, s.st.refresh.due(s.key), hm)
+	exists, err := s.exec(ctx, due, hm)
 	if err != nil {
 		return err
 	}
@@ -428,8 +446,8 @@ func (s *Session) fetch(ctx context.Context, fields []string) error {
 	if len(vals) != len(args)-2 {
 		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(args)-2)
 	}
-	if !s.isDeadline(vals[0]) {
-		if exists != nil && exists.Val() {
+	if due && !s.isDeadline(vals[0]) {
+		if exists.Val() {
 			// A hash without the deadline field is what a write to an
 			// unknown ID left; the PEXPIRE above gave it a TTL in any case.
 			_ = run(ctx, s.st.client, repairArgs{key: s.key}).Err()
@@ -437,11 +455,9 @@ func (s *Session) fetch(ctx context.Context, fields []string) error {
 		s.reset()
 		return nil
 	}
-	if s.loaded == nil {
-		s.loaded = s.loadedBuf[:0]
-	}
+	vals = vals[first-2:]
 	for i, f := range fields {
-		v, ok := vals[i+1].(string)
+		v, ok := vals[i].(string)
 		s.setLoaded(loadedValue{field: f, v: v, ok: ok})
 	}
 	return nil
