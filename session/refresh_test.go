@@ -14,7 +14,7 @@ import (
 // fakeMono is a monotonic clock that moves only when told.
 type fakeMono struct{ d atomic.Int64 }
 
-func (c *fakeMono) since() time.Duration     { return time.Duration(c.d.Load()) }
+func (c *fakeMono) since() time.Duration    { return time.Duration(c.d.Load()) }
 func (c *fakeMono) advance(d time.Duration) { c.d.Add(int64(d)) }
 
 // refreshEnv returns an env on srv with the idle timeout and refresh
