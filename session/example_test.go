@@ -17,6 +17,13 @@ import (
 // exampleStore returns a Store on an embedded miniredis, and a function
 // that releases everything.
 func exampleStore(opts ...session.Option) (*session.Store, func()) {
+	st, _, done := exampleStoreOn(opts...)
+	return st, done
+}
+
+// exampleStoreOn is exampleStore that also returns the miniredis, whose
+// clock the example moves.
+func exampleStoreOn(opts ...session.Option) (*session.Store, *miniredis.Miniredis, func()) {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.Start(); err != nil {
 		panic(err)
@@ -30,7 +37,7 @@ func exampleStore(opts ...session.Option) (*session.Store, func()) {
 	if err != nil {
 		panic(err)
 	}
-	return st, func() { m.Close(); rdb.Close(); mr.Close() }
+	return st, mr, func() { m.Close(); rdb.Close(); mr.Close() }
 }
 
 // User is what the examples keep in a session.
@@ -265,4 +272,50 @@ func ExampleStore_Middleware() {
 	// 200 stranger
 	// 200 Ada
 	// 200 stranger
+}
+
+func ExampleWithIdleTimeout() {
+	// Every use restarts the idle timeout here; with the default refresh
+	// interval (a tenth of it), a session ends between 27 and 30 minutes
+	// after its last use.
+	st, mr, done := exampleStoreOn(session.WithIdleTimeout(30*time.Minute), session.WithRefreshInterval(0))
+	defer done()
+	ctx := context.Background()
+	id := login(st)
+
+	mr.FastForward(20 * time.Minute) // Redis's clock: the TTL decides
+	_, err := session.Get[User](ctx, st.Open(id), "user")
+	fmt.Println("after 20 minutes:", err)
+	mr.FastForward(29 * time.Minute) // 29 minutes after that use
+	_, err = session.Get[User](ctx, st.Open(id), "user")
+	fmt.Println("29 minutes after its last use:", err)
+	mr.FastForward(31 * time.Minute)
+	_, err = session.Get[User](ctx, st.Open(id), "user")
+	fmt.Println("31 minutes after its last use:", errors.Is(err, session.ErrNoField))
+	// Output:
+	// after 20 minutes: <nil>
+	// 29 minutes after its last use: <nil>
+	// 31 minutes after its last use: true
+}
+
+func ExampleWithLifetime() {
+	st, mr, done := exampleStoreOn(session.WithIdleTimeout(30*time.Minute), session.WithLifetime(time.Hour), session.WithRefreshInterval(0))
+	defer done()
+	ctx := context.Background()
+	now := time.Now()
+	mr.SetTime(now) // Redis's clock, which the example moves
+	id := login(st)
+
+	// Used every 20 minutes, the session still ends an hour after its
+	// creation: each use caps Redis's TTL at the deadline.
+	for minutes := 20; minutes <= 60; minutes += 20 {
+		mr.SetTime(now.Add(time.Duration(minutes) * time.Minute))
+		mr.FastForward(20 * time.Minute)
+		_, err := session.Get[User](ctx, st.Open(id), "user")
+		fmt.Println(minutes, "minutes:", err == nil)
+	}
+	// Output:
+	// 20 minutes: true
+	// 40 minutes: true
+	// 60 minutes: false
 }

@@ -3,6 +3,8 @@ package session
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"io"
 	"errors"
 	"log/slog"
 	"testing"
@@ -145,4 +147,50 @@ func TestDeadlineFromRedisClock(t *testing.T) {
 			t.Errorf("skew learned = %v, want about -1h", skew)
 		}
 	})
+}
+
+// recordingReader passes reads through to r and keeps what they returned.
+type recordingReader struct {
+	r   io.Reader
+	got []byte
+}
+
+func (rr *recordingReader) Read(b []byte) (int, error) {
+	n, err := rr.r.Read(b)
+	rr.got = append(rr.got, b[:n]...)
+	return n, err
+}
+
+// TestIDsFromCryptoRand checks that the random parts of an ID are bytes
+// read from crypto/rand: the 48-bit tag and 144-bit secret of a new ID
+// (192 bits), and the new 144-bit secret that Renew draws.
+func TestIDsFromCryptoRand(t *testing.T) {
+	srv := redistest.StartMini(t)
+	ctx := context.Background()
+	st := newTestStore(t, srv)
+	rec := &recordingReader{r: rand.Reader}
+	rand.Reader = rec
+	t.Cleanup(func() { rand.Reader = rec.r })
+
+	s := st.Open("")
+	s.Set("a", "1")
+	if err := s.Save(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != tagLen+secretLen {
+		t.Fatalf("bytes read from crypto/rand for a new ID = %d, want %d", len(rec.got), tagLen+secretLen)
+	}
+	if got, want := s.ID()[:tagChars+secretChars], encodeTagSecret(rec.got[:tagLen], rec.got[tagLen:]); got != want {
+		t.Errorf("tag and secret of the new ID = %q, want %q (the bytes crypto/rand gave)", got, want)
+	}
+	rec.got = nil
+	if err := s.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != secretLen {
+		t.Fatalf("bytes read from crypto/rand for Renew = %d, want %d", len(rec.got), secretLen)
+	}
+	if got, want := s.ID()[tagChars:tagChars+secretChars], encodeSecret(rec.got); got != want {
+		t.Errorf("secret after Renew = %q, want %q (the bytes crypto/rand gave)", got, want)
+	}
 }

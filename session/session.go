@@ -364,10 +364,12 @@ func (s *Session) applyPending() {
 // needCap reports whether a refresh must also cap the TTL at the deadline.
 // Far from the deadline the idle timeout ends first and the cap would be a
 // no-op, so it is left out; the margin of an idle timeout and a minute
-// absorbs any skew between this process's clock and Redis's, which alone
-// decides when the key expires.
+// absorbs a skew between this process's clock and Redis's (which alone
+// decides when the key expires) of up to an idle timeout, beyond the skew
+// last learned from Redis when creating a session.
 func (s *Session) needCap() bool {
-	return time.UnixMilli(s.id.deadline).Sub(s.st.now()) < 2*s.st.idle+time.Minute
+	redisNow := s.st.now().Add(time.Duration(s.st.skew.Load()) * time.Millisecond)
+	return time.UnixMilli(s.id.deadline).Sub(redisNow) < 2*s.st.idle+time.Minute
 }
 
 // queueRefresh queues on pipe the restart of the idle timeout (PEXPIRE)

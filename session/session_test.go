@@ -925,3 +925,47 @@ func TestOptions(t *testing.T) {
 		t.Errorf("New with valid options error = %v", err)
 	}
 }
+
+// TestRenewConcurrent: Renew moves the session in one atomic step, so of
+// several requests renewing the same session at once, exactly one gets the
+// data under a new ID; the others find the ID unknown and become new, and
+// the data is under exactly one key, never copied or lost.
+func TestRenewConcurrent(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, srv *redistest.Server) {
+		e := newEnv(t, srv)
+		ctx := context.Background()
+		id := e.create(t, map[string]any{"user": "ada"})
+		const n = 8
+		var wg sync.WaitGroup
+		ids := make([]string, n)
+		for i := range n {
+			wg.Go(func() {
+				s := e.st.Open(id)
+				if err := s.Renew(ctx); err != nil {
+					t.Errorf("Renew error = %v", err)
+				}
+				ids[i] = s.ID()
+			})
+		}
+		wg.Wait()
+		var renewed []string
+		for _, got := range ids {
+			if got != "" {
+				renewed = append(renewed, got)
+			}
+		}
+		if len(renewed) != 1 || renewed[0] == id {
+			t.Fatalf("IDs after %d concurrent Renews = %q, want one new ID and %d new sessions", n, ids, n-1)
+		}
+		if got, err := e.getString(t, renewed[0], "user"); got != "ada" || err != nil {
+			t.Errorf("Get(user) with the renewed ID = %q, %v, want ada, nil", got, err)
+		}
+		keys, err := e.rdb.Keys(ctx, "test:session:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0] != key(renewed[0]) {
+			t.Errorf("session keys = %q, want only the renewed one", keys)
+		}
+	})
+}
