@@ -24,11 +24,19 @@
 //
 // A session ends after an idle timeout ([WithIdleTimeout]) without use, and
 // at the latest a lifetime ([WithLifetime]) after its creation. Both are
-// Redis TTLs, so Redis's clock decides when a session ends. Every read and
-// write restarts the idle timeout with a PEXPIRE sent in the same pipeline
-// as the command, so it costs no extra round trip; when the deadline is
-// nearer than twice the idle timeout plus a minute, the same pipeline caps
-// the TTL at the deadline (PEXPIREAT ... LT). The deadline is fixed at creation, checked
+// Redis TTLs, so Redis's clock decides when a session ends. A process's
+// clock only decides whether a use sends the refresh: it never ends a
+// session, nor keeps one alive that is not used.
+//
+// Uses restart the idle timeout with a PEXPIRE in the same round trip as
+// the read or write, so the refresh costs no extra round trip. To spare
+// the second command on most calls, a process sends it at most once per
+// refresh interval ([WithRefreshInterval], default a tenth of the idle
+// timeout) per session, so a session ends between idle - interval and idle
+// after its last use (27 to 30 minutes by default). WithRefreshInterval(0)
+// refreshes with every use. When the deadline is nearer than twice the
+// idle timeout plus a minute, each refresh also caps the TTL at the
+// deadline (PEXPIREAT ... LT). The deadline is fixed at creation, checked
 // against Redis's clock, and is part of the ID. A request that does not
 // touch the session does not extend it.
 //
@@ -40,10 +48,13 @@
 // and drawing 144 new ones; call it at login against session fixation. An
 // ID that is malformed, forged, expired or unknown to Redis gives a new,
 // empty session, with a fresh ID once something is saved: it never fails
-// the request, never reaches another user's data, and is never adopted. A
-// write to an unknown ID finds out in its own round trip (PEXPIRE XX: every
-// session has a TTL, a hash the write has just created has none) and moves
-// to a new session.
+// the request, never reaches another user's data, and is never adopted.
+// Every session holds a sentinel field from its creation, which each write
+// sets again: when HSET reports it added, the write found no session in
+// its own round trip, deletes what it made and moves to a new session. A
+// read that carries the refresh also checks the deadline field, and finds
+// an unknown ID so; between refreshes, a read of a session that ended
+// finds no fields.
 //
 // # Cluster
 //
