@@ -138,8 +138,6 @@ func (s *Session) setID(p parsedID) {
 func (s *Session) reset() {
 	if s.key != "" {
 		s.clearCookie = true
-	}
-	if s.key != "" {
 		s.st.refresh.forget(s.key)
 	}
 	s.id, s.key = parsedID{}, ""
@@ -173,10 +171,10 @@ func validField(name string) error {
 
 // Get returns the field of s decoded into a T. It calls Redis only the first
 // time s is asked for the field, or not at all after Load, Set or Delete of
-// it; that call also restarts the idle timeout when WithRefreshInterval
-// says it is due. A field the session does not
-// hold returns ErrNoField; a stored value that does not decode into T
-// returns ErrDecode and the zero T, and leaves every other field readable.
+// it; that call also restarts the idle timeout when the refresh is due (see
+// WithRefreshInterval). A field the session does not hold returns
+// ErrNoField; a stored value that does not decode into T returns ErrDecode
+// and the zero T, and leaves every other field readable.
 func Get[T any](ctx context.Context, s *Session, field string) (T, error) {
 	var v T
 	if s == nil {
