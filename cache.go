@@ -550,13 +550,9 @@ func (c *Cache[T]) pendingDelete(key string) *pendingInvalidation {
 	}}
 }
 
-// releaseBuf returns buf to the pool once no goroutine can still be sending
-// it: in guarded mode an abandoned call may still hold it.
-func (c *Cache[T]) releaseBuf(buf *[]byte) {
-	if c.m.direct {
-		c.m.putBuf(buf)
-	}
-}
+// releaseBuf returns buf, which a command carried, to the pool once no
+// goroutine can still be sending it (transport.Buffers.Release).
+func (c *Cache[T]) releaseBuf(buf *[]byte) { c.m.tr.Buffers().Release(buf) }
 
 // deleteCmd returns the command that deletes data key rkey.
 func (m *Manager) deleteCmd(ctx context.Context, rkey string) *redis.Cmd {

@@ -3,6 +3,8 @@ package cachemgr
 import (
 	"errors"
 	"strings"
+
+	"github.com/cachemgr/cachemgr/internal/transport"
 )
 
 // The errors cachemgr returns. Match them with errors.Is: most are wrapped
@@ -16,10 +18,10 @@ var (
 	// and Get and Fetch return ErrNotFound while it lives.
 	ErrNotFound = errors.New("cachemgr: not found")
 	// ErrClosed reports a call on a Manager after Close.
-	ErrClosed = errors.New("cachemgr: manager closed")
+	ErrClosed = transport.ErrClosed
 	// ErrUnavailable reports that Redis could not be used: it failed, timed
 	// out, or the circuit breaker is open. The underlying error is wrapped too.
-	ErrUnavailable = errors.New("cachemgr: redis unavailable")
+	ErrUnavailable = transport.ErrUnavailable
 	// ErrNilLoader reports a Fetch without a loader.
 	ErrNilLoader = errors.New("cachemgr: nil loader")
 	// ErrInvalidTTL reports a TTL that is zero, negative or too large.

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cachemgr/cachemgr/internal/transport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -49,7 +50,7 @@ func (m *Manager) doWrite(ctx context.Context, cmds ...redis.Cmder) error {
 	wait := writeRetryMin
 	cmds, replicas := m.withWait(ctx, cmds) // WithReplicaReads: they must apply it too
 	for {
-		err := m.doAllWith(ctx, callPolicy{timeout: time.Until(deadline), write: true}, cmds...)
+		err := m.doAllWith(ctx, transport.Policy{Timeout: time.Until(deadline), Write: true}, cmds...)
 		if err == nil {
 			if err = m.acked(replicas); err != nil {
 				return err // it landed on the master; the kept retry waits again

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/cachemgr/cachemgr/internal/keys"
 	"github.com/redis/go-redis/v9"
@@ -100,61 +99,4 @@ func (c *Cache[T]) invalidatePrefix(ctx context.Context, prefix string) (int, er
 		c.dropPrefix(prefix)
 	}
 	return n, c.m.publish(ctx, event{Kind: "prefix", Cache: c.name, Prefix: prefix})
-}
-
-// scan calls fn with each batch of keys matching pattern, on every master
-// when the client is a Cluster (SCAN is per node). Each SCAN call is
-// bounded by the op timeout.
-func (m *Manager) scan(ctx context.Context, pattern string, fn func([]string) error) error {
-	var mu sync.Mutex // ForEachMaster scans the masters in parallel
-	each := func(ctx context.Context, node processor) error {
-		var cursor uint64
-		for {
-			cmd := redis.NewScanCmd(ctx, nil, "scan", cursor, "match", pattern, "count", scanBatch)
-			if err := m.doOn(ctx, node, cmd); err != nil {
-				return err
-			}
-			found, next, err := cmd.Result()
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			err = fn(found)
-			mu.Unlock()
-			if err != nil {
-				return err
-			}
-			if cursor = next; cursor == 0 {
-				return nil
-			}
-		}
-	}
-	if cc, ok := m.client.(*redis.ClusterClient); ok {
-		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return each(ctx, node)
-		})
-	}
-	return each(ctx, m.client)
-}
-
-// processor is what doOn needs of a client or cluster node.
-type processor interface {
-	Process(ctx context.Context, cmd redis.Cmder) error
-}
-
-// doOn sends cmd to one node within the op timeout. It does not touch the
-// breaker: a scan is an administrative walk, not a request path.
-func (m *Manager) doOn(ctx context.Context, node processor, cmd redis.Cmder) error {
-	ctx, cancel := context.WithTimeout(ctx, m.opTimeout)
-	defer cancel()
-	var err error
-	if m.direct {
-		err = node.Process(ctx, cmd)
-	} else {
-		err, _ = m.guardedFn(ctx, func() error { return node.Process(ctx, cmd) })
-	}
-	if err != nil && !isReply(err) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
 }

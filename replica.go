@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr/internal/breaker"
+	"github.com/cachemgr/cachemgr/internal/transport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,25 +34,24 @@ type replicaReads struct {
 	client   redis.UniversalClient
 	replicas int           // WAIT numreplicas
 	lag      time.Duration // WAIT timeout
-	direct   bool          // client bounds socket I/O by the context
 	breaker  *breaker.Breaker
-	co       *coalescer // nil: each read goes out on its own
+	rd       *transport.Reader // sends to client; set by connect
 }
 
-// coalesce makes concurrent reads of the replica client share pipelines,
-// as the master's do (WithCoalescing), when it bounds socket I/O by the
-// context deadline. r may be nil.
-func (r *replicaReads) coalesce(m *Manager) {
-	if r != nil && r.direct {
-		r.co = newCoalescerOn(m, r.client)
+// connect sends the replica reads through tr: concurrent ones share
+// pipelines, as the master's do (WithCoalescing), when client bounds
+// socket I/O by the context deadline. r may be nil.
+func (r *replicaReads) connect(tr *transport.Transport) {
+	if r != nil {
+		r.rd = tr.Reader(r.client)
 	}
 }
 
 // close fails the reads queued for the replicas with ErrClosed. r may be
 // nil.
 func (r *replicaReads) close() {
-	if r != nil && r.co != nil {
-		r.co.close()
+	if r != nil {
+		r.rd.Close()
 	}
 }
 
@@ -90,7 +90,7 @@ func WithReplicaReads(client redis.UniversalClient, replicas int, maxLag time.Du
 		case maxLag < time.Millisecond:
 			return fmt.Errorf("%w: replica lag %v (want at least 1ms)", ErrInvalidOption, maxLag)
 		}
-		c.replica = &replicaReads{client: client, replicas: replicas, lag: maxLag, direct: honoursContext(client)}
+		c.replica = &replicaReads{client: client, replicas: replicas, lag: maxLag}
 		return nil
 	}
 }
@@ -132,7 +132,7 @@ func checkReplicaSetup(client redis.UniversalClient, cfg *config) error {
 func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 	if r := m.replica; r != nil && r.breaker.Allow() {
 		cmd := redis.NewStringCmd(ctx, "get", rkey)
-		err := m.onReplica(ctx, r, cmd)
+		err := r.rd.Do(ctx, cmd)
 		switch {
 		case err == nil:
 			r.breaker.Success()
@@ -154,30 +154,6 @@ func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 	return cmd.Val(), nil
 }
 
-// onReplica sends cmd to the replica client within the op timeout.
-func (m *Manager) onReplica(ctx context.Context, r *replicaReads, cmd redis.Cmder) error {
-	if m.done.Load() {
-		return ErrClosed
-	}
-	if !r.direct {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.opTimeout)
-		defer cancel()
-	} else if d, ok := ctx.Deadline(); !ok || time.Until(d) > m.opTimeout {
-		// As do's reads: a deadline shared with other calls, no timer of
-		// its own.
-		ctx = &opCtx{Context: ctx, bound: m.deadlines.get(m.ctx, m.opTimeout)}
-	}
-	switch {
-	case r.co != nil:
-		return r.co.process(ctx, cmd) // a GET: no []byte argument
-	case r.direct:
-		return r.client.Process(ctx, cmd)
-	}
-	err, _ := m.guardedFn(ctx, func() error { return r.client.Process(ctx, cmd) })
-	return err
-}
-
 // withWait returns cmds followed by a WAIT for the replicas, and that
 // WAIT; cmds as they are and nil without WithReplicaReads. Sent in one
 // pipeline, the WAIT follows the writes on their connection.
@@ -188,19 +164,6 @@ func (m *Manager) withWait(ctx context.Context, cmds []redis.Cmder) ([]redis.Cmd
 	}
 	wait := redis.NewIntCmd(ctx, "wait", r.replicas, r.lag.Milliseconds())
 	return append(slices.Clip(cmds), wait), wait
-}
-
-// waitOf returns the WAIT that withWait put last in cmds, or nil. A script
-// that had to be sent again after NOSCRIPT ran after it, so doAllWith sends
-// it once more behind them.
-func waitOf(cmds []redis.Cmder) redis.Cmder {
-	if len(cmds) < 2 {
-		return nil
-	}
-	if w, ok := cmds[len(cmds)-1].(*redis.IntCmd); ok && w.Name() == "wait" {
-		return w
-	}
-	return nil
 }
 
 // acked returns nil when wait (from withWait; nil: none) saw every replica

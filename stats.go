@@ -164,7 +164,7 @@ func (c *counters) addTo(s *Stats) {
 func (m *Manager) Stats() Stats {
 	s := Stats{
 		InvalidationsPending: int(m.pending.n.Load()),
-		Breaker:              m.breaker.State().String(),
+		Breaker:              m.tr.BreakerState().String(),
 	}
 	m.stats.addTo(&s)
 	m.cacheStats.Range(func(_, c any) bool {
@@ -179,7 +179,7 @@ func (m *Manager) Stats() Stats {
 // zero; Breaker is the Manager's. It is safe to call at any time, also
 // after Close.
 func (c *Cache[T]) Stats() Stats {
-	s := Stats{Breaker: c.m.breaker.State().String()}
+	s := Stats{Breaker: c.m.tr.BreakerState().String()}
 	c.stats.addTo(&s)
 	return s
 }

@@ -7,26 +7,13 @@ import (
 	"github.com/cachemgr/cachemgr/internal/envelope"
 )
 
-// maxPooled is the largest buffer kept for reuse: one huge value should not
-// pin memory for the life of the process.
-const maxPooled = 256 << 10
-
 // getBuf returns an empty encode or decompression buffer from the
-// Manager's pool.
-func (m *Manager) getBuf() *[]byte {
-	if b, ok := m.bufs.Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, 0, 2048)
-	return &b
-}
+// transport's pool.
+func (m *Manager) getBuf() *[]byte { return m.tr.Buffers().Get() }
 
-func (m *Manager) putBuf(b *[]byte) {
-	if cap(*b) <= maxPooled {
-		*b = (*b)[:0]
-		m.bufs.Put(b)
-	}
-}
+// putBuf returns a buffer that no command carried (see releaseBuf for one
+// that a command did).
+func (m *Manager) putBuf(b *[]byte) { m.tr.Buffers().Put(b) }
 
 // tagInfo is what the tag section of an envelope carries.
 type tagInfo struct {

@@ -1,4 +1,4 @@
-package cachemgr
+package transport
 
 import (
 	"context"
@@ -9,76 +9,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Bounding every Redis call by the op timeout with context.WithTimeout
-// costs five allocations and a timer per call, more than the GET itself.
-// Calls instead share a deadline context that is replaced when fewer than
-// an op timeout remains on it, so each call gets between 1 and 1.25 op
-// timeouts, and wrap it in opCtx, which keeps the caller's values (tracing
-// hooks read them) at the cost of one small allocation.
-
-// sharedDeadline is one deadline context shared by the calls that start
-// while it has at least an op timeout left.
-type sharedDeadline struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
-	deadline time.Time
-}
-
-// deadlines hands out sharedDeadlines. The zero value is ready to use.
-type deadlines struct {
-	cur atomic.Pointer[sharedDeadline]
-}
-
-// get returns a context that ends between d and 1.25*d from now, or when
-// parent (the Manager's lifetime) ends.
-func (ds *deadlines) get(parent context.Context, d time.Duration) context.Context {
-	now := monotonic()
-	cur := ds.cur.Load()
-	if cur != nil && cur.deadline.Sub(now) >= d {
-		return cur.ctx
-	}
-	deadline := now.Add(d + d/4)
-	ctx, cancel := context.WithDeadline(parent, deadline)
-	next := &sharedDeadline{ctx: ctx, cancel: cancel, deadline: deadline}
-	if !ds.cur.CompareAndSwap(cur, next) {
-		cancel() // another call installed a fresh one first
-		if cur = ds.cur.Load(); cur != nil {
-			return cur.ctx
-		}
-		return ctx
-	}
-	// The replaced context is not cancelled: calls still using it keep
-	// their deadline, and its timer releases it then.
-	return ctx
-}
-
-// opCtx is the context of one Redis call: the caller's values, the shared
-// deadline's Deadline and Done. The caller's own cancellation is checked
-// before the call starts; during it, the op timeout bounds the wait.
-type opCtx struct {
-	context.Context                 // the caller's
-	bound           context.Context // shared deadline
-}
-
-func (c *opCtx) Deadline() (time.Time, bool) { return c.bound.Deadline() }
-func (c *opCtx) Done() <-chan struct{}       { return c.bound.Done() }
-
-// Value answers boundedKey: the call is bounded by the op timeout (see
-// boundedReader).
-func (c *opCtx) Value(key any) any {
-	if key == (boundedKey{}) {
-		return true
-	}
-	return c.Context.Value(key)
-}
-
-func (c *opCtx) Err() error {
-	if err := c.Context.Err(); err != nil {
-		return err
-	}
-	return c.bound.Err()
-}
-
 // boundedReader gives a *redis.Client whose sockets ignore context
 // deadlines (go-redis's default) a fast path for reads. Reads go to the
 // client as usual, in an opCtx, so every hook of the client sees them; the
@@ -88,7 +18,7 @@ func (c *opCtx) Err() error {
 // makes one attempt (a retry would get a fresh op timeout). Reads then run
 // on the caller's goroutine instead of one each. The trade-offs: a read
 // whose caller's deadline is sooner than the op timeout cannot use the
-// clone (doWith sends it down the guarded path); a read that fails once is
+// clone (DoWith sends it down the guarded path); a read that fails once is
 // not retried; and the client's other callers pay one context lookup per
 // command in the diverter.
 //
