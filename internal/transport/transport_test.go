@@ -410,3 +410,31 @@ func TestScan(t *testing.T) {
 		t.Errorf("Scan() on a failing server: error = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestReader: a Reader sends to its own client, not through the
+// Transport's breaker (an open breaker does not stop it), and refuses
+// calls after Close.
+func TestReader(t *testing.T) {
+	r := newRig(t, rigOpts{direct: true, coalesce: true, failures: 1})
+	secondary := newFake()
+	secondary.data["k"] = "replica"
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1})
+	c.AddHook(secondary)
+	defer c.Close()
+	rd := r.t.Reader(c)
+	defer rd.Close()
+	if rd.co == nil {
+		t.Error("a Reader of a direct client on a coalescing Transport does not coalesce")
+	}
+	ctx := context.Background()
+	r.fake.fail = errors.New("master down")
+	_ = r.t.Do(ctx, redis.NewStringCmd(ctx, "get", "k")) // opens the breaker
+	cmd := redis.NewStringCmd(ctx, "get", "k")
+	if err := rd.Do(ctx, cmd); err != nil || cmd.Val() != "replica" {
+		t.Errorf("Reader.Do = %q, %v; want replica, nil", cmd.Val(), err)
+	}
+	r.close()
+	if err := rd.Do(ctx, redis.NewStringCmd(ctx, "get", "k")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Reader.Do after Close: error = %v, want ErrClosed", err)
+	}
+}
