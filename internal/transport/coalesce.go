@@ -41,12 +41,21 @@ type coalescer struct {
 	calls sync.Pool // *call
 }
 
-// call is one queued command. done is buffered, so a worker never waits
-// for a caller that left.
+// call is one queued command: its caller's context, the context of the
+// call (the caller's, or an opCtx bounded by the op timeout) and its reply.
+// done is buffered, so a worker never waits for a caller that left.
 type call struct {
-	ctx  context.Context
-	cmd  redis.Cmder
-	done chan error
+	caller, ctx context.Context
+	cmd         redis.Cmder
+	done        chan error
+}
+
+// gone reports that c's caller left or its op timeout passed.
+func (c *call) gone() error {
+	if err := c.caller.Err(); err != nil {
+		return err
+	}
+	return c.ctx.Err()
 }
 
 // newCoalescer returns a coalescer sending on client, which must bound
@@ -65,12 +74,14 @@ func newCoalescer(t *Transport, client redis.UniversalClient, bounded *boundedRe
 	return co
 }
 
-// process sends cmd within ctx: on the caller's goroutine when nothing else
-// is in flight, else in the next pipeline. The caller must not touch cmd
-// after an error from ctx: a worker may still be writing its reply. A
-// command with a []byte argument is written before process returns, so
-// the caller may reuse that (see Buffers).
-func (co *coalescer) process(ctx context.Context, cmd redis.Cmder) error {
+// process sends cmd within ctx, the call's context (caller's, or an opCtx
+// over it that ends at the op timeout only): on the caller's goroutine when
+// nothing else is in flight, else in the next pipeline. A queued caller
+// leaves when caller or ctx ends. The caller must not touch cmd after such
+// an error: a worker may still be writing its reply. A command with a
+// []byte argument is written before process returns, so the caller may
+// reuse that (see Buffers).
+func (co *coalescer) process(caller, ctx context.Context, cmd redis.Cmder) error {
 	if hasBytes(cmd) {
 		// A write of an encoded value: in direct mode the caller returns
 		// the []byte to a pool once this returns, so the command must be
@@ -91,7 +102,7 @@ func (co *coalescer) process(ctx context.Context, cmd redis.Cmder) error {
 	if c == nil {
 		c = &call{done: make(chan error, 1)}
 	}
-	c.ctx, c.cmd = ctx, cmd
+	c.caller, c.ctx, c.cmd = caller, ctx, cmd
 	co.queue = append(co.queue, c)
 	idle := co.inflight < coalescePipelines
 	co.mu.Unlock()
@@ -103,14 +114,14 @@ func (co *coalescer) process(ctx context.Context, cmd redis.Cmder) error {
 	// goroutine.
 	select {
 	case err := <-c.done:
-		c.ctx, c.cmd = nil, nil
+		c.caller, c.ctx, c.cmd = nil, nil, nil
 		co.calls.Put(c)
 		return err
 	case <-ctx.Done():
-	case <-callerDone(ctx):
+	case <-caller.Done():
 	}
 	// c stays with the worker, which may still send on done.
-	return callerErr(ctx)
+	return c.gone()
 }
 
 // alone sends cmd on the caller's goroutine, holding one of the round
@@ -185,7 +196,7 @@ func (co *coalescer) take(batch []*call, done bool) []*call {
 				break
 			}
 			n++
-			if callerErr(c.ctx) == nil {
+			if c.gone() == nil {
 				batch = append(batch, c)
 			}
 		}

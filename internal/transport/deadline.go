@@ -52,8 +52,8 @@ func (ds *deadlines) get(parent context.Context, d time.Duration) context.Contex
 // opCtx is the context of one Redis call: the caller's values, the shared
 // deadline's Deadline, Done and Err. The caller's own cancellation is
 // checked before the call starts (admit); during it, the op timeout bounds
-// the wait, except where the coalescer watches the caller too (see
-// callerErr). Err is nil while Done is open, as context.Context requires.
+// the wait, except where the coalescer watches the caller too. Err is nil
+// while Done is open, as context.Context requires.
 type opCtx struct {
 	context.Context                 // the caller's
 	bound           context.Context // shared deadline
@@ -70,25 +70,4 @@ func (c *opCtx) Value(key any) any {
 		return true
 	}
 	return c.Context.Value(key)
-}
-
-// callerErr is why a call in ctx should stop: the caller's cancellation
-// or deadline, then the op timeout. Unlike ctx.Err(), it sees the caller of
-// an opCtx leave before the op timeout.
-func callerErr(ctx context.Context) error {
-	if c, ok := ctx.(*opCtx); ok {
-		if err := c.Context.Err(); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-// callerDone is the channel that closes when the caller of an opCtx
-// leaves, or nil for another context (whose Done already says so).
-func callerDone(ctx context.Context) <-chan struct{} {
-	if c, ok := ctx.(*opCtx); ok {
-		return c.Context.Done()
-	}
-	return nil
 }

@@ -37,6 +37,7 @@ func (r *Reader) Do(ctx context.Context, cmd redis.Cmder) error {
 	if t.closed.Load() {
 		return ErrClosed
 	}
+	caller := ctx
 	if !r.direct {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t.op)
@@ -48,7 +49,7 @@ func (r *Reader) Do(ctx context.Context, cmd redis.Cmder) error {
 	}
 	switch {
 	case r.co != nil:
-		return r.co.process(ctx, cmd)
+		return r.co.process(caller, ctx, cmd)
 	case r.direct:
 		return r.client.Process(ctx, cmd)
 	}

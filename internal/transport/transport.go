@@ -198,7 +198,7 @@ func (t *Transport) send(ctx context.Context, pol Policy, cmd redis.Cmder) error
 		return t.within(ctx, pol, cmd)
 	}
 	if !pol.Write && (t.direct || t.bounded != nil) {
-		return t.inline(&opCtx{Context: ctx, bound: t.deadlines.get(t.life, pol.Timeout)}, cmd)
+		return t.inline(ctx, &opCtx{Context: ctx, bound: t.deadlines.get(t.life, pol.Timeout)}, cmd)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, pol.Timeout)
 	err := t.within(callCtx, pol, cmd)
@@ -214,17 +214,18 @@ func (t *Transport) within(ctx context.Context, pol Policy, cmd redis.Cmder) err
 	case pol.Write:
 		return t.client.Process(ctx, cmd)
 	}
-	return t.inline(ctx, cmd)
+	return t.inline(ctx, ctx, cmd)
 }
 
-// inline sends a read on the caller's goroutine, or through the coalescer.
-// Unless the client is direct, ctx is an opCtx, which t.bounded diverts.
-func (t *Transport) inline(ctx context.Context, cmd redis.Cmder) error {
+// inline sends a read on the caller's goroutine, or through the coalescer,
+// in ctx: caller's own context, or an opCtx over it. Unless the client is
+// direct, ctx is an opCtx, which t.bounded diverts.
+func (t *Transport) inline(caller, ctx context.Context, cmd redis.Cmder) error {
 	if t.bounded != nil {
 		t.bounded.ensure()
 	}
 	if t.co != nil {
-		return t.co.process(ctx, cmd)
+		return t.co.process(caller, ctx, cmd)
 	}
 	return t.client.Process(ctx, cmd)
 }
