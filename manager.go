@@ -101,20 +101,19 @@ type codecSet struct {
 	maxValue    int // largest encoded value written or read
 }
 
-// newCodecSet returns the codecs and compressors of cfg, the built-in ones
-// included.
-func newCodecSet(cfg *config) codecSet {
-	cs := codecSet{codec: cfg.codec, compressor: cfg.compressor, threshold: cfg.threshold, maxValue: cfg.maxValue}
-	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cfg.codec} {
+// register makes the built-in codecs and compressors, and the defaults the
+// options set, decode what they wrote; compress.None() as the default
+// turns compression off.
+func (cs *codecSet) register() {
+	for _, cd := range []codec.Codec{codec.Msgpack(), codec.JSON(), codec.Raw(), cs.codec} {
 		cs.codecs[cd.ID()] = cd
 	}
-	for _, cp := range []compress.Compressor{compress.LZ4(), cfg.compressor} {
+	for _, cp := range []compress.Compressor{compress.LZ4(), cs.compressor} {
 		cs.compressors[cp.ID()] = cp
 	}
-	if cfg.compressor.ID() == compress.NoneID {
+	if cs.compressor.ID() == compress.NoneID {
 		cs.compressor = nil
 	}
-	return cs
 }
 
 // lifecycle is the Manager's life: Close ends it and waits for the
@@ -194,16 +193,12 @@ func (n *cacheNames) claim(name string, t reflect.Type) error {
 // config is what the options set; New checks it and builds the Manager.
 type config struct {
 	settings
-	codec      codec.Codec
-	compressor compress.Compressor
-	threshold  int
-	maxValue   int
-	failures   int
-	cooldown   time.Duration
-	events     bool
-	observer   Observer
-	coalesce   bool
-	replica    *replicaReads
+	codecSet
+	failures int
+	cooldown time.Duration
+	events   bool
+	coalesce bool
+	replica  *replicaReads
 }
 
 // Option configures New.
@@ -395,12 +390,12 @@ func New(client redis.UniversalClient, opts ...Option) (*Manager, error) {
 	}
 	m := &Manager{
 		settings: cfg.settings,
-		codecSet: newCodecSet(cfg),
+		codecSet: cfg.codecSet,
 		client:   client,
 		ev:       newEvents(cfg.prefix),
 		replica:  cfg.replica,
 	}
-	m.obs = cfg.observer
+	m.codecSet.register()
 	m.single = isSingle(client)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.tr = transport.New(m.transportConfig(cfg))
@@ -429,13 +424,15 @@ func configure(opts []Option) (*config, error) {
 			l1TTL:        5 * time.Second,
 			liveness:     time.Second,
 		},
-		codec:      codec.Msgpack(),
-		compressor: compress.LZ4(),
-		threshold:  1 << 10,
-		maxValue:   8 << 20,
-		failures:   5,
-		cooldown:   time.Second,
-		coalesce:   true,
+		codecSet: codecSet{
+			codec:      codec.Msgpack(),
+			compressor: compress.LZ4(),
+			threshold:  1 << 10,
+			maxValue:   8 << 20,
+		},
+		failures: 5,
+		cooldown: time.Second,
+		coalesce: true,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -511,7 +508,7 @@ func (m *Manager) Codec() codec.Codec { return m.codec }
 // It is safe to call more than once.
 func (m *Manager) Close() error {
 	m.closePending()
-	m.end()
+	m.lifecycle.end()
 	m.tr.Close()
 	m.replica.close()
 	m.ev.once.Do(func() {}) // no listener may start from now on

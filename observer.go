@@ -43,7 +43,7 @@ func WithObserver(o Observer) Option {
 		if o == nil {
 			return fmt.Errorf("%w: nil observer", ErrInvalidOption)
 		}
-		c.observer = o
+		c.obs = o
 		return nil
 	}
 }
