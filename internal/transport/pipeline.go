@@ -111,7 +111,7 @@ func (t *Transport) execPipeline(ctx context.Context, pol Policy, cmds []redis.C
 	if inline {
 		return false, exec()
 	}
-	return t.Guarded(callCtx, exec)
+	return t.guardedFn(callCtx, exec)
 }
 
 // pipelineErr returns the failure to reach Redis that cmds carry, and

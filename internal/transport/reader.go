@@ -22,7 +22,7 @@ type Reader struct {
 // master's do, when the Transport coalesces and client bounds socket I/O
 // by the context deadline.
 func (t *Transport) Reader(client redis.UniversalClient) *Reader {
-	r := &Reader{t: t, client: client, direct: HonoursContext(client)}
+	r := &Reader{t: t, client: client, direct: honoursContext(client)}
 	if t.co != nil && r.direct {
 		r.co = newCoalescer(t, client, nil)
 	}
@@ -53,7 +53,7 @@ func (r *Reader) Do(ctx context.Context, cmd redis.Cmder) error {
 	case r.direct:
 		return r.client.Process(ctx, cmd)
 	}
-	_, err := t.Guarded(ctx, func() error { return r.client.Process(ctx, cmd) })
+	_, err := t.guardedFn(ctx, func() error { return r.client.Process(ctx, cmd) })
 	return err
 }
 

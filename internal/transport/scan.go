@@ -8,22 +8,22 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Processor is what DoOn needs of a client or cluster node.
-type Processor interface {
+// processor is what doOn needs of a client or cluster node.
+type processor interface {
 	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
-// DoOn sends cmd to one node within the op timeout. It does not touch the
+// doOn sends cmd to one node within the op timeout. It does not touch the
 // breaker: a scan is an administrative walk, not a request path. Errors
 // other than replies wrap ErrUnavailable.
-func (t *Transport) DoOn(ctx context.Context, node Processor, cmd redis.Cmder) error {
+func (t *Transport) doOn(ctx context.Context, node processor, cmd redis.Cmder) error {
 	ctx, cancel := context.WithTimeout(ctx, t.op)
 	defer cancel()
 	var err error
 	if t.direct {
 		err = node.Process(ctx, cmd)
 	} else {
-		_, err = t.Guarded(ctx, func() error { return node.Process(ctx, cmd) })
+		_, err = t.guardedFn(ctx, func() error { return node.Process(ctx, cmd) })
 	}
 	if err != nil && !IsReply(err) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -37,11 +37,11 @@ func (t *Transport) DoOn(ctx context.Context, node Processor, cmd redis.Cmder) e
 // called concurrently.
 func (t *Transport) Scan(ctx context.Context, pattern string, count int, fn func([]string) error) error {
 	var mu sync.Mutex // ForEachMaster scans the masters in parallel
-	each := func(ctx context.Context, node Processor) error {
+	each := func(ctx context.Context, node processor) error {
 		var cursor uint64
 		for {
 			cmd := redis.NewScanCmd(ctx, nil, "scan", cursor, "match", pattern, "count", count)
-			if err := t.DoOn(ctx, node, cmd); err != nil {
+			if err := t.doOn(ctx, node, cmd); err != nil {
 				return err
 			}
 			found, next, err := cmd.Result()

@@ -119,7 +119,7 @@ func New(cfg Config) *Transport {
 		spawn:   cfg.Go,
 		skipped: cfg.Skipped,
 		errors:  cfg.Errors,
-		direct:  HonoursContext(cfg.Client),
+		direct:  honoursContext(cfg.Client),
 
 		onBreaker: cfg.OnBreaker,
 		onFailure: cfg.OnFailure,
@@ -136,9 +136,9 @@ func New(cfg Config) *Transport {
 	return t
 }
 
-// HonoursContext reports whether client bounds socket reads and writes by
+// honoursContext reports whether client bounds socket reads and writes by
 // the context deadline.
-func HonoursContext(client redis.UniversalClient) bool {
+func honoursContext(client redis.UniversalClient) bool {
 	switch c := client.(type) {
 	case *redis.Client:
 		return c.Options().ContextTimeoutEnabled
@@ -167,9 +167,6 @@ func (t *Transport) Close() {
 		t.bounded.close()
 	}
 }
-
-// Reads is the policy of reads and of the calls a load makes.
-func (t *Transport) Reads() Policy { return Policy{Timeout: t.op} }
 
 // Do sends cmd under the read policy: see DoWith.
 func (t *Transport) Do(ctx context.Context, cmd redis.Cmder) error {
@@ -236,14 +233,14 @@ func (t *Transport) inline(caller, ctx context.Context, cmd redis.Cmder) error {
 // not touch cmd after an abandoned call: the goroutine may still be
 // writing its reply.
 func (t *Transport) guarded(ctx context.Context, cmd redis.Cmder) error {
-	_, err := t.Guarded(ctx, func() error { return t.client.Process(ctx, cmd) })
+	_, err := t.guardedFn(ctx, func() error { return t.client.Process(ctx, cmd) })
 	return err
 }
 
-// Guarded runs fn on a tracked goroutine until ctx ends; abandoned reports
+// guardedFn runs fn on a tracked goroutine until ctx ends; abandoned reports
 // that it stopped waiting while fn still runs. It returns ErrClosed, and
 // runs nothing, after Close.
-func (t *Transport) Guarded(ctx context.Context, fn func() error) (abandoned bool, err error) {
+func (t *Transport) guardedFn(ctx context.Context, fn func() error) (abandoned bool, err error) {
 	done := make(chan error, 1)
 	if !t.spawn(func() { done <- fn() }) {
 		return false, ErrClosed

@@ -387,7 +387,7 @@ func TestGuardedDeadline(t *testing.T) {
 	}
 }
 
-// TestScan: Scan walks the keys and DoOn wraps failures in ErrUnavailable.
+// TestScan: Scan walks the keys and doOn wraps failures in ErrUnavailable.
 func TestScan(t *testing.T) {
 	r := newRig(t, rigOpts{direct: true})
 	r.fake.data["a"], r.fake.data["b"] = "1", "2"
