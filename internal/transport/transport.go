@@ -11,9 +11,14 @@
 // The layers, innermost first: deadline.go (shared deadlines and the opCtx
 // of one call), bounded.go (the hook that diverts a default client's reads
 // to a clone with socket timeouts), coalesce.go (concurrent single commands
-// share round trips), this file (admission, the path of one command or one
-// pipeline, recording), reader.go (a secondary client, for replica reads),
-// scan.go (per-node commands) and buffers.go.
+// share round trips), this file (admission, the path of one command,
+// recording the outcome), pipeline.go (pipelines and scripts), reader.go (a
+// secondary client, for replica reads), scan.go (per-node commands) and
+// buffers.go. The package measures only elapsed time (the real monotonic
+// clock, as timers and context deadlines do); it never reads wall time.
+//
+// The path of one read: Do → DoWith (admit, record) → send (which deadline)
+// → inline (bounded reader, coalescer) → client.Process.
 package transport
 
 import (
