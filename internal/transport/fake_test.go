@@ -180,6 +180,7 @@ type rigOpts struct {
 	direct   bool // a client that bounds socket I/O by the context
 	coalesce bool
 	failures int // breaker threshold; 0: off
+	now      func() time.Time // the breaker's clock; nil: time.Now
 	op       time.Duration
 }
 
@@ -201,11 +202,14 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		c.AddHook(r.fake)
 		client = c
 	}
+	if o.now == nil {
+		o.now = time.Now
+	}
 	r.life, r.stop = context.WithCancel(context.Background())
 	r.t = New(Config{
 		Client:    client,
 		OpTimeout: o.op,
-		Breaker:   breaker.New(o.failures, time.Hour, time.Now),
+		Breaker:   breaker.New(o.failures, time.Hour, o.now),
 		Coalesce:  o.coalesce,
 		Sources:   map[string]string{sha1hex("return ARGV[1]"): "return ARGV[1]"},
 		Lifetime:  r.life,

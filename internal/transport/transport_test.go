@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,23 +152,33 @@ func TestBreakerAdmission(t *testing.T) {
 	}
 }
 
-// TestBreakerCloses: a success after failures reports the breaker closing,
-// and releases held writes.
+// TestBreakerCloses: after the cooldown a probe that succeeds closes the
+// breaker (reported), and writes held back go again.
 func TestBreakerCloses(t *testing.T) {
-	r := newRig(t, rigOpts{direct: true, failures: 1})
+	var clock atomic.Int64 // the breaker's clock, in ns; the cooldown is an hour
+	r := newRig(t, rigOpts{direct: true, failures: 1, now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	ctx := context.Background()
-	r.fake.fail = errors.New("connection reset")
 	write := Policy{Timeout: time.Second, Write: true}
-	_ = r.t.DoWith(ctx, write, redis.NewStatusCmd(ctx, "set", "k", "v"))
-	_ = r.t.DoWith(ctx, write, redis.NewStatusCmd(ctx, "set", "k", "v")) // held from now on
-	<-r.moves
-	r.fake.mu.Lock()
+	set := func() error { return r.t.DoWith(ctx, write, redis.NewStatusCmd(ctx, "set", "k", "v")) }
+	r.fake.fail = errors.New("connection reset")
+	_ = r.t.Do(ctx, redis.NewStringCmd(ctx, "get", "k")) // opens the breaker
+	if open := <-r.moves; !open {
+		t.Fatal("breaker did not open")
+	}
+	_ = set() // fails while open: writes are held from now on
+	if err := set(); !errors.Is(err, errBreakerOpen) {
+		t.Fatalf("held write: error = %v, want errBreakerOpen", err)
+	}
 	r.fake.fail = nil
-	r.fake.mu.Unlock()
-	r.t.writesHeld.Store(false) // as a probe's success would: the cooldown is an hour
-	r.t.breaker.Success()
-	if err := r.t.DoWith(ctx, write, redis.NewStatusCmd(ctx, "set", "k", "v")); err != nil {
-		t.Errorf("write after recovery: error = %v", err)
+	clock.Add(int64(2 * time.Hour))
+	if err := r.t.Do(ctx, redis.NewStringCmd(ctx, "get", "k")); !errors.Is(err, redis.Nil) {
+		t.Fatalf("probe after the cooldown: error = %v, want redis.Nil (an answer)", err)
+	}
+	if open := <-r.moves; open {
+		t.Error("the probe's success reported the breaker opening")
+	}
+	if err := set(); err != nil {
+		t.Errorf("write after the breaker closed: error = %v", err)
 	}
 }
 
