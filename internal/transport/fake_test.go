@@ -179,7 +179,7 @@ type rig struct {
 type rigOpts struct {
 	direct   bool // a client that bounds socket I/O by the context
 	coalesce bool
-	failures int // breaker threshold; 0: off
+	failures int              // breaker threshold; 0: off
 	now      func() time.Time // the breaker's clock; nil: time.Now
 	op       time.Duration
 }
