@@ -3,6 +3,7 @@ package cachemgr_test
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,11 +150,17 @@ func TestDefaultClientNoGoroutine(t *testing.T) {
 		if err := c.Set(ctx, "k", "v"); err != nil {
 			t.Fatalf("Set() error = %v", err)
 		}
-		return testing.AllocsPerRun(100, func() {
-			if _, err := c.Get(ctx, "k"); err != nil {
-				t.Fatalf("Get() error = %v", err)
-			}
-		})
+		// AllocsPerRun counts the whole process's allocations: the least
+		// of several rounds is the Get's own, whatever parallel tests do.
+		least := math.Inf(1)
+		for range 5 {
+			least = min(least, testing.AllocsPerRun(100, func() {
+				if _, err := c.Get(ctx, "k"); err != nil {
+					t.Fatalf("Get() error = %v", err)
+				}
+			}))
+		}
+		return least
 	}
 	direct, def := allocs(s.Client(t)), allocs(defaultClient(t, s))
 	if def > direct {

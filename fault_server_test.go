@@ -81,7 +81,15 @@ func TestReliabilityBreakerClassification(t *testing.T) {
 			p := faultproxy.New(t, s.Addr())
 			admin := s.Client(t)
 			rdb := relClient(t, p.Addr(), func(o *redis.Options) { o.Username, o.Password = relACLUser(tt.name) })
-			m := managerOn(t, rdb, cachemgr.WithOpTimeout(50*time.Millisecond), cachemgr.WithBreaker(failures, time.Minute))
+			// Only the blackholed case is about timeouts: it times out
+			// whatever the load, at a short op timeout. The others must
+			// not, so they get one that a loaded machine meets (a miss
+			// timed out at 50 ms under CPU load in CI).
+			op := 5 * time.Second
+			if tt.name == "timeout" {
+				op = 50 * time.Millisecond
+			}
+			m := managerOn(t, rdb, cachemgr.WithOpTimeout(op), cachemgr.WithBreaker(failures, time.Minute))
 			c := newCache[string](t, m, "cls")
 			ctx := context.Background()
 			if tt.setup != nil {
