@@ -7,167 +7,6 @@ import (
 	"time"
 )
 
-// directives holds the Cache-Control directives httpcache acts on, of a
-// response or a request. Durations are -1 when the directive is absent or
-// its value is not a valid delta-seconds.
-type directives struct {
-	noStore, noCache, private, public   bool
-	mustRevalidate, proxyRevalidate     bool
-	onlyIfCached, mustUnderstand        bool
-	maxAge, sMaxAge, minFresh, maxStale time.Duration
-	staleWhileRevalidate, staleIfError  time.Duration
-	anyMaxStale                         bool // max-stale without a value
-	invalidMaxAge                       bool // max-age present but unusable
-}
-
-// maxDelta is the largest delta-seconds value used; larger ones count as
-// this, as RFC 9111 (section 1.2.2) asks.
-const maxDelta = 1<<31 - 1
-
-// parseCacheControl parses Cache-Control field values. Directive names are
-// case-insensitive; values may be tokens or quoted strings, and commas
-// inside quotes do not split. A directive given twice keeps the shorter
-// duration, the safer choice when they conflict.
-func parseCacheControl(values []string) directives {
-	d := newDirectives()
-	for _, v := range values {
-		for v != "" {
-			var name, arg string
-			var quoted bool
-			name, arg, quoted, v = nextDirective(v)
-			name = strings.ToLower(name)
-			if d.flag(name) {
-				continue
-			}
-			switch name {
-			case "max-age":
-				if !setDelta(&d.maxAge, arg, quoted) {
-					d.invalidMaxAge = true
-				}
-			case "s-maxage":
-				setDelta(&d.sMaxAge, arg, quoted)
-			case "min-fresh":
-				setDelta(&d.minFresh, arg, quoted)
-			case "max-stale":
-				if arg == "" && !quoted {
-					d.anyMaxStale = true
-				} else {
-					setDelta(&d.maxStale, arg, quoted)
-				}
-			case "stale-while-revalidate":
-				setDelta(&d.staleWhileRevalidate, arg, quoted)
-			case "stale-if-error":
-				setDelta(&d.staleIfError, arg, quoted)
-			}
-		}
-	}
-	return d
-}
-
-// newDirectives returns directives with every duration absent (-1).
-func newDirectives() directives {
-	return directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
-}
-
-// flag sets the Boolean directive name and reports whether name is one.
-// A no-cache="Set-Cookie" argument names fields not to reuse; treating it
-// as plain no-cache always revalidates, which is safe.
-func (d *directives) flag(name string) bool {
-	switch name {
-	case "no-store":
-		d.noStore = true
-	case "no-cache":
-		d.noCache = true
-	case "private":
-		d.private = true
-	case "public":
-		d.public = true
-	case "must-revalidate":
-		d.mustRevalidate = true
-	case "proxy-revalidate":
-		d.proxyRevalidate = true
-	case "only-if-cached":
-		d.onlyIfCached = true
-	case "must-understand":
-		d.mustUnderstand = true
-	default:
-		return false
-	}
-	return true
-}
-
-// nextDirective splits the first directive off a Cache-Control value:
-// its name, its argument (unquoted), whether that was a quoted string, and
-// the rest of the value after the comma.
-func nextDirective(v string) (name, arg string, quoted bool, rest string) {
-	i := strings.IndexAny(v, ",=")
-	if i < 0 {
-		return strings.TrimSpace(v), "", false, ""
-	}
-	if v[i] == ',' {
-		return strings.TrimSpace(v[:i]), "", false, v[i+1:]
-	}
-	// No space may come between a name and its "=": "max-age =60" is
-	// not max-age.
-	if name = strings.TrimLeft(v[:i], " \t"); strings.TrimRight(name, " \t") != name {
-		name = ""
-	}
-	v = v[i+1:]
-	if strings.HasPrefix(v, `"`) {
-		var b strings.Builder
-		j := 1
-		for ; j < len(v) && v[j] != '"'; j++ {
-			if v[j] == '\\' && j+1 < len(v) {
-				j++
-			}
-			b.WriteByte(v[j])
-		}
-		rest = v[min(j+1, len(v)):]
-		if k := strings.IndexByte(rest, ','); k >= 0 {
-			rest = rest[k+1:]
-		} else {
-			rest = ""
-		}
-		return name, b.String(), true, rest
-	}
-	if k := strings.IndexByte(v, ','); k >= 0 {
-		return name, v[:k], false, v[k+1:]
-	}
-	return name, v, false, ""
-}
-
-// setDelta sets *d from a delta-seconds argument (digits only, no sign, no
-// quotes, no spaces) when it is valid, keeping the smaller of two values,
-// and reports whether it was valid.
-func setDelta(d *time.Duration, arg string, quoted bool) bool {
-	n, ok := parseDelta(arg)
-	if !ok || quoted {
-		return false
-	}
-	if *d < 0 || n < *d {
-		*d = n
-	}
-	return true
-}
-
-// parseDelta parses delta-seconds, capping large values at maxDelta.
-func parseDelta(s string) (time.Duration, bool) {
-	if s == "" {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		if n < maxDelta {
-			n = n*10 + int64(c-'0')
-		}
-	}
-	return time.Duration(min(n, maxDelta)) * time.Second, true
-}
-
 // parseAge returns the Age of a response: the first member of the first
 // field line, when it is delta-seconds. Anything else counts as no Age.
 func parseAge(values []string) time.Duration {
@@ -254,78 +93,123 @@ const (
 // decide applies RFC 9111 to a response the handler gave for req, which
 // was sent at reqTime and answered at respTime.
 func (c *Cache) decide(req *http.Request, status int, h http.Header, reqTime, respTime time.Time) policy {
-	cc := parseCacheControl(headerValues(h, "Cache-Control"))
-	cdn, hasCDN := parseCDNCacheControl(headerValues(h, "Cdn-Cache-Control"))
+	cc, authOK := responseDirectives(h)
 	var p policy
-	if cc.public || cc.sMaxAge >= 0 || cc.mustRevalidate {
+	if authOK {
 		p.flags |= flagAuthOK
 	}
-	if hasCDN {
-		// CDN-Cache-Control (RFC 9213) replaces Cache-Control for this
-		// cache's own freshness and storage decisions.
-		cc = cdn
-	}
-	auth := req.Header.Get("Authorization") != ""
-	switch {
-	case cc.noStore && !(cc.mustUnderstand && understoodStatus(status)),
-		cc.private && !c.private,
-		auth && !c.private && p.flags&flagAuthOK == 0,
-		cc.mustUnderstand && !understoodStatus(status):
+	if !c.mayStore(req, status, cc, authOK) {
 		return p
 	}
-	if cc.mustRevalidate || (!c.private && (cc.proxyRevalidate || cc.sMaxAge >= 0)) {
-		p.flags |= flagNoStale
-	}
-	if cc.noCache {
-		p.flags |= flagNoCache | flagNoStale
-	}
-
+	p.flags |= c.revalidationFlags(cc)
 	date, ok := parseHTTPDate(headerValues(h, "Date"))
 	if !ok {
 		date = respTime
 	}
+	p.initAge = initialAge(h, date, reqTime, respTime)
+	// The TTL bounds how long the response stays fresh here, from now.
+	p.lifetime = min(c.lifetime(status, h, cc, date, p.initAge), p.initAge+c.ttl)
+	if p.flags&flagNoStale == 0 {
+		p.swr = max(cc.delta[ccStaleWhileRevalidate], 0)
+		p.sie = max(cc.delta[ccStaleIfError], 0)
+	}
+	p.store = p.worthStoring(hasValidators(h))
+	return p
+}
+
+// responseDirectives returns the directives that rule how this cache
+// stores a response with header h: CDN-Cache-Control's when it has a
+// valid one (RFC 9213 lets it replace Cache-Control for this cache's own
+// freshness and storage decisions), else Cache-Control's. authOK reports
+// whether Cache-Control lets the response answer requests with
+// Authorization (public, s-maxage, must-revalidate).
+func responseDirectives(h http.Header) (cc directives, authOK bool) {
+	cc = parseCacheControl(headerValues(h, "Cache-Control"))
+	authOK = cc.has[ccPublic] || cc.delta[ccSMaxAge] >= 0 || cc.has[ccMustRevalidate]
+	if cdn, ok := parseCDNCacheControl(headerValues(h, "Cdn-Cache-Control")); ok {
+		cc = cdn
+	}
+	return cc, authOK
+}
+
+// mayStore reports whether directives cc let this cache store a response
+// with status to req.
+func (c *Cache) mayStore(req *http.Request, status int, cc directives, authOK bool) bool {
+	understood := understoodStatus(status)
+	auth := req.Header.Get("Authorization") != ""
+	forbidden := cc.has[ccNoStore] && !(cc.has[ccMustUnderstand] && understood) ||
+		cc.has[ccPrivate] && !c.private ||
+		auth && !c.private && !authOK ||
+		cc.has[ccMustUnderstand] && !understood
+	return !forbidden
+}
+
+// revalidationFlags returns the flags by which directives cc forbid
+// serving a response stale or make every use of it revalidate.
+func (c *Cache) revalidationFlags(cc directives) uint8 {
+	var f uint8
+	if cc.has[ccMustRevalidate] || (!c.private && (cc.has[ccProxyRevalidate] || cc.delta[ccSMaxAge] >= 0)) {
+		f |= flagNoStale
+	}
+	if cc.has[ccNoCache] {
+		f |= flagNoCache | flagNoStale
+	}
+	return f
+}
+
+// initialAge returns the corrected initial age (RFC 9111, section 4.2.3)
+// of a response with header h dated date, requested at reqTime and
+// received at respTime.
+func initialAge(h http.Header, date, reqTime, respTime time.Time) time.Duration {
 	apparent := max(0, respTime.Sub(date))
 	corrected := parseAge(headerValues(h, "Age")) + respTime.Sub(reqTime)
-	p.initAge = max(apparent, corrected)
+	return max(apparent, corrected)
+}
 
+// lifetime returns the freshness lifetime of a response with status and
+// header h, dated date (RFC 9111, section 4.2.1), before the cache's TTL
+// bounds it: s-maxage (in a shared cache), max-age, Expires, the TTL for
+// a public response without any of them, else a heuristic.
+func (c *Cache) lifetime(status int, h http.Header, cc directives, date time.Time, initAge time.Duration) time.Duration {
 	switch {
-	case !c.private && cc.sMaxAge >= 0:
-		p.lifetime = cc.sMaxAge
-	case cc.maxAge >= 0:
-		p.lifetime = cc.maxAge
+	case !c.private && cc.delta[ccSMaxAge] >= 0:
+		return cc.delta[ccSMaxAge]
+	case cc.delta[ccMaxAge] >= 0:
+		return cc.delta[ccMaxAge]
 	case cc.invalidMaxAge:
-		p.lifetime = 0
+		return 0
 	case len(headerValues(h, "Expires")) > 0:
-		if exp, ok := parseHTTPDate(headerValues(h, "Expires")); ok {
-			p.lifetime = max(0, exp.Sub(date))
+		exp, ok := parseHTTPDate(headerValues(h, "Expires"))
+		if !ok {
+			return 0
 		}
-	case cc.public:
-		p.lifetime = p.initAge + c.ttl
-	default:
-		lm, ok := parseHTTPDate(headerValues(h, "Last-Modified"))
-		if ok && heuristicStatus(status) && date.After(lm) {
-			// The usual heuristic: a tenth of the time since the last change.
-			p.lifetime = date.Sub(lm) / 10
-		}
+		return max(0, exp.Sub(date))
+	case cc.has[ccPublic]:
+		return initAge + c.ttl
 	}
-	// The TTL bounds how long the response stays fresh here, from now.
-	p.lifetime = min(p.lifetime, p.initAge+c.ttl)
-	if cc.staleWhileRevalidate > 0 && p.flags&flagNoStale == 0 {
-		p.swr = cc.staleWhileRevalidate
+	return heuristicLifetime(status, h, date)
+}
+
+// heuristicLifetime returns the usual heuristic freshness lifetime of a
+// response dated date: a tenth of the time since its last change, for
+// the statuses that allow one.
+func heuristicLifetime(status int, h http.Header, date time.Time) time.Duration {
+	lm, ok := parseHTTPDate(headerValues(h, "Last-Modified"))
+	if ok && heuristicStatus(status) && date.After(lm) {
+		return date.Sub(lm) / 10
 	}
-	if cc.staleIfError > 0 && p.flags&flagNoStale == 0 {
-		p.sie = cc.staleIfError
-	}
-	// Worth storing: what can be served as it is, now or once stale, and
-	// what can be revalidated. A no-cache response without validators is
-	// neither.
-	validators := hasValidators(h)
+	return 0
+}
+
+// worthStoring reports whether a response under policy p is worth
+// storing: what can be served as it is, now or once stale, and what can
+// be revalidated (validators). A no-cache response without validators is
+// neither.
+func (p policy) worthStoring(validators bool) bool {
 	if p.flags&flagNoCache != 0 {
-		p.store = validators
-	} else {
-		p.store = validators || p.initAge < p.lifetime+max(p.swr, p.sie)
+		return validators
 	}
-	return p
+	return validators || p.initAge < p.lifetime+max(p.swr, p.sie)
 }
 
 // keep returns how long Redis should keep a response stored under policy

@@ -34,9 +34,9 @@ func TestParseCacheControl(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := parseCacheControl(tt.values)
-			if d.maxAge != tt.maxAge || d.noStore != tt.noStore || d.noCache != tt.noCache {
+			if d.delta[ccMaxAge] != tt.maxAge || d.has[ccNoStore] != tt.noStore || d.has[ccNoCache] != tt.noCache {
 				t.Errorf("parseCacheControl(%q) = max-age %v, no-store %v, no-cache %v; want %v, %v, %v",
-					tt.values, d.maxAge, d.noStore, d.noCache, tt.maxAge, tt.noStore, tt.noCache)
+					tt.values, d.delta[ccMaxAge], d.has[ccNoStore], d.has[ccNoCache], tt.maxAge, tt.noStore, tt.noCache)
 			}
 		})
 	}
@@ -118,8 +118,8 @@ func TestParseCDNCacheControl(t *testing.T) {
 	}
 	for _, tt := range tests {
 		d, ok := parseCDNCacheControl([]string{tt.value})
-		if ok != tt.ok || ok && d.maxAge != tt.maxAge {
-			t.Errorf("parseCDNCacheControl(%q) = max-age %v, %v; want %v, %v", tt.value, d.maxAge, ok, tt.maxAge, tt.ok)
+		if ok != tt.ok || ok && d.delta[ccMaxAge] != tt.maxAge {
+			t.Errorf("parseCDNCacheControl(%q) = max-age %v, %v; want %v, %v", tt.value, d.delta[ccMaxAge], ok, tt.maxAge, tt.ok)
 		}
 	}
 }

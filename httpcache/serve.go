@@ -37,16 +37,10 @@ func (c *Cache) Middleware(next http.Handler) http.Handler {
 // serve answers a GET or HEAD request.
 func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	key, ok := c.key(r)
-	rcc := parseCacheControl(r.Header["Cache-Control"])
-	if !ok || rcc.noStore {
+	rcc := c.requestDirectives(r)
+	if !ok || rcc.has[ccNoStore] {
 		passThrough(w, r, next)
 		return
-	}
-	if len(r.Header["Cache-Control"]) == 0 && pragmaNoCache(r.Header["Pragma"]) {
-		rcc.noCache = true
-	}
-	if !c.clientRevalidation {
-		rcc.noCache, rcc.maxAge, rcc.minFresh = false, -1, -1
 	}
 	ctx := r.Context()
 	e, err := c.cache.Get(ctx, key)
@@ -55,61 +49,132 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, next http.Handler)
 	}
 	// Any other error is a miss: Fetch below answers from the handler
 	// when Redis is down.
-	auth := r.Header.Get("Authorization") != ""
 	i := e.match(r)
-	if i < 0 {
-		switch {
-		case rcc.onlyIfCached:
-			gatewayTimeout(w)
-		case auth && !c.private:
-			// Not Fetch, which would share the load with requests without
-			// these credentials.
-			c.refill(w, r, next, key, e, nil)
-		case len(e.R) == 0:
-			c.load(w, r, next, key)
-		default:
-			c.refill(w, r, next, key, e, nil)
-		}
-		return
-	}
-	s := &e.R[i]
-	if auth && !c.private && s.Flags&flagAuthOK == 0 {
+	switch {
+	case i < 0:
+		c.serveUnmatched(w, r, next, key, e, &rcc)
+	case !c.mayAnswer(r, &e.R[i]):
 		c.refill(w, r, next, key, e, nil)
-		return
+	default:
+		c.serveStored(w, r, next, key, e, &e.R[i], &rcc)
 	}
-	now := c.now()
-	age := s.age(now)
-	life := time.Duration(s.Life)
-	fresh := age < life && s.Flags&flagNoCache == 0
-	clientValidates := rcc.noCache || rcc.maxAge >= 0 && age > rcc.maxAge ||
-		rcc.minFresh >= 0 && age+rcc.minFresh >= life
-	if fresh && !clientValidates {
-		c.send(w, r, s, Hit)
-		return
+}
+
+// requestDirectives returns the Cache-Control directives of r as the
+// cache heeds them: Pragma: no-cache counts as no-cache when r has no
+// Cache-Control, and unless the Cache honours client revalidation, the
+// directives by which a client asks for it (no-cache, max-age, min-fresh)
+// are dropped.
+func (c *Cache) requestDirectives(r *http.Request) directives {
+	rcc := parseCacheControl(r.Header["Cache-Control"])
+	if len(r.Header["Cache-Control"]) == 0 && pragmaNoCache(r.Header["Pragma"]) {
+		rcc.has[ccNoCache] = true
 	}
-	if !clientValidates && s.Flags&flagNoStale == 0 {
-		over := age - life
-		if rcc.anyMaxStale || rcc.maxStale >= 0 && over <= rcc.maxStale {
-			c.send(w, r, s, Stale)
-			return
-		}
-		if over < time.Duration(s.SWR) {
-			c.send(w, r, s, Stale)
-			// The client has its response once it is flushed; the
-			// revalidation then runs on this goroutine, not one of its
-			// own, so nothing outlives the request.
-			_ = http.NewResponseController(w).Flush()
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backgroundTimeout)
-			defer cancel()
-			c.refill(nil, r.WithContext(bctx), next, key, e, s)
-			return
-		}
+	if !c.clientRevalidation {
+		rcc.has[ccNoCache], rcc.delta[ccMaxAge], rcc.delta[ccMinFresh] = false, -1, -1
 	}
-	if rcc.onlyIfCached {
+	return rcc
+}
+
+// credentialed reports whether r has credentials that a shared cache must
+// heed: it answers such a request only from a response that allows it
+// (flagAuthOK), and runs the handler for it apart from other requests.
+func (c *Cache) credentialed(r *http.Request) bool {
+	return !c.private && r.Header.Get("Authorization") != ""
+}
+
+// mayAnswer reports whether stored response s may answer r as far as
+// credentials go.
+func (c *Cache) mayAnswer(r *http.Request, s *stored) bool {
+	return !c.credentialed(r) || s.Flags&flagAuthOK != 0
+}
+
+// serveUnmatched answers r when no response stored in e matches it.
+func (c *Cache) serveUnmatched(w http.ResponseWriter, r *http.Request, next http.Handler, key string, e entry, rcc *directives) {
+	switch {
+	case rcc.has[ccOnlyIfCached]:
 		gatewayTimeout(w)
-		return
+	case len(e.R) == 0 && !c.credentialed(r):
+		c.load(w, r, next, key)
+	default:
+		// A credentialed request refills rather than Fetch, which would
+		// share the load with requests without these credentials.
+		c.refill(w, r, next, key, e, nil)
 	}
-	c.refill(w, r, next, key, e, s)
+}
+
+// serveStored answers r with stored response s of e when it is fresh, or
+// stale where that is allowed, and revalidates it otherwise.
+func (c *Cache) serveStored(w http.ResponseWriter, r *http.Request, next http.Handler, key string, e entry, s *stored, rcc *directives) {
+	switch c.reuse(s, rcc) {
+	case reuseFresh:
+		c.send(w, r, s, Hit)
+	case reuseStale:
+		c.send(w, r, s, Stale)
+	case reuseStaleWhileRevalidate:
+		c.send(w, r, s, Stale)
+		// The client has its response once it is flushed; the
+		// revalidation then runs on this goroutine, not one of its own,
+		// so nothing outlives the request.
+		_ = http.NewResponseController(w).Flush()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), backgroundTimeout)
+		defer cancel()
+		c.refill(nil, r.WithContext(bctx), next, key, e, s)
+	case reuseNot:
+		if rcc.has[ccOnlyIfCached] {
+			gatewayTimeout(w)
+			return
+		}
+		c.refill(w, r, next, key, e, s)
+	}
+}
+
+// reuse is how a stored response may answer a request.
+type reuse uint8
+
+const (
+	// reuseNot: it must be revalidated first.
+	reuseNot reuse = iota
+	// reuseFresh: it is fresh.
+	reuseFresh
+	// reuseStale: it is stale, and the request accepts that (max-stale).
+	reuseStale
+	// reuseStaleWhileRevalidate: it is stale, within its
+	// stale-while-revalidate window; it is revalidated once sent.
+	reuseStaleWhileRevalidate
+)
+
+// reuse returns how stored response s may answer a request with
+// directives rcc, now.
+func (c *Cache) reuse(s *stored, rcc *directives) reuse {
+	age := s.age(c.now())
+	life := time.Duration(s.Life)
+	switch {
+	case rcc.asksRevalidation(age, life):
+		return reuseNot
+	case age < life && s.Flags&flagNoCache == 0:
+		return reuseFresh
+	case s.Flags&flagNoStale != 0:
+		return reuseNot
+	case rcc.acceptsStale(age - life):
+		return reuseStale
+	case age-life < time.Duration(s.SWR):
+		return reuseStaleWhileRevalidate
+	}
+	return reuseNot
+}
+
+// asksRevalidation reports whether a request with directives d asks to
+// revalidate a stored response of age with freshness lifetime life
+// (no-cache, max-age, min-fresh).
+func (d *directives) asksRevalidation(age, life time.Duration) bool {
+	return d.has[ccNoCache] || d.delta[ccMaxAge] >= 0 && age > d.delta[ccMaxAge] || d.delta[ccMinFresh] >= 0 && age+d.delta[ccMinFresh] >= life
+}
+
+// acceptsStale reports whether a request with directives d accepts a
+// response that has been stale for over (max-stale).
+func (d *directives) acceptsStale(over time.Duration) bool {
+	return d.anyMaxStale || d.delta[ccMaxStale] >= 0 && over <= d.delta[ccMaxStale]
 }
 
 // load runs next through Fetch, when nothing is stored for key, so that
@@ -129,18 +194,30 @@ func (c *Cache) load(w http.ResponseWriter, r *http.Request, next http.Handler, 
 		return entry{R: []stored{*res.stored}}, nil
 	})
 	sink.close()
+	var s *stored
+	if i := e.match(r); err == nil && i >= 0 {
+		s = &e.R[i]
+	}
 	var u *uncached
+	errors.As(err, &u)
+	c.answer(w, r, next, s, Miss, u)
+}
+
+// answer sends r the outcome of a run of next: stored response s, with
+// state as X-Cache, when there is one; else the response the run gave r
+// itself (u, which the cache does not keep); else nothing to a request
+// whose client left, or when an outer timeout answered for it; else next's
+// answer outside the cache, because the response of a run r only joined is
+// not for it (see uncached) or the Manager is closed.
+func (c *Cache) answer(w http.ResponseWriter, r *http.Request, next http.Handler, s *stored, state string, u *uncached) {
 	switch {
-	case err == nil && e.match(r) >= 0:
-		c.send(w, r, &e.R[e.match(r)], Miss)
-	case errors.As(err, &u) && u.owner == r:
+	case s != nil:
+		c.send(w, r, s, state)
+	case u != nil && u.owner == r:
 		u.repanic()
 		replay(w, r, &u.resp, u.trailers, Miss, "")
 	case r.Context().Err() != nil:
-		// The client left, or an outer timeout answered for us.
 	default:
-		// The response of a load this request only joined is not for it
-		// (see uncached), or the Manager is closed.
 		passThrough(w, r, next)
 	}
 }
@@ -159,40 +236,34 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 	// key, variant and credentials.
 	flight := key + "\x00" + r.Method + "\x00" + varyKey(r, variantNames(e, s)) + "\x00" + r.Header.Get("Authorization")
 	v, _, _ := c.flight.Do(flight, func() (any, error) {
-		if n := c.recheck(r, key, s); n != nil {
-			return result{stored: n, served: true, state: Hit}, nil
-		}
-		res := c.run(r.Context(), r, next, s, send)
-		res.owner = r
-		if res.stored != nil && !res.served {
-			var tags []string
-			if c.tags != nil {
-				tags = c.tags(r)
-			}
-			merged := e.with(*res.stored)
-			// A failed write leaves the old entry; the next request
-			// revalidates again. The write is done for the others sharing
-			// the entry, so it goes on if this client leaves.
-			_ = c.cache.Set(context.WithoutCancel(r.Context()), key, merged, cachemgr.TTL(res.keep), cachemgr.Tags(tags...))
-		}
-		return res, nil
+		return c.refillRun(r, next, key, e, s, send), nil
 	})
-	if w == nil {
-		return
+	if w != nil {
+		res := v.(result)
+		c.answer(w, r, next, res.stored, res.state, res.uncached)
 	}
-	res := v.(result)
-	switch {
-	case res.stored != nil && res.served:
-		c.send(w, r, res.stored, res.state)
-	case res.stored != nil:
-		c.send(w, r, res.stored, res.state)
-	case res.owner == r:
-		res.uncached.repanic()
-		replay(w, r, &res.uncached.resp, res.uncached.trailers, Miss, "")
-	case r.Context().Err() != nil:
-	default:
-		passThrough(w, r, next)
+}
+
+// refillRun is the run that the requests sharing a refill share: it reads
+// key again in case a run this request just missed has stored what it
+// needs, else runs next and stores its outcome.
+func (c *Cache) refillRun(r *http.Request, next http.Handler, key string, e entry, s *stored, send func(int, http.Header)) result {
+	if n := c.recheck(r, key, s); n != nil {
+		return result{stored: n, served: true, state: Hit}
 	}
+	res := c.run(r.Context(), r, next, s, send)
+	if res.stored != nil && !res.served {
+		var tags []string
+		if c.tags != nil {
+			tags = c.tags(r)
+		}
+		merged := e.with(*res.stored)
+		// A failed write leaves the old entry; the next request
+		// revalidates again. The write is done for the others sharing
+		// the entry, so it goes on if this client leaves.
+		_ = c.cache.Set(context.WithoutCancel(r.Context()), key, merged, cachemgr.TTL(res.keep), cachemgr.Tags(tags...))
+	}
+	return res
 }
 
 // recheck reads key again and returns a stored response that answers r
@@ -201,20 +272,22 @@ func (c *Cache) refill(w http.ResponseWriter, r *http.Request, next http.Handler
 func (c *Cache) recheck(r *http.Request, key string, s *stored) *stored {
 	e, err := c.cache.Get(r.Context(), key)
 	i := e.match(r)
-	if err != nil || i < 0 {
+	if err != nil || i < 0 || !c.mayAnswer(r, &e.R[i]) {
 		return nil
 	}
 	n := &e.R[i]
-	if r.Header.Get("Authorization") != "" && !c.private && n.Flags&flagAuthOK == 0 {
-		return nil
-	}
 	if s != nil {
-		if n.Resp > s.Resp {
-			return n
-		}
-		return nil
+		return newer(n, s)
 	}
 	if n.age(c.now()) < time.Duration(n.Life) && n.Flags&flagNoCache == 0 {
+		return n
+	}
+	return nil
+}
+
+// newer returns n when it was stored after s, else nil.
+func newer(n, s *stored) *stored {
+	if n.Resp > s.Resp {
 		return n
 	}
 	return nil
@@ -224,81 +297,102 @@ func (c *Cache) recheck(r *http.Request, key string, s *stored) *stored {
 type result struct {
 	stored   *stored // what to store and send, when it may be stored
 	keep     time.Duration
-	served   bool   // stored is the old response, confirmed (304) or served stale on error
-	state    string // X-Cache for stored
-	uncached *uncached
-	owner    *http.Request
+	served   bool      // stored is the old response, confirmed (304) or served stale on error
+	state    string    // X-Cache for stored
+	uncached *uncached // when stored is nil: the response, for the request that ran it
 }
 
 // run runs next for r under ctx, as a conditional request when s is
 // stored, and decides what to store. interim, when set, receives the
 // handler's informational (1xx) responses.
 func (c *Cache) run(ctx context.Context, r *http.Request, next http.Handler, s *stored, interim func(int, http.Header)) result {
-	// A deep copy, because r belongs to a request that may end before the
-	// handler does. HEAD runs as GET, so the entry has a body for later
-	// GETs; the client's validators and Range go, so the handler sends
-	// the whole response, which the cache then compares with them.
-	req := r.Clone(ctx)
-	req.Method = http.MethodGet
-	for _, h := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
-		req.Header.Del(h)
-	}
-	if s != nil {
-		if etag := headerValues(s.Header, "Etag"); len(etag) > 0 {
-			req.Header["If-None-Match"] = etag
-		}
-		if lm := headerValues(s.Header, "Last-Modified"); len(lm) > 0 {
-			req.Header["If-Modified-Since"] = lm[:1]
-		}
-	}
+	req := handlerRequest(ctx, r, s)
 	reqTime := c.now()
 	rec := newRecorder()
 	rec.interim = interim
 	if p, stack := serve(next, rec, req); p != nil {
-		if s != nil && c.staleIfError(s) {
+		if c.staleIfError(s) {
 			return result{stored: s, served: true, state: Stale}
 		}
 		return result{uncached: &uncached{owner: r, panicked: p, stack: stack}}
 	}
 	resp, trailers := rec.finish()
 	respTime := c.now()
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		// A handler whose context ended may have cut its output short.
 		return result{uncached: &uncached{owner: r, resp: resp, trailers: trailers}}
-	}
-	if s != nil && resp.Status == http.StatusNotModified && (req.Header["If-None-Match"] != nil || req.Header["If-Modified-Since"] != nil) {
-		if len(headerValues(resp.Header, "Date")) == 0 {
-			// net/http adds one on the wire, where the recorder is not.
-			resp.Header["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
-		}
-		merged := s.response
-		merged.Header = mergeHeader(s.Header, resp.Header)
-		p := c.decide(r, merged.Status, merged.Header, reqTime, respTime)
-		ns := c.newStored(r, merged, p, reqTime, respTime)
-		if !p.store || ns == nil {
-			// Still send the confirmed response to this request.
-			return result{uncached: &uncached{owner: r, resp: merged}}
-		}
-		return result{stored: ns, keep: c.keep(p, true), state: Revalidated}
-	}
-	if s != nil && resp.Status >= 500 && c.staleIfError(s) {
+	case s != nil && resp.Status == http.StatusNotModified && isConditional(req):
+		return c.revalidated(r, s, resp.Header, reqTime, respTime)
+	case resp.Status >= 500 && c.staleIfError(s):
 		return result{stored: s, served: true, state: Stale}
-	}
-	if !c.storable(&resp, trailers) {
+	case !c.storable(&resp, trailers):
 		return result{uncached: &uncached{owner: r, resp: resp, trailers: trailers}}
 	}
+	return c.outcome(r, resp, trailers, reqTime, respTime, hasValidators(resp.Header), Miss)
+}
+
+// handlerRequest returns the request next runs for r under ctx: a deep
+// copy, because r belongs to a request that may end before the handler
+// does. HEAD runs as GET, so the entry has a body for later GETs; the
+// client's validators and Range go, so the handler sends the whole
+// response, which the cache then compares with them; with s stored, it
+// is a conditional request with the validators of s.
+func handlerRequest(ctx context.Context, r *http.Request, s *stored) *http.Request {
+	req := r.Clone(ctx)
+	req.Method = http.MethodGet
+	for _, h := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		req.Header.Del(h)
+	}
+	if s == nil {
+		return req
+	}
+	if etag := headerValues(s.Header, "Etag"); len(etag) > 0 {
+		req.Header["If-None-Match"] = etag
+	}
+	if lm := headerValues(s.Header, "Last-Modified"); len(lm) > 0 {
+		req.Header["If-Modified-Since"] = lm[:1]
+	}
+	return req
+}
+
+// isConditional reports whether req has the validators that make a 304
+// answer to it a confirmation of a stored response.
+func isConditional(req *http.Request) bool {
+	return req.Header["If-None-Match"] != nil || req.Header["If-Modified-Since"] != nil
+}
+
+// revalidated returns the outcome of a 304 with header h that confirms
+// stored response s: s with the 304's fields merged in (RFC 9111, section
+// 4.3.4).
+func (c *Cache) revalidated(r *http.Request, s *stored, h http.Header, reqTime, respTime time.Time) result {
+	if len(headerValues(h, "Date")) == 0 {
+		// net/http adds one on the wire, where the recorder is not.
+		h["Date"] = []string{respTime.UTC().Format(http.TimeFormat)}
+	}
+	merged := s.response
+	merged.Header = mergeHeader(s.Header, h)
+	// Still sent to this request when it is not stored.
+	return c.outcome(r, merged, nil, reqTime, respTime, true, Revalidated)
+}
+
+// outcome returns the outcome of a response to r that the cache may
+// store, by RFC 9111: what to store, for how long (validators: whether it
+// can be revalidated), with state as its X-Cache; or, when it is not
+// stored, the response for r alone.
+func (c *Cache) outcome(r *http.Request, resp response, trailers http.Header, reqTime, respTime time.Time, validators bool, state string) result {
 	p := c.decide(r, resp.Status, resp.Header, reqTime, respTime)
 	ns := c.newStored(r, resp, p, reqTime, respTime)
 	if !p.store || ns == nil {
 		return result{uncached: &uncached{owner: r, resp: resp, trailers: trailers}}
 	}
-	return result{stored: ns, keep: c.keep(p, hasValidators(resp.Header)), state: Miss}
+	return result{stored: ns, keep: c.keep(p, validators), state: state}
 }
 
-// staleIfError reports whether s may be sent stale because its
-// revalidation failed.
+// staleIfError reports whether s, when there is one, may be sent stale
+// because its revalidation failed.
 func (c *Cache) staleIfError(s *stored) bool {
-	return s.Flags&flagNoStale == 0 && s.age(c.now()) < time.Duration(s.Life+s.SIE)
+	return s != nil && s.Flags&flagNoStale == 0 && s.age(c.now()) < time.Duration(s.Life+s.SIE)
 }
 
 // newStored builds what is stored of resp, a response to r, or returns
@@ -392,7 +486,7 @@ func gatewayTimeout(w http.ResponseWriter) {
 // pragmaNoCache reports whether Pragma values hold no-cache.
 func pragmaNoCache(values []string) bool {
 	for _, v := range values {
-		if parseCacheControl([]string{v}).noCache {
+		if parseCacheControl([]string{v}).has[ccNoCache] {
 			return true
 		}
 	}
