@@ -3,6 +3,7 @@ package coherence
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -140,227 +141,334 @@ type rowUpdates struct {
 // process had received the invalidation's event. Failed invalidations and
 // reads that saw no value are not judged.
 func Check(recs []Record, b Bounds) *Report {
-	rep := &Report{Bounds: b, Stats: map[string]map[string]uint64{}}
-	results := map[string]*Result{}
-	result := func(s string) *Result {
-		r := results[s]
-		if r == nil {
-			r = &Result{Strategy: s}
-			results[s] = r
-		}
-		return r
+	c := &checker{
+		rep:     &Report{Bounds: b, Stats: map[string]map[string]uint64{}},
+		results: map[string]*Result{},
+		raw:     map[rowKey][]update{},
+		events:  map[eventKey]int64{},
+		stalls:  map[string][][2]int64{},
+		procs:   map[string]bool{},
 	}
-	updates := map[rowKey]*rowUpdates{}
-	type upd struct{ start, end, v int64 }
-	raw := map[rowKey][]upd{}
-	var invs, reads []*Record
-	events := map[eventKey]int64{}
-	stalls := map[string][][2]int64{}
-	procs := map[string]bool{}
-	var first, last int64
 	for i := range recs {
-		r := &recs[i]
-		for _, t := range []int64{r.Start, r.End} {
-			if t != 0 && (first == 0 || t < first) {
-				first = t
-			}
-			last = max(last, t)
-		}
-		if r.Proc != "" && r.Kind != KindFault {
-			procs[r.Proc] = procs[r.Proc] || r.L1
-		}
-		switch r.Kind {
-		case KindRead:
-			reads = append(reads, r)
-		case KindUpdate:
-			k := rowKey{r.Strategy, r.Key}
-			raw[k] = append(raw[k], upd{r.Start, r.End, r.Version})
-		case KindInvalidate:
-			if r.Err != "" {
-				result(r.Strategy).Failed++
-				continue
-			}
-			result(r.Strategy).Invalidations++
-			invs = append(invs, r)
-		case KindEvent:
-			k := eventKey{r.Proc, r.ID}
-			if t, ok := events[k]; !ok || r.Start < t {
-				events[k] = r.Start
-			}
-		case KindStall:
-			stalls[r.Proc] = append(stalls[r.Proc], [2]int64{r.Start, r.End})
-		case KindFault:
-			rep.Faults = append(rep.Faults, fmt.Sprintf("%s at %s for %s",
-				r.Op, rel(r.Start, first), time.Duration(r.End-r.Start).Round(time.Millisecond)))
-		case KindStats:
-			rep.Stats[r.Proc] = r.Stats
-		}
+		c.add(&recs[i])
 	}
-	rep.Span = time.Duration(last - first)
-	for p, l1 := range procs {
+	c.rep.Span = time.Duration(c.last - c.first)
+	c.rep.Processes = c.processes()
+	c.indexUpdates()
+	c.indexCovers()
+	slices.SortStableFunc(c.reads, func(a, b *Record) int { return cmp.Compare(a.Start, b.Start) })
+	for _, rd := range c.reads {
+		c.judge(rd)
+	}
+	c.rep.Events, c.rep.DeliveryMax, c.rep.DeliveryP99 = c.delivery()
+	c.rep.Strategies = c.strategies()
+	return c.rep
+}
+
+// checker holds a history indexed for Check.
+type checker struct {
+	rep     *Report
+	results map[string]*Result // by strategy
+	raw     map[rowKey][]update
+	updates map[rowKey]*rowUpdates
+	// covers holds the claims of invalidations on each row, by end, and
+	// prefixMax their running maximum of the version required.
+	covers      map[rowKey][]cover
+	prefixMax   map[rowKey][]int64
+	invs, reads []*Record
+	events      map[eventKey]int64    // first receipt of an event by a process
+	stalls      map[string][][2]int64 // stalled subscriptions, by process
+	procs       map[string]bool       // processes seen, and whether they have an L1 tier
+	first, last int64                 // the earliest and latest time recorded so far
+}
+
+// update is one completed update of a row.
+type update struct{ start, end, v int64 }
+
+// result returns the result of strategy s, adding it when it is new.
+func (c *checker) result(s string) *Result {
+	r := c.results[s]
+	if r == nil {
+		r = &Result{Strategy: s}
+		c.results[s] = r
+	}
+	return r
+}
+
+// add takes one record of the history in.
+func (c *checker) add(r *Record) {
+	c.observe(r)
+	switch r.Kind {
+	case KindRead:
+		c.reads = append(c.reads, r)
+	case KindUpdate:
+		k := rowKey{r.Strategy, r.Key}
+		c.raw[k] = append(c.raw[k], update{r.Start, r.End, r.Version})
+	case KindInvalidate:
+		c.addInvalidation(r)
+	case KindEvent:
+		c.addEvent(r)
+	case KindStall:
+		c.stalls[r.Proc] = append(c.stalls[r.Proc], [2]int64{r.Start, r.End})
+	case KindFault:
+		c.rep.Faults = append(c.rep.Faults, fmt.Sprintf("%s at %s for %s",
+			r.Op, rel(r.Start, c.first), time.Duration(r.End-r.Start).Round(time.Millisecond)))
+	case KindStats:
+		c.rep.Stats[r.Proc] = r.Stats
+	}
+}
+
+// observe widens the span of the history to r's times, and notes r's
+// process.
+func (c *checker) observe(r *Record) {
+	for _, t := range []int64{r.Start, r.End} {
+		if t != 0 && (c.first == 0 || t < c.first) {
+			c.first = t
+		}
+		c.last = max(c.last, t)
+	}
+	if r.Proc != "" && r.Kind != KindFault {
+		c.procs[r.Proc] = c.procs[r.Proc] || r.L1
+	}
+}
+
+// addEvent keeps the first time a process received an event.
+func (c *checker) addEvent(r *Record) {
+	k := eventKey{r.Proc, r.ID}
+	if t, ok := c.events[k]; !ok || r.Start < t {
+		c.events[k] = r.Start
+	}
+}
+
+// addInvalidation counts an invalidation, and keeps it for the check when
+// it returned nil.
+func (c *checker) addInvalidation(r *Record) {
+	if r.Err != "" {
+		c.result(r.Strategy).Failed++
+		return
+	}
+	c.result(r.Strategy).Invalidations++
+	c.invs = append(c.invs, r)
+}
+
+// processes lists the processes seen, sorted, with " (L1)" after those
+// with an L1 tier.
+func (c *checker) processes() []string {
+	var out []string
+	for p, l1 := range c.procs {
 		if l1 {
 			p += " (L1)"
 		}
-		rep.Processes = append(rep.Processes, p)
+		out = append(out, p)
 	}
-	slices.Sort(rep.Processes)
+	slices.Sort(out)
+	return out
+}
 
-	for k, us := range raw {
+// indexUpdates orders each row's updates by end and by start, with the
+// running maxima of the version.
+func (c *checker) indexUpdates() {
+	c.updates = map[rowKey]*rowUpdates{}
+	for k, us := range c.raw {
 		u := &rowUpdates{}
-		slices.SortFunc(us, func(a, b upd) int { return cmp.Compare(a.end, b.end) })
-		var m int64
-		for _, x := range us {
-			m = max(m, x.v)
-			u.byEnd = append(u.byEnd, x.end)
-			u.maxByEnd = append(u.maxByEnd, m)
-		}
-		slices.SortFunc(us, func(a, b upd) int { return cmp.Compare(a.start, b.start) })
-		m = 0
-		for _, x := range us {
-			m = max(m, x.v)
-			u.byStart = append(u.byStart, x.start)
-			u.maxByStart = append(u.maxByStart, m)
-		}
-		updates[k] = u
+		u.byEnd, u.maxByEnd = runningMax(us, func(x update) int64 { return x.end })
+		u.byStart, u.maxByStart = runningMax(us, func(x update) int64 { return x.start })
+		c.updates[k] = u
 	}
+}
 
-	covers := map[rowKey][]cover{}
-	for _, inv := range invs {
+// runningMax sorts us by the time at returns, and returns those times in
+// order with the running maximum of the version.
+func runningMax(us []update, at func(update) int64) (times, maxes []int64) {
+	slices.SortFunc(us, func(a, b update) int { return cmp.Compare(at(a), at(b)) })
+	var m int64
+	for _, x := range us {
+		m = max(m, x.v)
+		times = append(times, at(x))
+		maxes = append(maxes, m)
+	}
+	return times, maxes
+}
+
+// indexCovers turns each invalidation into its claims on the rows it
+// covers, ordered by end, with the running maximum of the version
+// required.
+func (c *checker) indexCovers() {
+	c.covers = map[rowKey][]cover{}
+	for _, inv := range c.invs {
 		for _, key := range inv.Keys {
 			k := rowKey{inv.Strategy, key}
-			req := newestBefore(updates[k], inv.Start, false)
-			if req > 0 {
-				covers[k] = append(covers[k], cover{end: inv.End, req: req, inv: inv})
+			if req := newestBefore(c.updates[k], inv.Start, false); req > 0 {
+				c.covers[k] = append(c.covers[k], cover{end: inv.End, req: req, inv: inv})
 			}
 		}
 	}
-	prefixMax := map[rowKey][]int64{}
-	for k, cs := range covers {
+	c.prefixMax = map[rowKey][]int64{}
+	for k, cs := range c.covers {
 		slices.SortFunc(cs, func(a, b cover) int { return cmp.Compare(a.end, b.end) })
 		pm := make([]int64, len(cs))
 		var m int64
-		for i, c := range cs {
-			m = max(m, c.req)
+		for i, cv := range cs {
+			m = max(m, cv.req)
 			pm[i] = m
 		}
-		prefixMax[k] = pm
+		c.prefixMax[k] = pm
 	}
+}
 
-	hasEvent := func(proc string, inv *Record, at int64) bool {
-		if inv.Proc == proc {
-			return true // its own invalidation: its L1 is its to clear
-		}
-		t, ok := events[eventKey{proc, inv.ID}]
-		return ok && inv.Sent > 0 && t < at
+// judge checks one read and counts it in its strategy's result.
+func (c *checker) judge(rd *Record) {
+	res := c.result(rd.Strategy)
+	switch {
+	case rd.Err != "":
+		res.Errors++
+		return
+	case rd.Version < 0:
+		res.Misses++
+		return
 	}
-	stalled := func(proc string, from, to int64) bool {
-		for _, w := range stalls[proc] {
-			if w[0] <= to && (w[1] == 0 || w[1] >= from) {
-				return true
-			}
-		}
-		return false
+	res.Reads++
+	k := rowKey{rd.Strategy, rd.Key}
+	if rd.Got != "" && rd.Got != rd.Key {
+		res.WrongKey++
+		res.add(0, fmt.Sprintf("wrong key: %s %s %q at %s got the value of %q",
+			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Got))
+		return
 	}
+	if possible := newestBefore(c.updates[k], rd.End, true); rd.Version > possible {
+		res.Impossible++
+		res.add(0, fmt.Sprintf("impossible: %s %s %q at %s saw v%d, newest written by then v%d",
+			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Version, possible))
+		return
+	}
+	cs, pm := c.covers[k], c.prefixMax[k]
+	j := sort.Search(len(cs), func(i int) bool { return cs[i].end >= rd.Start })
+	if j == 0 {
+		return
+	}
+	res.Checked++
+	if pm[j-1] <= rd.Version {
+		return
+	}
+	// The invalidations cs[i:j] returned before rd began and required a
+	// newer version than it saw; cs[i] is the first of them.
+	i := sort.Search(j, func(i int) bool { return pm[i] > rd.Version })
+	c.judgeStale(res, rd, cs[i:j])
+}
 
-	slices.SortStableFunc(reads, func(a, b *Record) int { return cmp.Compare(a.Start, b.Start) })
-	for _, rd := range reads {
-		res := result(rd.Strategy)
-		switch {
-		case rd.Err != "":
-			res.Errors++
-			continue
-		case rd.Version < 0:
-			res.Misses++
-			continue
-		}
-		res.Reads++
-		k := rowKey{rd.Strategy, rd.Key}
-		if rd.Got != "" && rd.Got != rd.Key {
-			res.WrongKey++
-			res.add(0, fmt.Sprintf("wrong key: %s %s %q at %s got the value of %q",
-				procName(rd), rd.Op, rd.Key, rel(rd.Start, first), rd.Got))
-			continue
-		}
-		if possible := newestBefore(updates[k], rd.End, true); rd.Version > possible {
-			res.Impossible++
-			res.add(0, fmt.Sprintf("impossible: %s %s %q at %s saw v%d, newest written by then v%d",
-				procName(rd), rd.Op, rd.Key, rel(rd.Start, first), rd.Version, possible))
-			continue
-		}
-		cs, pm := covers[k], prefixMax[k]
-		j := sort.Search(len(cs), func(i int) bool { return cs[i].end >= rd.Start })
-		if j == 0 {
-			continue
-		}
-		res.Checked++
-		if pm[j-1] <= rd.Version {
-			continue
-		}
-		i := sort.Search(j, func(i int) bool { return pm[i] > rd.Version })
-		oldest := cs[i]
-		staleness := time.Duration(rd.Start - oldest.end)
-		kind := ""
-		switch {
-		case !rd.L1 || rd.Tier != TierL1:
-			res.Stale++
-			kind = "stale"
-		default:
-			for _, c := range cs[i:j] {
-				if c.req > rd.Version && hasEvent(rd.Proc, c.inv, rd.Start) {
-					kind = fmt.Sprintf("stale after the event of %s by %s of v%d", c.inv.Op, c.inv.Proc, c.req)
-					break
-				}
-			}
-			bound := b.Delivery
-			if stalled(rd.Proc, oldest.end, rd.Start) {
-				bound += b.Liveness
-			}
-			switch {
-			case kind != "":
-				res.AfterEvent++
-			case staleness > bound:
-				res.BeyondBound++
-				kind = fmt.Sprintf("stale beyond %v", bound)
-			default:
-				res.Tolerated++
-				res.WorstTolerated = max(res.WorstTolerated, staleness)
-				continue
-			}
-		}
-		res.Worst = max(res.Worst, staleness)
-		inv := oldest.inv
-		res.add(staleness, fmt.Sprintf("%s: %s %s(%s) %q at %s saw v%d; %s by %s of v%d returned %v before",
-			kind, procName(rd), rd.Op, rd.Tier, rd.Key, rel(rd.Start, first), rd.Version,
-			inv.Op, inv.Proc, oldest.req, staleness.Round(time.Microsecond)))
+// judgeStale counts read rd, which saw a version older than the
+// invalidations cs required (cs[0] the first to return): a violation,
+// unless an L1 tier answered it within the bound and before the event.
+func (c *checker) judgeStale(res *Result, rd *Record, cs []cover) {
+	oldest := cs[0]
+	staleness := time.Duration(rd.Start - oldest.end)
+	v, kind := staleRead, "stale"
+	if rd.L1 && rd.Tier == TierL1 {
+		v, kind = c.judgeL1(rd, cs, staleness)
 	}
+	switch v {
+	case toleratedL1:
+		res.Tolerated++
+		res.WorstTolerated = max(res.WorstTolerated, staleness)
+		return
+	case staleRead:
+		res.Stale++
+	case afterEvent:
+		res.AfterEvent++
+	case beyondBound:
+		res.BeyondBound++
+	}
+	res.Worst = max(res.Worst, staleness)
+	inv := oldest.inv
+	res.add(staleness, fmt.Sprintf("%s: %s %s(%s) %q at %s saw v%d; %s by %s of v%d returned %v before",
+		kind, procName(rd), rd.Op, rd.Tier, rd.Key, rel(rd.Start, c.first), rd.Version,
+		inv.Op, inv.Proc, oldest.req, staleness.Round(time.Microsecond)))
+}
 
+// verdict is how Check counts a stale read.
+type verdict uint8
+
+const (
+	staleRead   verdict = iota // not answered by an L1 tier: Stale
+	afterEvent                 // by an L1 tier after the event: AfterEvent
+	beyondBound                // by an L1 tier, beyond the bound: BeyondBound
+	toleratedL1                // by an L1 tier within the bound: Tolerated
+)
+
+// judgeL1 judges read rd, answered by an L1 tier stale for staleness
+// (see judgeStale), and describes a violation.
+func (c *checker) judgeL1(rd *Record, cs []cover, staleness time.Duration) (verdict, string) {
+	for _, cv := range cs {
+		if cv.req > rd.Version && c.hasEvent(rd.Proc, cv.inv, rd.Start) {
+			return afterEvent, fmt.Sprintf("stale after the event of %s by %s of v%d", cv.inv.Op, cv.inv.Proc, cv.req)
+		}
+	}
+	bound := c.rep.Bounds.Delivery
+	if c.stalled(rd.Proc, cs[0].end, rd.Start) {
+		bound += c.rep.Bounds.Liveness
+	}
+	if staleness > bound {
+		return beyondBound, fmt.Sprintf("stale beyond %v", bound)
+	}
+	return toleratedL1, ""
+}
+
+// hasEvent reports whether proc had received the event of invalidation
+// inv before at, or made inv itself.
+func (c *checker) hasEvent(proc string, inv *Record, at int64) bool {
+	if inv.Proc == proc {
+		return true // its own invalidation: its L1 is its to clear
+	}
+	t, ok := c.events[eventKey{proc, inv.ID}]
+	return ok && inv.Sent > 0 && t < at
+}
+
+// stalled reports whether proc's subscription was stalled at some time
+// between from and to.
+func (c *checker) stalled(proc string, from, to int64) bool {
+	for _, w := range c.stalls[proc] {
+		if w[0] <= to && (w[1] == 0 || w[1] >= from) {
+			return true
+		}
+	}
+	return false
+}
+
+// delivery returns how many events other processes received after an
+// invalidation that published one, and the maximum and 99th percentile of
+// the time from the invalidation's return to their arrival.
+func (c *checker) delivery() (n int, maxLat, p99 time.Duration) {
 	var lat []time.Duration
 	byID := map[int64]*Record{}
-	for _, inv := range invs {
+	for _, inv := range c.invs {
 		byID[inv.ID] = inv
 	}
-	for k, t := range events {
+	for k, t := range c.events {
 		if inv := byID[k.id]; inv != nil && inv.Sent > 0 {
 			lat = append(lat, time.Duration(t-inv.End))
 		}
 	}
-	slices.Sort(lat)
-	rep.Events = len(lat)
-	if len(lat) > 0 {
-		rep.DeliveryMax = lat[len(lat)-1]
-		rep.DeliveryP99 = lat[(len(lat)-1)*99/100]
+	if len(lat) == 0 {
+		return 0, 0, 0
 	}
+	slices.Sort(lat)
+	return len(lat), lat[len(lat)-1], lat[(len(lat)-1)*99/100]
+}
 
-	for _, r := range results {
+// strategies returns the results by strategy name, each with its five
+// worst violations described.
+func (c *checker) strategies() []*Result {
+	var out []*Result
+	for _, r := range c.results {
 		slices.SortStableFunc(r.examples, func(a, b example) int { return cmp.Compare(b.staleness, a.staleness) })
 		for _, e := range r.examples[:min(5, len(r.examples))] {
 			r.Examples = append(r.Examples, e.text)
 		}
 		r.examples = nil
-		rep.Strategies = append(rep.Strategies, r)
+		out = append(out, r)
 	}
-	slices.SortFunc(rep.Strategies, func(a, b *Result) int { return strings.Compare(a.Strategy, b.Strategy) })
-	return rep
+	slices.SortFunc(out, func(a, b *Result) int { return strings.Compare(a.Strategy, b.Strategy) })
+	return out
 }
 
 // add keeps a violation's description.
@@ -404,14 +512,7 @@ func (r *Report) String() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "coherence: %d processes %v over %v; L1 bounds: delivery %v, liveness %v\n",
 		len(r.Processes), r.Processes, r.Span.Round(time.Millisecond), r.Bounds.Delivery, r.Bounds.Liveness)
-	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "strategy\treads\tchecked\tinvalidations\tstale\tL1 after event\tL1 beyond bound\twrong/impossible\tworst\tL1 tolerated\tworst tolerated\t")
-	for _, s := range r.Strategies {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%d\t%v\t\n",
-			s.Strategy, s.Reads, s.Checked, s.Invalidations, s.Stale, s.AfterEvent, s.BeyondBound,
-			s.WrongKey+s.Impossible, s.Worst.Round(time.Microsecond), s.Tolerated, s.WorstTolerated.Round(time.Microsecond))
-	}
-	tw.Flush()
+	r.writeTable(&sb)
 	for _, s := range r.Strategies {
 		if s.Failed > 0 || s.Errors > 0 || s.Misses > 0 {
 			fmt.Fprintf(&sb, "%s: %d misses, %d read errors, %d failed invalidations\n", s.Strategy, s.Misses, s.Errors, s.Failed)
@@ -427,23 +528,25 @@ func (r *Report) String() string {
 			fmt.Fprintf(&sb, "%s: %s\n", s.Strategy, e)
 		}
 	}
-	procs := make([]string, 0, len(r.Stats))
-	for p := range r.Stats {
-		procs = append(procs, p)
-	}
-	slices.Sort(procs)
-	for _, p := range procs {
-		st := r.Stats[p]
-		names := make([]string, 0, len(st))
-		for n := range st {
-			names = append(names, n)
-		}
-		slices.Sort(names)
+	for _, p := range slices.Sorted(maps.Keys(r.Stats)) {
 		fmt.Fprintf(&sb, "stats %s:", p)
-		for _, n := range names {
+		st := r.Stats[p]
+		for _, n := range slices.Sorted(maps.Keys(st)) {
 			fmt.Fprintf(&sb, " %s=%d", n, st[n])
 		}
 		sb.WriteByte('\n')
 	}
 	return sb.String()
+}
+
+// writeTable writes the table of results, one row per strategy.
+func (r *Report) writeTable(sb *strings.Builder) {
+	tw := tabwriter.NewWriter(sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "strategy\treads\tchecked\tinvalidations\tstale\tL1 after event\tL1 beyond bound\twrong/impossible\tworst\tL1 tolerated\tworst tolerated\t")
+	for _, s := range r.Strategies {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%d\t%v\t\n",
+			s.Strategy, s.Reads, s.Checked, s.Invalidations, s.Stale, s.AfterEvent, s.BeyondBound,
+			s.WrongKey+s.Impossible, s.Worst.Round(time.Microsecond), s.Tolerated, s.WorstTolerated.Round(time.Microsecond))
+	}
+	tw.Flush()
 }

@@ -139,22 +139,7 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 			err = cerr
 		}
 	}()
-	w := &worker{
-		spec:     spec,
-		clk:      NewClock(),
-		hist:     hist,
-		caches:   map[string]*cachemgr.Cache[Row]{},
-		stop:     make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		progress: progress,
-	}
-	pad := rand.New(rand.NewChaCha8([32]byte{}))
-	w.large = make([]byte, spec.Large)
-	for i := range w.large {
-		w.large[i] = byte(pad.Uint32())
-	}
-	w.small = w.large[:min(len(w.large), 32)]
-
+	w := newWorker(spec, hist, progress)
 	dialer := newPubSubDialer()
 	rdb := redis.NewClient(&redis.Options{
 		Addr:                  spec.CacheAddr,
@@ -175,19 +160,7 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 	if err := w.db.Set(context.Background(), padKey, w.large, 0).Err(); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-
-	opts := []cachemgr.Option{
-		cachemgr.WithPrefix("coh"),
-		cachemgr.WithOpTimeout(opTimeout),
-		cachemgr.WithCompressor(compress.None()),
-		cachemgr.WithObserver(tierObserver{}),
-		cachemgr.WithLogger(slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))),
-		cachemgr.WithEvents(len(spec.WriterIDs) > 0),
-	}
-	if spec.L1 {
-		opts = append(opts, cachemgr.WithL1(10_000))
-	}
-	if w.m, err = cachemgr.New(rdb, opts...); err != nil {
+	if w.m, err = cachemgr.New(rdb, managerOptions(spec, logw)...); err != nil {
 		return err
 	}
 	defer w.m.Close()
@@ -201,24 +174,84 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 			w.add(Record{Kind: KindEvent, ID: id, Start: w.clk.Now()})
 		})()
 	}
+	return w.run(ctrl, dialer)
+}
 
+// newWorker returns the state of a child process that runs spec, with the
+// padding of its rows.
+func newWorker(spec Spec, hist *Log, progress io.Writer) *worker {
+	w := &worker{
+		spec:     spec,
+		clk:      NewClock(),
+		hist:     hist,
+		caches:   map[string]*cachemgr.Cache[Row]{},
+		stop:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		progress: progress,
+	}
+	pad := rand.New(rand.NewChaCha8([32]byte{}))
+	w.large = make([]byte, spec.Large)
+	for i := range w.large {
+		w.large[i] = byte(pad.Uint32())
+	}
+	w.small = w.large[:min(len(w.large), 32)]
+	return w
+}
+
+// managerOptions returns the options of a child's Manager, which logs
+// warnings to logw.
+func managerOptions(spec Spec, logw io.Writer) []cachemgr.Option {
+	opts := []cachemgr.Option{
+		cachemgr.WithPrefix("coh"),
+		cachemgr.WithOpTimeout(opTimeout),
+		cachemgr.WithCompressor(compress.None()),
+		cachemgr.WithObserver(tierObserver{}),
+		cachemgr.WithLogger(slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))),
+		cachemgr.WithEvents(len(spec.WriterIDs) > 0),
+	}
+	if spec.L1 {
+		opts = append(opts, cachemgr.WithL1(10_000))
+	}
+	return opts
+}
+
+// run runs the readers and writers while it obeys ctrl, then records the
+// final progress and the Manager's statistics, and returns the first
+// writer's error.
+func (w *worker) run(ctrl io.Reader, dialer *pubSubDialer) (err error) {
 	var wg sync.WaitGroup
-	for i := range spec.Readers {
+	for i := range w.spec.Readers {
 		wg.Go(func() { w.reader(i) })
 	}
-	werr := make(chan error, len(spec.WriterIDs))
-	for _, id := range spec.WriterIDs {
+	werr := make(chan error, len(w.spec.WriterIDs))
+	for _, id := range w.spec.WriterIDs {
 		wg.Go(func() { werr <- w.writer(id) })
 	}
+	stallStart := w.obey(ctrl, dialer)
+	close(w.stop)
+	wg.Wait()
+	if stallStart != 0 {
+		w.add(Record{Kind: KindStall, Start: stallStart})
+	}
+	w.reportProgress(true)
+	w.add(Record{Kind: KindStats, Stats: statsOf(w.m.Stats())})
+	close(werr)
+	for e := range werr {
+		err = cmp.Or(err, e)
+	}
+	return err
+}
 
-	var stallStart int64
+// obey follows the lines of ctrl until "stop" or its end: "stall" and
+// "unstall" (the subscription's connections go silent, then are cut, and
+// the stall is recorded), "cut". It returns when a stall that has not
+// ended began, or 0.
+func (w *worker) obey(ctrl io.Reader, dialer *pubSubDialer) (stallStart int64) {
 	sc := bufio.NewScanner(ctrl)
 	for sc.Scan() {
-		cmd := strings.TrimSpace(sc.Text())
-		if cmd == "stop" {
-			break
-		}
-		switch cmd {
+		switch strings.TrimSpace(sc.Text()) {
+		case "stop":
+			return stallStart
 		case "stall":
 			if dialer.Stall() > 0 && stallStart == 0 {
 				stallStart = w.clk.Now()
@@ -233,24 +266,17 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 			dialer.Cut()
 		}
 	}
-	close(w.stop)
-	wg.Wait()
-	if stallStart != 0 {
-		w.add(Record{Kind: KindStall, Start: stallStart})
-	}
-	w.reportProgress(true)
-	st := w.m.Stats()
-	w.add(Record{Kind: KindStats, Stats: map[string]uint64{
+	return stallStart
+}
+
+// statsOf returns the Manager statistics a child records, by name.
+func statsOf(st cachemgr.Stats) map[string]uint64 {
+	return map[string]uint64{
 		"hits": st.Hits, "l1hits": st.L1Hits, "misses": st.Misses, "loads": st.Loads,
 		"invalidated": st.Invalidated, "redisErrors": st.RedisErrors, "skipped": st.Skipped,
 		"eventsSent": st.EventsSent, "eventsReceived": st.EventsReceived, "resyncs": st.Resyncs,
 		"writeErrors": st.WriteErrors, "leaseWaits": st.LeaseWaits,
-	}})
-	close(werr)
-	for e := range werr {
-		err = cmp.Or(err, e)
 	}
-	return err
 }
 
 // add stamps r with the process and appends it to the history.
@@ -345,96 +371,131 @@ func (p *probe) tier(single bool) string {
 // read does one read of one or more keys of a random strategy, and records
 // each key. It reports whether no key failed, and how many did not.
 func (w *worker) read(r *rand.Rand, mustFetch bool) (bool, int) {
-	s := Strategies[r.IntN(len(Strategies))]
-	op := readOps[r.IntN(len(readOps))]
+	rd := w.pickRead(r, mustFetch)
+	p := &probe{}
+	ctx := context.WithValue(context.Background(), probeKey{}, p)
+	opts := w.writeOptions(rd)
+	var loaded sync.Map // keys this read's own loader produced
+	start := w.clk.Now()
+	vals, errs := w.do(ctx, rd, opts, &loaded)
+	end := w.clk.Now()
+	good := 0
+	for j, k := range rd.keys {
+		tier := p.tier(len(rd.keys) == 1)
+		if _, ok := loaded.Load(k); ok {
+			tier = TierLoad
+		}
+		rec := Record{Kind: KindRead, Strategy: rd.strategy, Key: k, Op: rd.op, Tier: tier, Start: start, End: end, Version: vals[j].V}
+		if readOutcome(&rec, vals[j], errs[j]) {
+			good++
+		}
+		w.add(rec)
+	}
+	return good == len(rd.keys), good
+}
+
+// readPlan is one read: its strategy, operation, and rows (by index and
+// by key).
+type readPlan struct {
+	strategy, op string
+	idx          []int
+	keys         []string
+}
+
+// pickRead draws a read at random: Fetch of one key when mustFetch.
+func (w *worker) pickRead(r *rand.Rand, mustFetch bool) readPlan {
+	rd := readPlan{strategy: Strategies[r.IntN(len(Strategies))], op: readOps[r.IntN(len(readOps))]}
 	if mustFetch {
-		op = "Fetch"
+		rd.op = "Fetch"
 	}
 	n := 1
-	if strings.HasSuffix(op, "Many") {
+	if strings.HasSuffix(rd.op, "Many") {
 		n = 2 + r.IntN(3)
 	}
-	idx := r.Perm(w.spec.Keys)[:n]
+	rd.idx = r.Perm(w.spec.Keys)[:n]
 	if n == 1 && r.IntN(2) == 0 {
 		// Half the single reads go to row 0, a large one: concurrent
 		// Fetches of it share loads, and its reads last long enough to
 		// overlap invalidations.
-		idx[0] = 0
+		rd.idx[0] = 0
 	}
-	keys := make([]string, n)
-	for j, i := range idx {
-		keys[j] = KeyName(i)
+	rd.keys = make([]string, n)
+	for j, i := range rd.idx {
+		rd.keys[j] = KeyName(i)
 	}
-	c := w.caches[s]
-	p := &probe{}
-	ctx := context.WithValue(context.Background(), probeKey{}, p)
-	var opts []cachemgr.WriteOption
-	if s == "tags" {
-		tags := make([]string, n)
-		for j, k := range keys {
-			tags[j] = tagOf(k)
-		}
-		opts = append(opts, cachemgr.Tags(tags...))
-	}
-	vals := make([]Row, n)
-	errs := make([]error, n)
-	var loaded sync.Map // keys this read's own loader produced
-	start := w.clk.Now()
-	switch op {
+	return rd
+}
+
+// do runs read rd, its loads with opts, and stores in loaded the keys its
+// own loader produced.
+func (w *worker) do(ctx context.Context, rd readPlan, opts []cachemgr.WriteOption, loaded *sync.Map) ([]Row, []error) {
+	c := w.caches[rd.strategy]
+	vals := make([]Row, len(rd.keys))
+	errs := make([]error, len(rd.keys))
+	var err error
+	switch rd.op {
 	case "Fetch":
-		vals[0], errs[0] = c.Fetch(ctx, keys[0], func(ctx context.Context) (Row, error) {
-			loaded.Store(keys[0], true)
-			return w.loadRow(ctx, s, idx[0])
+		vals[0], errs[0] = c.Fetch(ctx, rd.keys[0], func(ctx context.Context) (Row, error) {
+			loaded.Store(rd.keys[0], true)
+			return w.loadRow(ctx, rd.strategy, rd.idx[0])
 		}, opts...)
 	case "Get":
-		vals[0], errs[0] = c.Get(ctx, keys[0])
+		vals[0], errs[0] = c.Get(ctx, rd.keys[0])
 	case "GetMany":
-		var err error
-		vals, errs, err = c.GetMany(ctx, keys)
-		fill(errs, err)
+		vals, errs, err = c.GetMany(ctx, rd.keys)
 	case "FetchMany":
-		var err error
-		vals, errs, err = c.FetchMany(ctx, keys, func(ctx context.Context, missing []string) (map[string]Row, error) {
-			out := map[string]Row{}
-			for _, k := range missing {
-				i := indexOf(keys, k)
-				v, err := w.loadRow(ctx, s, idx[i])
-				if err != nil {
-					return nil, err
-				}
-				out[k] = v
-				loaded.Store(k, true)
-			}
-			return out, nil
+		vals, errs, err = c.FetchMany(ctx, rd.keys, func(ctx context.Context, missing []string) (map[string]Row, error) {
+			return w.loadRows(ctx, rd, missing, loaded)
 		}, opts...)
-		fill(errs, err)
 	}
-	end := w.clk.Now()
-	good := 0
-	for j, k := range keys {
-		tier := p.tier(n == 1)
-		if _, ok := loaded.Load(k); ok {
-			tier = TierLoad
-		}
-		rec := Record{Kind: KindRead, Strategy: s, Key: k, Op: op, Tier: tier, Start: start, End: end, Version: vals[j].V}
-		switch err := errs[j]; {
-		case err == nil:
-			if vals[j].Key != k {
-				rec.Got = vals[j].Key
-				if rec.Got == "" {
-					rec.Got = "(empty)"
-				}
-			}
-			good++
-		case errors.Is(err, cachemgr.ErrMiss):
-			rec.Version, rec.Tier = -1, ""
-			good++
-		default:
-			rec.Version, rec.Tier, rec.Err = -1, "", err.Error()
-		}
-		w.add(rec)
+	fill(errs, err)
+	return vals, errs
+}
+
+// writeOptions returns the options of a read's loads: the rows' tags, for
+// the "tags" strategy.
+func (w *worker) writeOptions(rd readPlan) []cachemgr.WriteOption {
+	if rd.strategy != "tags" {
+		return nil
 	}
-	return good == n, good
+	tags := make([]string, len(rd.keys))
+	for j, k := range rd.keys {
+		tags[j] = tagOf(k)
+	}
+	return []cachemgr.WriteOption{cachemgr.Tags(tags...)}
+}
+
+// loadRows loads the missing rows of read rd, for FetchMany, and stores
+// their keys in loaded.
+func (w *worker) loadRows(ctx context.Context, rd readPlan, missing []string, loaded *sync.Map) (map[string]Row, error) {
+	out := map[string]Row{}
+	for _, k := range missing {
+		v, err := w.loadRow(ctx, rd.strategy, rd.idx[indexOf(rd.keys, k)])
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+		loaded.Store(k, true)
+	}
+	return out, nil
+}
+
+// readOutcome completes rec, the record of one key of a read that gave
+// val and err, and reports whether the key did not fail (a miss does
+// not).
+func readOutcome(rec *Record, val Row, err error) bool {
+	switch {
+	case err == nil:
+		if val.Key != rec.Key {
+			rec.Got = cmp.Or(val.Key, "(empty)")
+		}
+		return true
+	case errors.Is(err, cachemgr.ErrMiss):
+		rec.Version, rec.Tier = -1, ""
+		return true
+	}
+	rec.Version, rec.Tier, rec.Err = -1, "", err.Error()
+	return false
 }
 
 // fill sets every nil entry of errs to err, when a batch failed as a whole.
