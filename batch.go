@@ -200,21 +200,12 @@ func (c *Cache[T]) claimMany(ctx context.Context, b batch, tags []string) (map[s
 // readMany reads keys, filling vals and errs for L1 hits. It returns the
 // raw replies by index and the data keys.
 func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error, warm bool) ([]any, []string, string, error) {
-	if c.m.done.Load() {
-		return nil, nil, "", ErrClosed
-	}
-	if ctx.Err() != nil {
-		return nil, nil, "", context.Cause(ctx)
+	ver, err := c.readVersion(ctx)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	raws := make([]any, len(keyList))
 	rkeys := make([]string, len(keyList))
-	var ver string
-	if c.versioned {
-		var err error
-		if ver, err = c.localVersion(ctx); err != nil {
-			return nil, nil, "", err
-		}
-	}
 	for attempt := 0; ; attempt++ {
 		idx := c.fromL1(ctx, keyList, ver, rkeys, raws, vals, errs, warm)
 		cmds, getVer, mget := c.readCmds(ctx, rkeys, idx)
@@ -225,7 +216,6 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 		}
 		if c.versioned {
 			var again bool
-			var err error
 			ver, again, err = c.observed(ctx, ver, getVer.Val(), getVer.Err())
 			switch {
 			case err != nil:
@@ -235,23 +225,47 @@ func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, err
 			case again:
 				// Still moving: nothing read under an older version may be
 				// returned. Every key is a miss under the newest.
-				var zero T
-				for i, k := range keyList {
-					rkeys[i], raws[i], vals[i], errs[i] = c.keys.KeyAt(ver, k), nil, zero, nil
-				}
+				c.missAllAt(ver, keyList, rkeys, raws, vals, errs)
 				return raws, rkeys, ver, nil
 			}
 			cmds = cmds[1:]
 		}
-		for j, i := range idx {
-			switch {
-			case mget != nil:
-				raws[i] = mget.Val()[j]
-			default:
-				raws[i] = cmds[j]
-			}
-		}
+		placeReplies(raws, idx, cmds, mget)
 		return raws, rkeys, ver, nil
+	}
+}
+
+// readVersion checks that a read may start, and returns the namespace
+// version it reads under ("" for a cache that is not versioned).
+func (c *Cache[T]) readVersion(ctx context.Context) (string, error) {
+	switch {
+	case c.m.done.Load():
+		return "", ErrClosed
+	case ctx.Err() != nil:
+		return "", context.Cause(ctx)
+	case !c.versioned:
+		return "", nil
+	}
+	return c.localVersion(ctx)
+}
+
+// missAllAt makes every key of keyList a miss under version ver.
+func (c *Cache[T]) missAllAt(ver string, keyList, rkeys []string, raws []any, vals []T, errs []error) {
+	var zero T
+	for i, k := range keyList {
+		rkeys[i], raws[i], vals[i], errs[i] = c.keys.KeyAt(ver, k), nil, zero, nil
+	}
+}
+
+// placeReplies puts the replies of the reads of the keys at idx (see
+// readCmds) in raws, by index.
+func placeReplies(raws []any, idx []int, cmds []redis.Cmder, mget *redis.SliceCmd) {
+	for j, i := range idx {
+		if mget != nil {
+			raws[i] = mget.Val()[j]
+		} else {
+			raws[i] = cmds[j]
+		}
 	}
 }
 
@@ -267,23 +281,34 @@ func (c *Cache[T]) fromL1(ctx context.Context, keyList []string, ver string, rke
 		if c.versioned {
 			rkeys[i] = c.keys.KeyAt(ver, k)
 		}
-		if trusted {
-			if e, ok := c.l1.get(k, now); ok && e.version == ver && !c.m.covering(c.name, k, e.tags) {
-				if v, ok := c.l1Value(e); ok {
-					if !warm {
-						c.hitL1(ctx)
-					}
-					vals[i], raws[i] = v, l1Marker{}
-					if e.negative {
-						errs[i] = ErrNotFound
-					}
-					continue
-				}
-			}
+		if trusted && c.fromL1One(ctx, k, ver, now, &vals[i], &errs[i], warm) {
+			raws[i] = l1Marker{}
+			continue
 		}
 		idx = append(idx, i)
 	}
 	return idx
+}
+
+// fromL1One answers key from the L1 tier, under version ver at now (Unix
+// nanoseconds), into *val and *err, and reports whether it could.
+func (c *Cache[T]) fromL1One(ctx context.Context, key, ver string, now int64, val *T, err *error, warm bool) bool {
+	e, ok := c.l1.get(key, now)
+	if !ok || e.version != ver || c.m.covering(c.name, key, e.tags) {
+		return false
+	}
+	v, ok := c.l1Value(e)
+	if !ok {
+		return false
+	}
+	if !warm {
+		c.hitL1(ctx)
+	}
+	*val = v
+	if e.negative {
+		*err = ErrNotFound
+	}
+	return true
 }
 
 // readCmds returns the commands that read the keys of rkeys at idx (one
@@ -322,78 +347,113 @@ type l1Marker struct{}
 // decodeMany turns the replies of readMany into values and per-key errors,
 // checking all tags of tagged entries in one round trip.
 func (c *Cache[T]) decodeMany(ctx context.Context, fill uint64, keyList, rkeys []string, ver string, raws []any, vals []T, errs []error, warm bool) {
-	type tagged struct {
-		i  int
-		ti tagInfo
-		s  string
-		h  envelope.Header
-	}
-	var pending []tagged
+	d := manyDecode[T]{c: c, ctx: ctx, fill: fill, keys: keyList, rkeys: rkeys, ver: ver, vals: vals, errs: errs, warm: warm}
+	var pending []taggedReply
 	for i, r := range raws {
-		s, ok := rawString(r)
-		if _, l1 := r.(l1Marker); l1 {
-			continue
+		if t, ok := d.reply(i, r); ok {
+			pending = append(pending, t)
 		}
-		if !ok {
-			c.missedIf(ctx, !warm)
-			errs[i] = ErrMiss
-			continue
-		}
-		h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, c.shape, &vals[i])
-		if err == nil && c.m.covering(c.name, keyList[i], ti.tags) {
-			// An invalidation of it has not reached Redis yet: what Redis
-			// holds may be what it retires.
-			var zero T
-			c.missedIf(ctx, !warm)
-			vals[i], errs[i] = zero, errPendingMiss
-			continue
-		}
-		if err != nil {
-			var zero T
-			vals[i], errs[i] = zero, c.unusable(ctx, rkeys[i], s, err, !warm)
-			continue
-		}
-		if len(ti.tags) > 0 {
-			pending = append(pending, tagged{i, ti, s, h})
-			continue
-		}
-		c.hitMany(ctx, fill, keyList[i], ver, s, h, ti, errs, i, warm)
 	}
-	if len(pending) == 0 {
-		return
+	if len(pending) > 0 {
+		d.checkTags(pending)
 	}
+}
+
+// manyDecode is one decodeMany: the keys read, their data keys, the
+// version read, and the values and errors it fills, by index.
+type manyDecode[T any] struct {
+	c           *Cache[T]
+	ctx         context.Context
+	fill        uint64
+	keys, rkeys []string
+	ver         string
+	vals        []T
+	errs        []error
+	warm        bool
+}
+
+// taggedReply is a decoded reply whose tags are still to check.
+type taggedReply struct {
+	i  int
+	ti tagInfo
+	s  string
+	h  envelope.Header
+}
+
+// reply decodes reply r of key i. It returns the reply when its tags are
+// to be checked before it counts as a hit.
+func (d *manyDecode[T]) reply(i int, r any) (taggedReply, bool) {
+	c := d.c
+	s, ok := rawString(r)
+	if _, l1 := r.(l1Marker); l1 {
+		return taggedReply{}, false
+	}
+	if !ok {
+		c.missedIf(d.ctx, !d.warm)
+		d.errs[i] = ErrMiss
+		return taggedReply{}, false
+	}
+	h, ti, err := c.m.decode(unsafe.Slice(unsafe.StringData(s), len(s)), c.codec, c.shape, &d.vals[i])
+	switch {
+	case err == nil && c.m.covering(c.name, d.keys[i], ti.tags):
+		// An invalidation of it has not reached Redis yet: what Redis
+		// holds may be what it retires.
+		c.missedIf(d.ctx, !d.warm)
+		d.miss(i, errPendingMiss)
+	case err != nil:
+		d.miss(i, c.unusable(d.ctx, d.rkeys[i], s, err, !d.warm))
+	case len(ti.tags) > 0:
+		return taggedReply{i, ti, s, h}, true
+	default:
+		c.hitMany(d.ctx, d.fill, d.keys[i], d.ver, s, h, ti, d.errs, i, d.warm)
+	}
+	return taggedReply{}, false
+}
+
+// miss clears the value of key i and sets its error.
+func (d *manyDecode[T]) miss(i int, err error) {
+	var zero T
+	d.vals[i], d.errs[i] = zero, err
+}
+
+// checkTags reads the stamps of the tags of pending in one round trip, and
+// counts each reply a hit when none of its tags was invalidated since it
+// was stored.
+func (d *manyDecode[T]) checkTags(pending []taggedReply) {
+	c := d.c
 	stamps := map[string]*redis.StringCmd{}
 	var cmds []redis.Cmder
 	for _, p := range pending {
 		for _, t := range p.ti.tags {
 			if stamps[t] == nil {
-				stamps[t] = redis.NewStringCmd(ctx, "get", c.m.tagKey(t))
+				stamps[t] = redis.NewStringCmd(d.ctx, "get", c.m.tagKey(t))
 				cmds = append(cmds, stamps[t])
 			}
 		}
 	}
-	err := c.m.doAll(ctx, cmds...)
+	err := c.m.doAll(d.ctx, cmds...)
 	for _, p := range pending {
-		valid := err == nil
-		for _, t := range p.ti.tags {
-			if !valid {
-				break
-			}
-			valid = stampOlder(stamps[t], p.ti.stamp)
+		switch {
+		case err == nil && tagsValid(stamps, p.ti):
+			c.hitMany(d.ctx, d.fill, d.keys[p.i], d.ver, p.s, p.h, p.ti, d.errs, p.i, d.warm)
+		case err != nil:
+			c.missedIf(d.ctx, !d.warm)
+			d.miss(p.i, fmt.Errorf("%w: %w", ErrMiss, err))
+		default:
+			d.miss(p.i, c.unusable(d.ctx, d.rkeys[p.i], p.s, errInvalidated, !d.warm))
 		}
-		if valid {
-			c.hitMany(ctx, fill, keyList[p.i], ver, p.s, p.h, p.ti, errs, p.i, warm)
-			continue
-		}
-		var zero T
-		vals[p.i] = zero
-		if err != nil {
-			c.missedIf(ctx, !warm)
-			errs[p.i] = fmt.Errorf("%w: %w", ErrMiss, err)
-			continue
-		}
-		errs[p.i] = c.unusable(ctx, rkeys[p.i], p.s, errInvalidated, !warm)
 	}
+}
+
+// tagsValid reports whether every tag of ti was last invalidated before
+// the entry's stamp, by stamps read.
+func tagsValid(stamps map[string]*redis.StringCmd, ti tagInfo) bool {
+	for _, t := range ti.tags {
+		if !stampOlder(stamps[t], ti.stamp) {
+			return false
+		}
+	}
+	return true
 }
 
 // hitMany records a usable value read by a batch; a warm read counts no

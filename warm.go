@@ -111,84 +111,120 @@ func WarmWrite(opts ...WriteOption) WarmOption {
 // failed without calling a loader: a cache that cannot be written is not
 // worth warming.
 func (c *Cache[T]) Warm(ctx context.Context, keys []string, load func(ctx context.Context, key string) (T, error), opts ...WarmOption) (WarmReport, error) {
-	var rep WarmReport
-	w := warmConfig{concurrency: 8, batchSize: 500}
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&w)
+	w, many, err := c.warmSetup(load, opts)
+	if err != nil {
+		return WarmReport{}, err
+	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	run := &warmRun[T]{c: c, keys: distinct(keys), size: w.config.batchSize, load: many, write: w.write,
+		stop: stop, progress: w.config.progress, total: len(keys)}
+	if load != nil || c.batchLoader == nil {
+		// A loader by key runs the keys of a chunk in turn: chunks small
+		// enough to keep every worker busy, and each round trip short.
+		run.size = max(1, min(run.size, warmKeyChunk, (len(run.keys)+w.config.concurrency-1)/w.config.concurrency))
+	}
+	var wg sync.WaitGroup
+	for range min(w.config.concurrency, (len(run.keys)+run.size-1)/run.size) {
+		wg.Go(func() { run.work(ctx) })
+	}
+	wg.Wait()
+	if run.done < len(run.keys) {
+		if err := context.Cause(ctx); err != nil {
+			return run.rep, fmt.Errorf("warm %q: stopped after %d of %d keys: %w", c.name, run.done, len(keys), err)
 		}
 	}
-	wc, werr := writeOptions(w.write)
+	run.finish(appendResults(nil, len(keys)-len(run.keys), warmResult{outcome: warmSkipped}))
+	return run.rep, nil
+}
+
+// warmSettings are one Warm's options, checked.
+type warmSettings struct {
+	config warmConfig
+	write  writeConfig
+}
+
+// warmSetup applies and checks the options of a Warm that loads with load
+// (nil: the cache's loaders), and returns them with the loader to use.
+func (c *Cache[T]) warmSetup(load func(ctx context.Context, key string) (T, error), opts []WarmOption) (warmSettings, manyLoad[T], error) {
+	w := warmSettings{config: warmConfig{concurrency: 8, batchSize: 500}}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&w.config)
+		}
+	}
+	var werr error
+	w.write, werr = writeOptions(w.config.write)
 	many := c.manyLoader()
 	if load != nil {
 		many = keyByKey(load)
 	}
 	switch {
 	case many == nil:
-		return rep, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
-	case w.err != nil:
-		return rep, fmt.Errorf("warm %q: %w", c.name, w.err)
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
+	case w.config.err != nil:
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, w.config.err)
 	case werr != nil:
-		return rep, fmt.Errorf("warm %q: %w", c.name, werr)
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, werr)
 	case c.m.done.Load():
-		return rep, ErrClosed
+		return w, nil, ErrClosed
 	}
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	distinct := distinct(keys)
-	size := w.batchSize
-	if load != nil || c.batchLoader == nil {
-		// A loader by key runs the keys of a chunk in turn: chunks small
-		// enough to keep every worker busy, and each round trip short.
-		size = max(1, min(size, warmKeyChunk, (len(distinct)+w.concurrency-1)/w.concurrency))
-	}
+	return w, many, nil
+}
 
-	var (
-		next atomic.Int64
-		mu   sync.Mutex // guards rep and done, and serialises progress
-		done int
-		wg   sync.WaitGroup
-	)
-	finish := func(rs []warmResult) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, r := range rs {
-			c.warmCount(&rep, r)
-			done++
-			if w.progress != nil {
-				w.progress(done, len(keys), rep.Failed)
-			}
+// warmRun is what the workers of one Warm share.
+type warmRun[T any] struct {
+	c     *Cache[T]
+	keys  []string // distinct
+	size  int      // keys per chunk
+	load  manyLoad[T]
+	write writeConfig
+	next  atomic.Int64 // the first key of the next chunk
+	// stop ends the run, with its cause.
+	stop     context.CancelCauseFunc
+	progress func(done, total, failed int)
+	total    int // keys, repeats included
+
+	mu   sync.Mutex // guards rep and done, and serialises progress
+	rep  WarmReport
+	done int
+}
+
+// work warms chunks of keys until none is left or the run ends.
+func (r *warmRun[T]) work(ctx context.Context) {
+	for ctx.Err() == nil {
+		lo := int(r.next.Add(int64(r.size))) - r.size
+		if lo >= len(r.keys) {
+			return
+		}
+		rs, err := r.c.warmChunk(ctx, r.keys[lo:min(lo+r.size, len(r.keys))], r.load, r.write)
+		r.finish(rs)
+		if err != nil {
+			r.stop(err)
+			return
 		}
 	}
-	workers := min(w.concurrency, (len(distinct)+size-1)/size)
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				lo := int(next.Add(int64(size))) - size
-				if lo >= len(distinct) {
-					return
-				}
-				rs, err := c.warmChunk(ctx, distinct[lo:min(lo+size, len(distinct))], many, wc)
-				finish(rs)
-				if err != nil {
-					stop(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if done < len(distinct) {
-		if err := context.Cause(ctx); err != nil {
-			return rep, fmt.Errorf("warm %q: stopped after %d of %d keys: %w", c.name, done, len(keys), err)
+}
+
+// finish counts the results of finished keys, and reports progress.
+func (r *warmRun[T]) finish(rs []warmResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, res := range rs {
+		r.c.warmCount(&r.rep, res)
+		r.done++
+		if r.progress != nil {
+			r.progress(r.done, r.total, r.rep.Failed)
 		}
 	}
-	dups := make([]warmResult, len(keys)-len(distinct))
-	for i := range dups {
-		dups[i].outcome = warmSkipped
+}
+
+// appendResults appends n copies of r to out.
+func appendResults(out []warmResult, n int, r warmResult) []warmResult {
+	for range n {
+		out = append(out, r)
 	}
-	finish(dups)
-	return rep, nil
+	return out
 }
 
 // warmKeyChunk is the largest chunk for a loader by key, whose calls, not
@@ -239,14 +275,9 @@ func (c *Cache[T]) warmChunk(ctx context.Context, keys []string, load manyLoad[T
 	}
 	out := make([]warmResult, 0, len(keys))
 	if err != nil {
-		for range keys {
-			out = append(out, warmResult{warmFailed, err})
-		}
-		return out, nil
+		return appendResults(out, len(keys), warmResult{warmFailed, err}), nil
 	}
-	for range len(keys) - len(b.missing) {
-		out = append(out, warmResult{outcome: warmSkipped})
-	}
+	out = appendResults(out, len(keys)-len(b.missing), warmResult{outcome: warmSkipped})
 	if len(b.missing) == 0 {
 		return out, nil
 	}
