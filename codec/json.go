@@ -33,24 +33,18 @@ type jsonEncoder struct {
 	enc *json.Encoder
 }
 
+func (e *jsonEncoder) writer() *appendWriter { return &e.w }
+
+func (e *jsonEncoder) encode(v any) error { return e.enc.Encode(v) }
+
 var jsonEncoders = sync.Pool{New: func() any {
 	e := new(jsonEncoder)
 	e.enc = json.NewEncoder(&e.w)
 	return e
 }}
 
-func (jsonCodec) Append(dst []byte, v any) (out []byte, err error) {
-	e := jsonEncoders.Get().(*jsonEncoder)
-	defer func() {
-		if p := recover(); p != nil {
-			out, err = dst, fmt.Errorf("json: panic encoding %T: %v", v, p)
-		}
-	}()
-	e.w.b = dst
-	err = e.enc.Encode(v)
-	out = e.w.b
-	e.w.b = nil
-	jsonEncoders.Put(e)
+func (jsonCodec) Append(dst []byte, v any) ([]byte, error) {
+	out, err := appendPooled(&jsonEncoders, "json", dst, v)
 	if err != nil {
 		return dst, err
 	}

@@ -56,24 +56,17 @@ type msgpackCodec struct{}
 func (msgpackCodec) ID() byte     { return MsgpackID }
 func (msgpackCodec) Name() string { return "msgpack" }
 
-// appendWriter is an io.Writer and io.ByteWriter that appends to b.
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *appendWriter) WriteByte(c byte) error {
-	w.b = append(w.b, c)
-	return nil
-}
-
-// msgpackEncoder is an encoder bound to its own appendWriter, so pointing it
-// at the caller's slice costs no allocation.
+// msgpackEncoder is a msgpack.Encoder bound to its own appendWriter.
 type msgpackEncoder struct {
 	w   appendWriter
 	enc *msgpack.Encoder
+}
+
+func (e *msgpackEncoder) writer() *appendWriter { return &e.w }
+
+func (e *msgpackEncoder) encode(v any) error {
+	e.enc.ResetWriter(&e.w) // also clears the intern dictionary
+	return e.enc.Encode(v)
 }
 
 var msgpackEncoders = sync.Pool{New: func() any {
@@ -83,20 +76,8 @@ var msgpackEncoders = sync.Pool{New: func() any {
 	return e
 }}
 
-func (msgpackCodec) Append(dst []byte, v any) (out []byte, err error) {
-	e := msgpackEncoders.Get().(*msgpackEncoder)
-	defer func() {
-		// A panicking encoder is dropped, not pooled: its state is unknown.
-		if p := recover(); p != nil {
-			out, err = dst, fmt.Errorf("msgpack: panic encoding %T: %v", v, p)
-		}
-	}()
-	e.w.b = dst
-	e.enc.ResetWriter(&e.w) // also clears the intern dictionary
-	err = e.enc.Encode(v)
-	out = e.w.b
-	e.w.b = nil
-	msgpackEncoders.Put(e)
+func (msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
+	out, err := appendPooled(&msgpackEncoders, "msgpack", dst, v)
 	if err != nil {
 		return dst, msgpackError(err)
 	}
