@@ -2,7 +2,6 @@ package cachemgr_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,37 +70,6 @@ func TestBumpElsewhereThenJoin(t *testing.T) {
 	})
 }
 
-// holdReply is a go-redis hook that, once armed, holds the reply of the
-// first GET of a key containing key until release is closed: a read whose
-// reply is on its way while other things happen.
-type holdReply struct {
-	key     string
-	armed   atomic.Bool
-	held    chan struct{}
-	release chan struct{}
-}
-
-func newHoldReply(key string) *holdReply {
-	return &holdReply{key: key, held: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (h *holdReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *holdReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if cmd.Name() == "get" && len(cmd.Args()) == 2 && strings.Contains(cmd.Args()[1].(string), h.key) && h.armed.CompareAndSwap(true, false) {
-			close(h.held)
-			<-h.release
-		}
-		return err
-	}
-}
-
-func (h *holdReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
 // TestL1LateFill: B reads a key from Redis; A's Set of it, and its event,
 // reach B while B's reply is still on its way. B must not fill its L1 tier
 // with the value it read: that would serve the retired value for the whole
@@ -126,7 +94,7 @@ func TestL1LateFill(t *testing.T) {
 			s := redistest.Start(t)
 			a, _ := newManager(t, s, cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour))
 			rdb := s.Client(t)
-			hold := newHoldReply("late")
+			hold := redistest.NewHoldGet("late")
 			rdb.AddHook(hold)
 			b, err := cachemgr.New(rdb, testOptions(cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour), cachemgr.WithCoalescing(false))...)
 			if err != nil {
@@ -143,19 +111,19 @@ func TestL1LateFill(t *testing.T) {
 			}
 			waitFor(t, "B to receive the first Set's event", func() bool { return b.Stats().EventsReceived > events })
 
-			hold.armed.Store(true)
+			hold.Armed.Store(true)
 			read := make(chan string, 1)
 			go func() {
 				v, _ := cb.Get(ctx, "late")
 				read <- v
 			}()
-			<-hold.held // B's GET has its reply, "old", and has not used it yet
+			<-hold.Held // B's GET has its reply, "old", and has not used it yet
 			events = b.Stats().EventsReceived
 			if err := tt.invalidate(ctx, a, ca); err != nil {
 				t.Fatalf("invalidate error = %v", err)
 			}
 			waitFor(t, "B to receive the invalidation's event", func() bool { return b.Stats().EventsReceived > events })
-			close(hold.release)
+			close(hold.Release)
 			// The read began before the invalidation: the old value, or a
 			// miss (a tag check after the read sees the new stamp), is right.
 			if v := <-read; v != "old" && v != "" {
@@ -259,7 +227,7 @@ func TestL1OwnInvalidatePrefix(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
 	rdb := s.Client(t)
-	hold := newHoldReply("p:g")
+	hold := redistest.NewHoldGet("p:g")
 	scan := &onScan{}
 	rdb.AddHook(hold)
 	rdb.AddHook(scan)
@@ -277,17 +245,17 @@ func TestL1OwnInvalidatePrefix(t *testing.T) {
 	scan.fn = func() {
 		// InvalidatePrefix has dropped its L1 entries and is about to scan:
 		// a read begins now and gets its reply before the key is deleted.
-		hold.armed.Store(true)
+		hold.Armed.Store(true)
 		go func() {
 			v, _ := c.Get(ctx, "p:g")
 			read <- v
 		}()
-		<-hold.held
+		<-hold.Held
 	}
 	if n, err := c.InvalidatePrefix(ctx, "p:"); err != nil || n != 1 {
 		t.Fatalf("InvalidatePrefix() = %d, %v; want 1", n, err)
 	}
-	close(hold.release)
+	close(hold.Release)
 	if v := <-read; v != "old" {
 		t.Fatalf("Get() begun before InvalidatePrefix returned = %q, want old", v)
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cachemgr/cachemgr"
 	"github.com/cachemgr/cachemgr/internal/redistest"
@@ -174,43 +173,15 @@ func TestDeleteAndInvalidate(t *testing.T) {
 // call covers, and the queued deletes and invalidation land once Redis is
 // back, for every process.
 func TestDeleteAndInvalidateKeptWhileRedisPaused(t *testing.T) {
-	ctx := context.Background()
-	s := redistest.Start(t)
-	// A short write timeout, so the call gives up while the server is
-	// paused; the pause lasts until after it has returned.
-	a, _ := newManager(t, s, cachemgr.WithOpTimeout(500*time.Millisecond), cachemgr.WithWriteTimeout(time.Second))
-	b, _ := newManager(t, s)
-	ca := newCache[string](t, a, "paused", cachemgr.WithTTL(time.Hour))
-	cb := newCache[string](t, b, "paused", cachemgr.WithTTL(time.Hour))
-	for _, k := range []string{"x", "y"} {
-		if err := ca.Set(ctx, k, "old", cachemgr.Tags("t-"+k)); err != nil {
-			t.Fatalf("Set(%q) error = %v", k, err)
-		}
-	}
-	s.Pause()
-	err := ca.DeleteAndInvalidate(ctx, []string{"x"}, []string{"t-y"})
+	p := newPausedPair(t)
+	p.s.Pause()
+	err := p.ca.DeleteAndInvalidate(context.Background(), []string{"x"}, []string{"t-y"})
 	if !errors.Is(err, cachemgr.ErrUnavailable) {
 		t.Errorf("DeleteAndInvalidate() on a paused server = %v, want ErrUnavailable", err)
 	}
-	if st := a.Stats(); st.InvalidationsPending != 2 {
-		t.Errorf("Stats().InvalidationsPending = %d, want 2 (the key and the tags)", st.InvalidationsPending)
-	}
-	for _, k := range []string{"x", "y"} {
-		v, err := ca.Fetch(ctx, k, func(context.Context) (string, error) { return "new", nil })
-		if err != nil || v != "new" {
-			t.Errorf("Fetch(%q) in the writer process while its invalidation is queued = %q, %v; want new (loaded)", k, v, err)
-		}
-	}
-	s.Resume()
-	waitFor(t, "the queued invalidations to land", func() bool { return a.Stats().InvalidationsPending == 0 })
-	for _, k := range []string{"x", "y"} {
-		if v, err := cb.Get(ctx, k); v == "old" || (err != nil && !errors.Is(err, cachemgr.ErrMiss)) {
-			t.Errorf("another process's Get(%q) after the queue drained = %q, %v; want a miss or new", k, v, err)
-		}
-	}
-	if st := a.Stats(); st.InvalidationsRecovered != 2 {
-		t.Errorf("Stats().InvalidationsRecovered = %d, want 2", st.InvalidationsRecovered)
-	}
+	p.checkQueued(t)
+	p.s.Resume()
+	p.checkLanded(t)
 }
 
 // TestDeleteAndInvalidateRejectsBadInput: an empty tag is refused before

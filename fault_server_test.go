@@ -135,6 +135,14 @@ func relOOM(t *testing.T, admin *redis.Client) {
 	}
 }
 
+// relCaches starts a server and returns its admin client, a Manager on
+// it, and two caches of relItem: name, and name+"v", which is versioned.
+func relCaches(t *testing.T, name string) (*redis.Client, *cachemgr.Manager, *cachemgr.Cache[relItem], *cachemgr.Cache[relItem]) {
+	s := redistest.Start(t)
+	m, _ := newManager(t, s)
+	return s.Client(t), m, newCache[relItem](t, m, name), newCache[relItem](t, m, name+"v", cachemgr.WithVersioned(true))
+}
+
 // TestReliabilityMaxmemoryNoeviction: with maxmemory reached and
 // noeviction, writes fail with a clear error (not ErrUnavailable, and the
 // breaker stays closed), reads and Fetch keep working from what is cached
@@ -142,11 +150,7 @@ func relOOM(t *testing.T, admin *redis.Client) {
 // work or report an error: never nil with the entry still readable.
 func TestReliabilityMaxmemoryNoeviction(t *testing.T) {
 	noLeaks(t)
-	s := redistest.Start(t)
-	admin := s.Client(t)
-	m, _ := newManager(t, s)
-	c := newCache[relItem](t, m, "oom")
-	vc := newCache[relItem](t, m, "oomv", cachemgr.WithVersioned(true))
+	admin, m, c, vc := relCaches(t, "oom")
 	ctx := context.Background()
 	for i := range 20 {
 		key := fmt.Sprint("k", i)
@@ -282,11 +286,7 @@ func TestReliabilityReadOnlyUser(t *testing.T) {
 // NOSCRIPT is not counted as a Redis error.
 func TestReliabilityScriptCacheFlushed(t *testing.T) {
 	noLeaks(t)
-	s := redistest.Start(t)
-	admin := s.Client(t)
-	m, _ := newManager(t, s)
-	c := newCache[relItem](t, m, "noscript")
-	vc := newCache[relItem](t, m, "noscriptv", cachemgr.WithVersioned(true))
+	admin, m, c, vc := relCaches(t, "noscript")
 	ctx := context.Background()
 	item := func(k string) relItem { return relItem{Key: k} }
 	load := func(k string) func(context.Context) (relItem, error) {

@@ -475,3 +475,62 @@ type relFakeRule struct {
 	err   error
 	times int
 }
+
+// pausedPair is the scenario of invalidations made while Redis is paused
+// longer than the write timeout: processes a (the writer) and b share the
+// cache "paused", in which x (tag t-x) and y (tag t-y) hold "old".
+type pausedPair struct {
+	s      *redistest.Server
+	a      *cachemgr.Manager
+	ca, cb *cachemgr.Cache[string]
+}
+
+// newPausedPair sets the pair up, with Redis not yet paused.
+func newPausedPair(t *testing.T) *pausedPair {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	// A short write timeout, so the calls give up while the server is
+	// paused; the pause lasts until after they have returned.
+	a, _ := newManager(t, s, cachemgr.WithOpTimeout(500*time.Millisecond), cachemgr.WithWriteTimeout(time.Second))
+	b, _ := newManager(t, s)
+	p := &pausedPair{s: s, a: a,
+		ca: newCache[string](t, a, "paused", cachemgr.WithTTL(time.Hour)),
+		cb: newCache[string](t, b, "paused", cachemgr.WithTTL(time.Hour))}
+	for _, k := range []string{"x", "y"} {
+		if err := p.ca.Set(ctx, k, "old", cachemgr.Tags("t-"+k)); err != nil {
+			t.Fatalf("Set(%q) error = %v", k, err)
+		}
+	}
+	return p
+}
+
+// checkQueued checks, while Redis is still paused after the invalidations
+// of x and of tag t-y, that both are queued and that the writer serves
+// neither: it loads them again.
+func (p *pausedPair) checkQueued(t *testing.T) {
+	t.Helper()
+	if st := p.a.Stats(); st.InvalidationsPending != 2 {
+		t.Errorf("Stats().InvalidationsPending = %d, want 2 (the key and the tag)", st.InvalidationsPending)
+	}
+	for _, k := range []string{"x", "y"} {
+		v, err := p.ca.Fetch(context.Background(), k, func(context.Context) (string, error) { return "new", nil })
+		if err != nil || v != "new" {
+			t.Errorf("Fetch(%q) in the writer process while its invalidation is queued = %q, %v; want new (loaded)", k, v, err)
+		}
+	}
+}
+
+// checkLanded checks, once Redis is back, that the queued invalidations
+// land without another call: process b no longer reads the old values.
+func (p *pausedPair) checkLanded(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the queued invalidations to land", func() bool { return p.a.Stats().InvalidationsPending == 0 })
+	for _, k := range []string{"x", "y"} {
+		if v, err := p.cb.Get(context.Background(), k); v == "old" || (err != nil && !errors.Is(err, cachemgr.ErrMiss)) {
+			t.Errorf("another process's Get(%q) after the queue drained = %q, %v; want a miss or new", k, v, err)
+		}
+	}
+	if st := p.a.Stats(); st.InvalidationsRecovered != 2 {
+		t.Errorf("Stats().InvalidationsRecovered = %d, want 2", st.InvalidationsRecovered)
+	}
+}

@@ -217,36 +217,19 @@ func TestInvalidationNotLost(t *testing.T) {
 // reads the new state.
 func TestInvalidationKeptWhileRedisPaused(t *testing.T) {
 	ctx := context.Background()
-	s := redistest.Start(t)
-	a, _ := newManager(t, s, cachemgr.WithOpTimeout(500*time.Millisecond), cachemgr.WithWriteTimeout(time.Second))
-	b, _ := newManager(t, s)
-	ca := newCache[string](t, a, "paused", cachemgr.WithTTL(time.Hour))
-	cb := newCache[string](t, b, "paused", cachemgr.WithTTL(time.Hour))
-	for _, k := range []string{"x", "y"} {
-		if err := ca.Set(ctx, k, "old", cachemgr.Tags("t-"+k)); err != nil {
-			t.Fatalf("Set(%q) error = %v", k, err)
-		}
-	}
-	s.Pause()
-	if err := ca.Delete(ctx, "x"); !errors.Is(err, cachemgr.ErrUnavailable) {
+	p := newPausedPair(t)
+	p.s.Pause()
+	if err := p.ca.Delete(ctx, "x"); !errors.Is(err, cachemgr.ErrUnavailable) {
 		t.Errorf("Delete() on a paused server = %v, want ErrUnavailable", err)
 	}
-	if err := a.InvalidateTags(ctx, "t-y"); !errors.Is(err, cachemgr.ErrUnavailable) {
+	if err := p.a.InvalidateTags(ctx, "t-y"); !errors.Is(err, cachemgr.ErrUnavailable) {
 		t.Errorf("InvalidateTags() on a paused server = %v, want ErrUnavailable", err)
 	}
-	if st := a.Stats(); st.InvalidationsPending != 2 {
-		t.Errorf("Stats().InvalidationsPending = %d, want 2", st.InvalidationsPending)
-	}
-	for _, k := range []string{"x", "y"} {
-		v, err := ca.Fetch(ctx, k, func(context.Context) (string, error) { return "new", nil })
-		if err != nil || v != "new" {
-			t.Errorf("Fetch(%q) in the writer process while its invalidation is queued = %q, %v; want new (loaded)", k, v, err)
-		}
-	}
-	s.Resume()
+	p.checkQueued(t)
+	p.s.Resume()
 	// Redis answers again but the queue may not have drained yet: batch
 	// reads of the writer process do not serve the old values either.
-	vals, errs, err := ca.FetchMany(ctx, []string{"x", "y"}, func(_ context.Context, missing []string) (map[string]string, error) {
+	vals, errs, err := p.ca.FetchMany(ctx, []string{"x", "y"}, func(_ context.Context, missing []string) (map[string]string, error) {
 		out := map[string]string{}
 		for _, k := range missing {
 			out[k] = "new"
@@ -258,13 +241,5 @@ func TestInvalidationKeptWhileRedisPaused(t *testing.T) {
 			t.Errorf("FetchMany()[%s] in the writer process after its invalidation = %q, %v, %v; want new", k, vals[i], errs[i], err)
 		}
 	}
-	waitFor(t, "the queued invalidations to land", func() bool { return a.Stats().InvalidationsPending == 0 })
-	for _, k := range []string{"x", "y"} {
-		if v, err := cb.Get(ctx, k); v == "old" || (err != nil && !errors.Is(err, cachemgr.ErrMiss)) {
-			t.Errorf("another process's Get(%q) after the queue drained = %q, %v; want a miss or new", k, v, err)
-		}
-	}
-	if st := a.Stats(); st.InvalidationsRecovered != 2 {
-		t.Errorf("Stats().InvalidationsRecovered = %d, want 2", st.InvalidationsRecovered)
-	}
+	p.checkLanded(t)
 }

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,7 +201,7 @@ func TestTrackingLateFill(t *testing.T) {
 			s := redistest.Start(t)
 			plain := s.Client(t)
 			rdb := s.Client(t)
-			hold := &holdGet{key: "late", held: make(chan struct{}), release: make(chan struct{})}
+			hold := redistest.NewHoldGet("late")
 			rdb.AddHook(hold)
 			b := newL1TestManager(t, rdb, WithL1(100), WithCoalescing(false))
 			cb, err := NewCache[string](b, "p")
@@ -219,13 +218,13 @@ func TestTrackingLateFill(t *testing.T) {
 			fillL1(t, cb, "other") // the Sets' own tracking messages are in
 			msgs := b.ev.tr.messages.Load()
 
-			hold.armed.Store(true)
+			hold.Armed.Store(true)
 			read := make(chan string, 1)
 			go func() {
 				v, _ := cb.Get(ctx, "late")
 				read <- v
 			}()
-			<-hold.held // B's GET has its reply, "old", and has not used it yet
+			<-hold.Held // B's GET has its reply, "old", and has not used it yet
 			rkey := cb.keys.Key("late")
 			switch change {
 			case "set": // the stored bytes of another value, as redis-cli could
@@ -248,7 +247,7 @@ func TestTrackingLateFill(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 			}
-			close(hold.release)
+			close(hold.Release)
 			if v := <-read; v != "old" {
 				t.Fatalf("Get() begun before the change = %q, want old", v)
 			}
@@ -260,30 +259,4 @@ func TestTrackingLateFill(t *testing.T) {
 			}
 		})
 	}
-}
-
-// holdGet is a go-redis hook that, once armed, holds the reply of the first
-// GET of a key containing key until release is closed.
-type holdGet struct {
-	key     string
-	armed   atomic.Bool
-	held    chan struct{}
-	release chan struct{}
-}
-
-func (h *holdGet) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *holdGet) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if cmd.Name() == "get" && len(cmd.Args()) == 2 && strings.Contains(cmd.Args()[1].(string), h.key) && h.armed.CompareAndSwap(true, false) {
-			close(h.held)
-			<-h.release
-		}
-		return err
-	}
-}
-
-func (h *holdGet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
