@@ -205,48 +205,51 @@ func (m *Manager) receiveWhileAlive(ctx context.Context, ps *redis.PubSub, sourc
 			_ = ps.Ping(ctx)
 		}
 		msg, err := ps.ReceiveTimeout(ctx, tick)
-		if ctx.Err() != nil || errors.Is(err, redis.ErrClosed) {
-			if ctx.Err() != nil {
-				return false
-			}
+		switch {
+		case ctx.Err() != nil:
+			return false
+		case errors.Is(err, redis.ErrClosed):
 			m.sourceDown(source, "", nil) // closed to be replaced
 			return true
-		}
-		if isFlushMessage(err) {
+		case isFlushMessage(err):
 			// A tracking message with a null key list: FLUSHALL or
 			// FLUSHDB. go-redis reports it as an error, having read it.
 			alive = monotonic()
 			on(&redis.Message{Channel: trackingChannel})
-			continue
-		}
-		if err != nil {
-			if time.Since(alive) <= m.liveness {
-				if !isTimeout(err) {
-					// A failed connection: go-redis reconnects on the next
-					// Receive; what was sent meanwhile is lost.
-					m.sourceDown(source, "lost", err)
-					pause(ctx, 50*time.Millisecond)
-				}
-				continue
-			}
+		case err != nil && time.Since(alive) > m.liveness:
 			m.stats.livenessLost.Add(1)
 			m.sourceDown(source, "silent for longer than the liveness bound", err)
 			return true
-		}
-		alive = monotonic()
-		switch msg := msg.(type) {
-		case *redis.Subscription:
-			if msg.Kind != "subscribe" {
-				continue
+		case err != nil:
+			if !isTimeout(err) {
+				// A failed connection: go-redis reconnects on the next
+				// Receive; what was sent meanwhile is lost.
+				m.sourceDown(source, "lost", err)
+				pause(ctx, 50*time.Millisecond)
 			}
-			if *subscribed {
-				m.stats.resyncs.Add(1)
-			}
-			m.sourceUp(source, true)
-			*subscribed = true
-		case *redis.Message:
-			on(msg)
+		default:
+			alive = monotonic()
+			m.deliver(msg, source, subscribed, on)
 		}
+	}
+}
+
+// deliver handles msg, from the subscription of source: the confirmation
+// of the subscription marks the source up (a resync when it had been
+// subscribed before), and a message goes to on.
+func (m *Manager) deliver(msg any, source string, subscribed *bool, on func(*redis.Message)) {
+	switch msg := msg.(type) {
+	case *redis.Subscription:
+		if msg.Kind != "subscribe" {
+			return
+		}
+		if *subscribed {
+			m.stats.resyncs.Add(1)
+		}
+		m.sourceUp(source, true)
+		*subscribed = true
+	case *redis.Message:
+		on(msg)
 	}
 }
 
@@ -280,37 +283,45 @@ func (m *Manager) receive(payload string) {
 		return
 	}
 	switch e.Kind {
-	case "key", "version", "tags", "prefix", "user":
-		m.stats.eventsReceived.Add(1)
-	default:
-		m.stats.badEvents.Add(1)
-		return
-	}
-	switch e.Kind {
 	case "key", "version", "prefix":
+		m.stats.eventsReceived.Add(1)
 		for _, h := range m.holdersOf(e.Cache) {
-			switch e.Kind {
-			case "key":
-				h.dropKeys(e.Keys)
-			case "prefix":
-				h.dropPrefix(e.Prefix)
-			default:
-				h.dropAll()
-			}
+			e.drop(h)
 		}
 	case "tags":
+		m.stats.eventsReceived.Add(1)
 		for _, h := range m.holdersOf("") {
 			h.dropTags(e.Tags)
 		}
 	case "user":
-		m.ev.mu.Lock()
-		hs := append([]*handler(nil), m.ev.handlers[e.Topic]...)
-		m.ev.mu.Unlock()
-		for _, h := range hs {
-			if err := h.fn(m.ctx, e.Data); err != nil {
-				m.stats.badEvents.Add(1)
-				m.logError("event handler", err, "topic", e.Topic)
-			}
+		m.stats.eventsReceived.Add(1)
+		m.runHandlers(e.Topic, e.Data)
+	default:
+		m.stats.badEvents.Add(1)
+	}
+}
+
+// drop drops from h what a "key", "version" or "prefix" event retires.
+func (e *event) drop(h l1Holder) {
+	switch e.Kind {
+	case "key":
+		h.dropKeys(e.Keys)
+	case "prefix":
+		h.dropPrefix(e.Prefix)
+	default:
+		h.dropAll()
+	}
+}
+
+// runHandlers runs the handlers of topic (Handle) on a user event's data.
+func (m *Manager) runHandlers(topic string, data json.RawMessage) {
+	m.ev.mu.Lock()
+	hs := append([]*handler(nil), m.ev.handlers[topic]...)
+	m.ev.mu.Unlock()
+	for _, h := range hs {
+		if err := h.fn(m.ctx, data); err != nil {
+			m.stats.badEvents.Add(1)
+			m.logError("event handler", err, "topic", topic)
 		}
 	}
 }

@@ -46,47 +46,16 @@ func (c *Cache[T]) dropPrefix(prefix string) {
 // invalidatePrefix deletes the entries of keys starting with prefix in
 // Redis and tells the other processes.
 func (c *Cache[T]) invalidatePrefix(ctx context.Context, prefix string) (int, error) {
-	base := c.keys.Base()
-	if c.versioned {
-		v, err := c.currentVersion(ctx)
-		if err != nil {
-			return 0, err
-		}
-		base = c.keys.VersionedBase(v)
+	base, err := c.scanBase(ctx)
+	if err != nil {
+		return 0, err
 	}
 	n := 0
 	for _, pattern := range keys.Patterns(base, prefix, c.m.maxKey) {
 		err := c.m.scan(ctx, pattern, func(found []string) error {
-			// A data key is deleted; so is the data key of a marker, whose
-			// key may be loading without a value yet: rotating the marker
-			// keeps that load's result out.
-			del := map[string]bool{}
-			for _, k := range found {
-				if keys.IsData(k) {
-					del[k] = true
-				} else if data, ok := keys.DataOfMarker(k); ok && !del[data] {
-					del[data] = false
-				}
-			}
-			if len(del) == 0 {
-				return nil
-			}
-			cmds := make([]redis.Cmder, 0, len(del))
-			for k, isData := range del {
-				cmds = append(cmds, c.m.deleteCmd(ctx, k))
-				if isData {
-					n++
-				}
-			}
-			if err := c.m.doWrite(ctx, cmds...); err != nil {
-				return err
-			}
-			for _, cmd := range cmds {
-				if err := cmd.Err(); err != nil {
-					return err
-				}
-			}
-			return nil
+			deleted, err := c.m.deleteFound(ctx, found)
+			n += deleted
+			return err
 		})
 		if err != nil {
 			return n, err
@@ -99,4 +68,59 @@ func (c *Cache[T]) invalidatePrefix(ctx context.Context, prefix string) (int, er
 		c.dropPrefix(prefix)
 	}
 	return n, c.m.publish(ctx, event{Kind: "prefix", Cache: c.name, Prefix: prefix})
+}
+
+// scanBase returns the base of the keys of the cache's entries: under the
+// current namespace version for a versioned cache.
+func (c *Cache[T]) scanBase(ctx context.Context) (string, error) {
+	if !c.versioned {
+		return c.keys.Base(), nil
+	}
+	v, err := c.currentVersion(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.keys.VersionedBase(v), nil
+}
+
+// deleteFound deletes what a scan found: each data key, and the data key
+// of each marker, whose key may be loading without a value yet: rotating
+// the marker keeps that load's result out. It returns how many data keys
+// it found, counted even when the write fails.
+func (m *Manager) deleteFound(ctx context.Context, found []string) (int, error) {
+	del := toDelete(found)
+	if len(del) == 0 {
+		return 0, nil
+	}
+	n := 0
+	cmds := make([]redis.Cmder, 0, len(del))
+	for k, isData := range del {
+		cmds = append(cmds, m.deleteCmd(ctx, k))
+		if isData {
+			n++
+		}
+	}
+	if err := m.doWrite(ctx, cmds...); err != nil {
+		return n, err
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// toDelete returns the data keys to delete for the keys a scan found: true
+// for a data key found, false for the data key of a marker found.
+func toDelete(found []string) map[string]bool {
+	del := map[string]bool{}
+	for _, k := range found {
+		if keys.IsData(k) {
+			del[k] = true
+		} else if data, ok := keys.DataOfMarker(k); ok && !del[data] {
+			del[data] = false
+		}
+	}
+	return del
 }
