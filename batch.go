@@ -176,17 +176,13 @@ func (c *Cache[T]) claimMany(ctx context.Context, b batch, tags []string) (map[s
 		k := b.missing[j]
 		// A value that arrived since the read is left alone: the write-back
 		// of this load does not replace it (SET NX).
-		vals, ok := cmd.(*redis.Cmd).Val().([]any)
-		if !ok || len(vals) != 4 {
-			continue
-		}
-		m, ok := vals[1].(string)
+		m, us, ok := claimReply(cmd)
 		if !ok {
 			continue
 		}
 		sts[k] = storeRequest{key: k, version: b.ver, rkey: rkeyOf[k], start: b.start, marker: m, markerOK: true,
 			markerAt: at, tags: tags, epoch: ep, epochOK: epOK}
-		if us, _ := vals[3].(int64); us > 0 && (serverUS == 0 || us < serverUS) {
+		if us > 0 && (serverUS == 0 || us < serverUS) {
 			serverUS = us
 		}
 	}
@@ -195,6 +191,19 @@ func (c *Cache[T]) claimMany(ctx context.Context, b batch, tags []string) (map[s
 		sts[k] = st
 	}
 	return sts, nil
+}
+
+// claimReply returns the marker and the server's time (Unix
+// microseconds) of a claim script's reply, or false when the reply is not
+// a claim's.
+func claimReply(cmd redis.Cmder) (marker string, serverUS int64, ok bool) {
+	vals, ok := cmd.(*redis.Cmd).Val().([]any)
+	if !ok || len(vals) != 4 {
+		return "", 0, false
+	}
+	marker, ok = vals[1].(string)
+	serverUS, _ = vals[3].(int64)
+	return marker, serverUS, ok
 }
 
 // readMany reads keys, filling vals and errs for L1 hits. It returns the

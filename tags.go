@@ -130,27 +130,41 @@ func epochOf(cmd *redis.StringCmd) (string, bool) {
 // meanwhile and the stamps are lowered just below the entry's. It reports
 // whether the entry is readable.
 func (m *Manager) settleTags(ctx context.Context, ti tagInfo, tw []redis.Cmder, before string, beforeOK bool, after *redis.StringCmd) bool {
-	var lower []redis.Cmder
-	for i, c := range tw {
-		v, ok := c.(*redis.Cmd).Val().(int64)
-		switch {
-		case !ok || v > ti.stamp:
-			return false // invalidated during the load
-		case v == ti.stamp:
-			lower = append(lower, tagLowerArgs{key: m.tagKey(ti.tags[i]), stamp: ti.stamp}.cmd(ctx))
-		}
-	}
-	if len(lower) == 0 {
+	lower, ok := m.stampsToLower(ctx, ti, tw)
+	switch {
+	case !ok:
+		return false // invalidated during the load
+	case len(lower) == 0:
 		return true
 	}
 	if now, ok := epochOf(after); !beforeOK || !ok || now != before {
 		return false
 	}
-	if err := m.doAll(ctx, lower...); err != nil {
-		return false
+	return m.doAll(ctx, lower...) == nil && allReplied(lower, 1)
+}
+
+// stampsToLower returns the commands that lower the stamps the tag writes
+// tw created (those equal to the entry's stamp), or false when one of the
+// stamps is newer than the entry's: its tag was invalidated during the
+// load.
+func (m *Manager) stampsToLower(ctx context.Context, ti tagInfo, tw []redis.Cmder) ([]redis.Cmder, bool) {
+	var lower []redis.Cmder
+	for i, c := range tw {
+		v, ok := c.(*redis.Cmd).Val().(int64)
+		switch {
+		case !ok || v > ti.stamp:
+			return nil, false
+		case v == ti.stamp:
+			lower = append(lower, tagLowerArgs{key: m.tagKey(ti.tags[i]), stamp: ti.stamp}.cmd(ctx))
+		}
 	}
-	for _, c := range lower {
-		if v, _ := c.(*redis.Cmd).Val().(int64); v != 1 {
+	return lower, true
+}
+
+// allReplied reports whether every script of cmds replied the integer n.
+func allReplied(cmds []redis.Cmder, n int64) bool {
+	for _, c := range cmds {
+		if v, _ := c.(*redis.Cmd).Val().(int64); v != n {
 			return false
 		}
 	}

@@ -138,28 +138,16 @@ func (c *Cache[T]) inVersionAll(ctx context.Context, keyList []string, write boo
 		send = c.m.doWrite
 	}
 	ts := make([]target, len(keyList))
-	at := func(ver string) []target {
-		for i, k := range keyList {
-			ts[i] = target{key: k, rkey: c.keys.Key(k)}
-			if c.versioned {
-				ts[i] = target{key: k, rkey: c.keys.KeyAt(ver, k), version: ver}
-			}
-		}
-		return ts
-	}
 	if !c.versioned {
-		return ts, false, send(ctx, build(at(""))...)
+		return ts, false, send(ctx, build(c.targetsAt(ts, keyList, "", false))...)
 	}
 	ver, err := c.localVersion(ctx)
 	if err != nil {
-		for i, k := range keyList {
-			ts[i] = target{key: k, rkey: c.keys.Key(k)}
-		}
-		return ts, false, err
+		return c.targetsAt(ts, keyList, "", false), false, err
 	}
 	for attempt := 0; ; attempt++ {
 		get := redis.NewStringCmd(ctx, "get", c.keys.Version())
-		if err := send(ctx, append([]redis.Cmder{get}, build(at(ver))...)...); err != nil {
+		if err := send(ctx, append([]redis.Cmder{get}, build(c.targetsAt(ts, keyList, ver, true))...)...); err != nil {
 			return ts, false, err
 		}
 		var again bool
@@ -168,9 +156,22 @@ func (c *Cache[T]) inVersionAll(ctx context.Context, keyList []string, write boo
 			return ts, false, err
 		}
 		if attempt == maxVersionRetries {
-			return slices.Clone(at(ver)), true, nil
+			return slices.Clone(c.targetsAt(ts, keyList, ver, true)), true, nil
 		}
 	}
+}
+
+// targetsAt fills ts with the targets of keyList: under version ver when
+// versioned, else the plain data keys.
+func (c *Cache[T]) targetsAt(ts []target, keyList []string, ver string, versioned bool) []target {
+	for i, k := range keyList {
+		if versioned {
+			ts[i] = target{key: k, rkey: c.keys.KeyAt(ver, k), version: ver}
+		} else {
+			ts[i] = target{key: k, rkey: c.keys.Key(k)}
+		}
+	}
+	return ts
 }
 
 // readVersioned is inVersion for a plain read on a single-node client: one
