@@ -191,20 +191,7 @@ func headerValues(h http.Header, name string) []string {
 // replay sets them as net/http would have.
 func replay(w http.ResponseWriter, r *http.Request, resp *response, trailers http.Header, state, age string) {
 	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
-	}
-	h[StatusHeader] = []string{state}
-	if age != "" {
-		h["Age"] = []string{age}
-	}
-	if r.Method == http.MethodHead {
-		headHeader(h, resp, len(trailers) > 0)
-	} else if len(trailers) == 0 && bodyAllowed(resp.Status) && len(headerValues(h, "Transfer-Encoding")) == 0 {
-		// The body is all here: say how long it is, rather than leave
-		// net/http to send a large one chunked.
-		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
-	}
+	replayHeader(h, r.Method == http.MethodHead, resp, len(trailers) > 0, state, age)
 	body := r.Method != http.MethodHead && len(resp.Body) > 0
 	if !body || resp.Status != http.StatusOK {
 		// A 200 with a body is left to Write, as most handlers do: some
@@ -217,6 +204,25 @@ func replay(w http.ResponseWriter, r *http.Request, resp *response, trailers htt
 	}
 	for k, v := range trailers {
 		h[k] = v
+	}
+}
+
+// replayHeader sets in h the header replay sends for resp (see replay), to
+// a HEAD request when head.
+func replayHeader(h http.Header, head bool, resp *response, trailers bool, state, age string) {
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	h[StatusHeader] = []string{state}
+	if age != "" {
+		h["Age"] = []string{age}
+	}
+	if head {
+		headHeader(h, resp, trailers)
+	} else if !trailers && bodyAllowed(resp.Status) && len(headerValues(h, "Transfer-Encoding")) == 0 {
+		// The body is all here: say how long it is, rather than leave
+		// net/http to send a large one chunked.
+		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
 	}
 }
 

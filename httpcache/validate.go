@@ -76,32 +76,43 @@ func hasValidators(h http.Header) bool {
 // If-None-Match, by weak comparison, takes precedence over
 // If-Modified-Since.
 func notModified(r *http.Request, status int, h http.Header) bool {
-	if status != http.StatusOK {
+	switch inm := r.Header.Values("If-None-Match"); {
+	case status != http.StatusOK:
 		return false
+	case len(inm) > 0:
+		return etagMatches(inm, strings.TrimPrefix(h.Get("Etag"), "W/"))
 	}
-	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
-		etag := strings.TrimPrefix(h.Get("Etag"), "W/")
-		for _, v := range inm {
-			for _, tag := range strings.Split(v, ",") {
-				tag = strings.TrimSpace(tag)
-				if tag == "*" || etag != "" && strings.TrimPrefix(tag, "W/") == etag {
-					return true
-				}
+	return notModifiedSince(r.Header.Get("If-Modified-Since"), h)
+}
+
+// etagMatches reports whether the If-None-Match values inm match etag (its
+// opaque part), by weak comparison.
+func etagMatches(inm []string, etag string) bool {
+	for _, v := range inm {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" || etag != "" && strings.TrimPrefix(tag, "W/") == etag {
+				return true
 			}
 		}
-		return false
 	}
-	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	return false
+}
+
+// notModifiedSince reports whether a response with header h has not been
+// modified since the If-Modified-Since value ims. Without a
+// Last-Modified, the date the response was made stands in (RFC 9111,
+// section 4.3.2).
+func notModifiedSince(ims string, h http.Header) bool {
+	since, err := http.ParseTime(ims)
 	if err != nil {
 		return false
 	}
-	// Without a Last-Modified, the date the response was made stands in
-	// (RFC 9111, section 4.3.2).
 	lm, err := http.ParseTime(h.Get("Last-Modified"))
 	if err != nil {
 		lm, err = http.ParseTime(h.Get("Date"))
 	}
-	return err == nil && !lm.After(ims)
+	return err == nil && !lm.After(since)
 }
 
 // writeNotModified sends a 304 for a stored response with header h, with
