@@ -68,18 +68,7 @@ func (c *Cache) invalidate(r *http.Request, h http.Header) {
 	// by the Manager's op timeout. An error leaves the entry to expire:
 	// the handler's own response still goes out.
 	ctx := context.WithoutCancel(r.Context())
-	targets := []*url.URL{r.URL}
-	for _, name := range [...]string{"Location", "Content-Location"} {
-		v := h.Get(name)
-		if v == "" {
-			continue
-		}
-		u, err := r.URL.Parse(v)
-		if err != nil || u.Host != "" && u.Host != r.Host && u.Host != r.URL.Host {
-			continue
-		}
-		targets = append(targets, u)
-	}
+	targets := invalidationTargets(r, h)
 	seen := make(map[string]bool, len(targets))
 	for _, u := range targets {
 		g := r.Clone(ctx)
@@ -92,4 +81,22 @@ func (c *Cache) invalidate(r *http.Request, h http.Header) {
 		seen[key] = true
 		_ = c.cache.Delete(ctx, key)
 	}
+}
+
+// invalidationTargets returns r's URL and the URLs in h's Location and
+// Content-Location that are on r's host (RFC 9111, section 4.4).
+func invalidationTargets(r *http.Request, h http.Header) []*url.URL {
+	targets := []*url.URL{r.URL}
+	for _, name := range [...]string{"Location", "Content-Location"} {
+		v := h.Get(name)
+		if v == "" {
+			continue
+		}
+		u, err := r.URL.Parse(v)
+		if err != nil || u.Host != "" && u.Host != r.Host && u.Host != r.URL.Host {
+			continue
+		}
+		targets = append(targets, u)
+	}
+	return targets
 }

@@ -45,29 +45,11 @@ func main() {
 
 // run parses args, serves until ctx ends, and reports on log.
 func run(ctx context.Context, args []string, logOut io.Writer) error {
-	fs := flag.NewFlagSet("cacheproxy", flag.ContinueOnError)
-	fs.SetOutput(logOut)
-	listen := fs.String("listen", "127.0.0.1:8081", "address to serve on")
-	origin := fs.String("origin", "", "origin URL to forward to (required)")
-	redisURL := fs.String("redis", "", "Redis URL; empty for an embedded miniredis")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseFlags(args, logOut)
+	if err != nil {
 		return err
 	}
-	if *origin == "" {
-		fs.Usage()
-		return errors.New("-origin is required")
-	}
-	target, err := url.Parse(*origin)
-	if err != nil || target.Scheme == "" || target.Host == "" {
-		return fmt.Errorf("bad -origin %q", *origin)
-	}
-	var opts *redis.Options
-	if *redisURL != "" {
-		if opts, err = redis.ParseURL(*redisURL); err != nil {
-			return fmt.Errorf("bad -redis: %w", err)
-		}
-	}
-	rdb, where, closeRedis, err := demoredis.Connect(ctx, opts, 0)
+	rdb, where, closeRedis, err := demoredis.Connect(ctx, cfg.redis, 0)
 	if err != nil {
 		return err
 	}
@@ -85,17 +67,57 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
+			r.SetURL(cfg.origin)
 			r.Out.Host = r.In.Host
 		},
 		ErrorLog: logger,
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: c.Middleware(proxy), ErrorLog: logger, ReadHeaderTimeout: 10 * time.Second}
-	logger.Printf("serving on http://%s, origin %s, responses in %s", ln.Addr(), target, where)
+	logger.Printf("serving on http://%s, origin %s, responses in %s", ln.Addr(), cfg.origin, where)
+	return serve(ctx, srv, ln)
+}
+
+// config is what the command line asks for.
+type config struct {
+	listen string
+	origin *url.URL
+	redis  *redis.Options // nil: an embedded miniredis
+}
+
+// parseFlags parses the command line args, writing usage to out.
+func parseFlags(args []string, out io.Writer) (config, error) {
+	fs := flag.NewFlagSet("cacheproxy", flag.ContinueOnError)
+	fs.SetOutput(out)
+	listen := fs.String("listen", "127.0.0.1:8081", "address to serve on")
+	origin := fs.String("origin", "", "origin URL to forward to (required)")
+	redisURL := fs.String("redis", "", "Redis URL; empty for an embedded miniredis")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if *origin == "" {
+		fs.Usage()
+		return config{}, errors.New("-origin is required")
+	}
+	cfg := config{listen: *listen}
+	var err error
+	cfg.origin, err = url.Parse(*origin)
+	if err != nil || cfg.origin.Scheme == "" || cfg.origin.Host == "" {
+		return config{}, fmt.Errorf("bad -origin %q", *origin)
+	}
+	if *redisURL != "" {
+		if cfg.redis, err = redis.ParseURL(*redisURL); err != nil {
+			return config{}, fmt.Errorf("bad -redis: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+// serve serves on ln with srv until ctx ends, then shuts srv down.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
