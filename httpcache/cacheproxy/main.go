@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rdb, where, closeRedis, err := demoredis.Connect(ctx, cfg.redis, 0)
+	rdb, where, closeRedis, err := demoredis.Connect(ctx, cfg.redisOpts, 0)
 	if err != nil {
 		return err
 	}
@@ -83,9 +83,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 
 // config is what the command line asks for.
 type config struct {
-	listen string
-	origin *url.URL
-	redis  *redis.Options // nil: an embedded miniredis
+	listen    string
+	origin    *url.URL
+	redisOpts *redis.Options // nil: an embedded miniredis
 }
 
 // parseFlags parses the command line args, writing usage to out.
@@ -109,7 +109,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return config{}, fmt.Errorf("bad -origin %q", *origin)
 	}
 	if *redisURL != "" {
-		if cfg.redis, err = redis.ParseURL(*redisURL); err != nil {
+		if cfg.redisOpts, err = redis.ParseURL(*redisURL); err != nil {
 			return config{}, fmt.Errorf("bad -redis: %w", err)
 		}
 	}
