@@ -111,13 +111,8 @@ func TestL1LateFill(t *testing.T) {
 			}
 			waitFor(t, "B to receive the first Set's event", func() bool { return b.Stats().EventsReceived > events })
 
-			hold.Armed.Store(true)
-			read := make(chan string, 1)
-			go func() {
-				v, _ := cb.Get(ctx, "late")
-				read <- v
-			}()
-			<-hold.Held // B's GET has its reply, "old", and has not used it yet
+			// B's GET gets its reply, "old", and does not use it yet.
+			read := hold.Read(func() string { v, _ := cb.Get(ctx, "late"); return v })
 			events = b.Stats().EventsReceived
 			if err := tt.invalidate(ctx, a, ca); err != nil {
 				t.Fatalf("invalidate error = %v", err)
@@ -241,16 +236,11 @@ func TestL1OwnInvalidatePrefix(t *testing.T) {
 	if err := c.Set(ctx, "p:g", "old"); err != nil {
 		t.Fatalf("Set() error = %v", err)
 	}
-	read := make(chan string, 1)
+	var read <-chan string
 	scan.fn = func() {
 		// InvalidatePrefix has dropped its L1 entries and is about to scan:
 		// a read begins now and gets its reply before the key is deleted.
-		hold.Armed.Store(true)
-		go func() {
-			v, _ := c.Get(ctx, "p:g")
-			read <- v
-		}()
-		<-hold.Held
+		read = hold.Read(func() string { v, _ := c.Get(ctx, "p:g"); return v })
 	}
 	if n, err := c.InvalidatePrefix(ctx, "p:"); err != nil || n != 1 {
 		t.Fatalf("InvalidatePrefix() = %d, %v; want 1", n, err)

@@ -218,13 +218,8 @@ func TestTrackingLateFill(t *testing.T) {
 			fillL1(t, cb, "other") // the Sets' own tracking messages are in
 			msgs := b.ev.tr.messages.Load()
 
-			hold.Armed.Store(true)
-			read := make(chan string, 1)
-			go func() {
-				v, _ := cb.Get(ctx, "late")
-				read <- v
-			}()
-			<-hold.Held // B's GET has its reply, "old", and has not used it yet
+			// B's GET gets its reply, "old", and does not use it yet.
+			read := hold.Read(func() string { v, _ := cb.Get(ctx, "late"); return v })
 			rkey := cb.keys.Key("late")
 			switch change {
 			case "set": // the stored bytes of another value, as redis-cli could

@@ -25,6 +25,17 @@ func NewHoldGet(key string) *HoldGet {
 	return &HoldGet{Key: key, Held: make(chan struct{}), Release: make(chan struct{})}
 }
 
+// Read arms h, runs read on a goroutine of its own and returns once the
+// reply of its GET is held; the channel receives what read returns, after
+// Release is closed.
+func (h *HoldGet) Read(read func() string) <-chan string {
+	out := make(chan string, 1)
+	h.Armed.Store(true)
+	go func() { out <- read() }()
+	<-h.Held
+	return out
+}
+
 // DialHook passes dials through.
 func (h *HoldGet) DialHook(next redis.DialHook) redis.DialHook { return next }
 
