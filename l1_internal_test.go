@@ -215,8 +215,12 @@ func TestTrackingLateFill(t *testing.T) {
 			if err := cb.Set(ctx, "other", "new"); err != nil {
 				t.Fatalf("Set(new) error = %v", err)
 			}
-			fillL1(t, cb, "other") // the Sets' own tracking messages are in
-			msgs := b.ev.tr.messages.Load()
+			fillL1(t, cb, "other")
+			// The Sets' own tracking messages must be in before the count
+			// is taken, or one arriving late passes for the change's and
+			// the held reply is released too early (CI failed so under
+			// load): wait until no message has come for a while.
+			msgs := quietTracking(t, b)
 
 			// B's GET gets its reply, "old", and does not use it yet.
 			read := hold.Read(func() string { v, _ := cb.Get(ctx, "late"); return v })
@@ -253,5 +257,22 @@ func TestTrackingLateFill(t *testing.T) {
 				t.Errorf("Get() after the change = %q, %v; want anything but old", v, err)
 			}
 		})
+	}
+}
+
+// quietTracking waits until m has received no tracking message for 200 ms,
+// and returns how many it has received.
+func quietTracking(t *testing.T, m *Manager) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute) // only stops a hung test
+	for {
+		n := m.ev.tr.messages.Load()
+		time.Sleep(200 * time.Millisecond)
+		if m.ev.tr.messages.Load() == n {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tracking messages never stopped coming")
+		}
 	}
 }
