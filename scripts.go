@@ -41,7 +41,7 @@ func (s script) cmd(ctx context.Context, keys []string, args ...any) *redis.Cmd 
 // FLUSH (TestScriptBuilders checks each builder's script is listed).
 var scripts = []script{
 	claimScript, releaseScript, refreshClaimScript, writeBackScript,
-	dropScript, deleteScript, versionInitScript,
+	dropScript, deleteScript, versionInitScript, bumpScript,
 	tagWriteScript, setStampedScript, tagLowerScript, tagInvalidateScript,
 }
 
@@ -256,6 +256,31 @@ type versionInitArgs struct {
 
 func (a versionInitArgs) cmd(ctx context.Context) *redis.Cmd {
 	return versionInitScript.cmd(ctx, []string{a.key}, a.newVersion, a.ttlMS)
+}
+
+// bumpScript moves a cache to a new namespace version and returns it. The
+// version is made by the script, from seed and the server's time, so each
+// run of it makes another. A Bump whose first attempt ran but lost its
+// reply is sent again by the write retry; if another Bump (another
+// writer's, or a queued one's retry) landed in between, the late attempt
+// makes yet another empty namespace. Were the version the caller's, it
+// would bring back the namespace the other Bump retired, with the entries
+// loaded into it before the other Bump's change to the source.
+var bumpScript = newScript("bump", `
+local t = redis.call('TIME')
+local v = string.sub(redis.sha1hex(ARGV[1] .. ':' .. t[1] .. ':' .. t[2]), 1, 16)
+redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
+return v`)
+
+// bumpArgs are bumpScript's arguments.
+type bumpArgs struct {
+	key   string // KEYS[1], the cache's version key
+	seed  string // ARGV[1], random: the version is unique to the caller and the run
+	ttlMS int64  // ARGV[2], the version's life
+}
+
+func (a bumpArgs) cmd(ctx context.Context) *redis.Cmd {
+	return bumpScript.cmd(ctx, []string{a.key}, a.seed, a.ttlMS)
 }
 
 // tagWriteScript makes sure a tag's stamp exists before an entry carrying

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cachemgr/cachemgr/internal/keys"
 	"github.com/cachemgr/cachemgr/internal/luatest"
+	"github.com/cachemgr/cachemgr/internal/redistest"
 )
 
 // TestScriptBuilders checks, without a server, that each builder sends its
@@ -45,6 +46,8 @@ func TestScriptBuilders(t *testing.T) {
 			deleteScript, []string{k, keys.Marker(k)}, []any{"m", int64(7)}},
 		{versionInitArgs{key: "v", newVersion: "abc", ttlMS: 4},
 			versionInitScript, []string{"v"}, []any{"abc", int64(4)}},
+		{bumpArgs{key: "v", seed: "s", ttlMS: 4},
+			bumpScript, []string{"v"}, []any{"s", int64(4)}},
 		{tagWriteArgs{key: "t", stamp: 42, keepMS: 8},
 			tagWriteScript, []string{"t"}, []any{int64(42), int64(8), int64(0)}},
 		// From the server's clock: ARGV[1] is empty, whatever stamp holds.
@@ -104,5 +107,36 @@ func TestScriptBuilders(t *testing.T) {
 	}
 	if len(scriptSources) != len(scripts) {
 		t.Errorf("%d sources for %d scripts: two scripts share a source", len(scriptSources), len(scripts))
+	}
+}
+
+// TestBumpReplayMakesNewVersion: a Bump sent again after another Bump has
+// landed (a retry of an attempt that ran but lost its reply) moves the cache
+// to yet another version, never back to the one it made the first time:
+// that namespace holds entries loaded before the other Bump's change to the
+// source, and a read must not find them again.
+func TestBumpReplayMakesNewVersion(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	if err := rdb.ScriptLoad(ctx, bumpScript.src).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(a bumpArgs) string {
+		t.Helper()
+		if err := rdb.Process(ctx, a.cmd(ctx)); err != nil {
+			t.Fatalf("bump: %v", err)
+		}
+		v, err := rdb.Get(ctx, a.key).Result()
+		if err != nil {
+			t.Fatalf("GET version: %v", err)
+		}
+		return v
+	}
+	first := bumpArgs{key: "c~v", seed: "first", ttlMS: 60000}
+	v1 := run(first)
+	v2 := run(bumpArgs{key: "c~v", seed: "other", ttlMS: 60000})
+	v3 := run(first) // the first Bump's retry, landing late
+	if v1 == v2 || v3 == v1 || v3 == v2 {
+		t.Errorf("versions %q, %q, then the first Bump replayed %q: want three different ones", v1, v2, v3)
 	}
 }

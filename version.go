@@ -52,16 +52,20 @@ func (c *Cache[T]) Bump(ctx context.Context) error {
 }
 
 // bump moves the cache to a new namespace version and tells the other
-// processes.
+// processes. Redis makes the version (see bumpScript): a retried attempt
+// never brings back a namespace that a later Bump retired.
 func (c *Cache[T]) bump(ctx context.Context) error {
-	v := newVersion()
-	cmd := redis.NewStatusCmd(ctx, "set", c.keys.Version(), v, "px", millis(versionTTL))
+	cmd := bumpArgs{key: c.keys.Version(), seed: newVersion(), ttlMS: millis(versionTTL)}.cmd(ctx)
 	err := c.m.doWrite(ctx, cmd)
 	if err == nil {
 		err = cmd.Err()
 	}
 	if err != nil {
 		return err
+	}
+	v, ok := cmd.Val().(string)
+	if !ok {
+		return fmt.Errorf("%w: version reply %T", ErrUnavailable, cmd.Val())
 	}
 	c.version.Store(&v)
 	if c.l1 != nil {
