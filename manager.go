@@ -295,6 +295,14 @@ func WithLoadTimeout(d time.Duration) Option {
 // WithBreaker sets the circuit breaker: after failures consecutive Redis
 // failures the Manager stops calling Redis for cooldown, then lets one probe
 // through. failures 0 turns the breaker off. Default: 5 failures, 1s.
+//
+// Timeouts count as evidence of a dead Redis, not of a busy one: a timeout
+// while Redis still answers other calls (one succeeded within the last op
+// timeout) does not count, and concurrent timeouts count once per op
+// timeout. So a burst of callers queueing behind each other, or a busy CPU,
+// does not open the breaker; a Redis that stops answering opens it after
+// about failures op timeouts. Refused connections and other errors count
+// one by one.
 func WithBreaker(failures int, cooldown time.Duration) Option {
 	return func(c *config) error {
 		if failures < 0 || cooldown <= 0 {

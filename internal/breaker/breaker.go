@@ -4,6 +4,10 @@
 package breaker
 
 import (
+	"context"
+	"errors"
+	"math"
+	"net"
 	"sync/atomic"
 	"time"
 )
@@ -40,12 +44,19 @@ type Breaker struct {
 	state    atomic.Int32
 	failures atomic.Int64
 	openedAt atomic.Int64 // UnixNano of opening or of the last probe
+	// lastReply is the UnixNano of a recent success, lastTimeout that of
+	// the last timeout counted (see Timeout).
+	lastReply   atomic.Int64
+	lastTimeout atomic.Int64
 }
 
 // New returns a closed breaker that opens after threshold consecutive
 // failures and probes again after cooldown. A threshold of 0 disables it.
 func New(threshold int, cooldown time.Duration, now func() time.Time) *Breaker {
-	return &Breaker{threshold: int64(threshold), cooldown: cooldown, now: now}
+	b := &Breaker{threshold: int64(threshold), cooldown: cooldown, now: now}
+	b.lastReply.Store(math.MinInt64 / 2) // none yet
+	b.lastTimeout.Store(math.MinInt64 / 2)
+	return b
 }
 
 // Allow reports whether a call may go ahead. While open it returns false,
@@ -72,6 +83,11 @@ func (b *Breaker) Allow() bool {
 // reports whether this call closed it (it was open or half-open): of
 // concurrent successes, exactly one does.
 func (b *Breaker) Success() bool {
+	// The time of the reply, for Timeout: written at most once a
+	// millisecond, so concurrent successes do not all contend for it.
+	if now := b.now().UnixNano(); now-b.lastReply.Load() > int64(time.Millisecond) {
+		b.lastReply.Store(now)
+	}
 	if b.failures.Load() != 0 {
 		b.failures.Store(0)
 	}
@@ -102,6 +118,44 @@ func (b *Breaker) Failure() bool {
 		return true
 	}
 	return false
+}
+
+// Timeout records a call that got no reply within window (its timeout). A
+// timeout is evidence of a dead Redis only when nothing else answered: it
+// counts as a Failure unless a call succeeded within the last window (Redis
+// answers; this call waited behind others, or the CPU was busy), or another
+// timeout was counted within the last window (the timeouts of one burst of
+// concurrent calls are one piece of evidence, not many). So a server that
+// stops answering opens the breaker after about threshold windows of
+// timeouts, and a stampede queueing behind itself on a live one does not.
+// It reports whether this call opened a closed breaker.
+func (b *Breaker) Timeout(window time.Duration) bool {
+	now := b.now().UnixNano()
+	if now-b.lastReply.Load() < int64(window) {
+		return false
+	}
+	last := b.lastTimeout.Load()
+	if now-last < int64(window) || !b.lastTimeout.CompareAndSwap(last, now) {
+		return false
+	}
+	return b.Failure()
+}
+
+// Failed records a failed call: a timeout (IsTimeout) by Timeout(window),
+// any other failure (a refused connection, a reset) by Failure. It reports
+// whether this call opened a closed breaker.
+func (b *Breaker) Failed(err error, window time.Duration) bool {
+	if IsTimeout(err) {
+		return b.Timeout(window)
+	}
+	return b.Failure()
+}
+
+// IsTimeout reports whether err is a call's timeout: its context's deadline,
+// or a network timeout.
+func IsTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // State returns the breaker's current state.

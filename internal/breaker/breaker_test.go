@@ -1,8 +1,14 @@
 package breaker
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -143,5 +149,74 @@ func TestTransitionsReportedOnce(t *testing.T) {
 	}
 	if New(0, time.Second, time.Now).Failure() {
 		t.Error("a disabled breaker reported opening")
+	}
+}
+
+// TestTimeoutWhileOthersAnswer: timeouts while calls still succeed within
+// the window (a live but slow Redis, a burst queueing behind itself) do not
+// open the breaker; once nothing has answered for a window, they count.
+func TestTimeoutWhileOthersAnswer(t *testing.T) {
+	var c clock
+	c.advance(time.Hour)
+	b := New(3, time.Second, c.now)
+	const window = 10 * time.Millisecond
+	for range 10 {
+		b.Success()
+		c.advance(window / 2)
+		if b.Timeout(window) || b.State() != Closed {
+			t.Fatalf("a timeout %v after a success opened the breaker", window/2)
+		}
+	}
+	c.advance(window)
+	for i := range 3 {
+		opened := b.Timeout(window)
+		if want := i == 2; opened != want {
+			t.Fatalf("timeout %d with no reply for a window: opened = %v, want %v", i+1, opened, want)
+		}
+		c.advance(window)
+	}
+	if b.State() != Open {
+		t.Fatalf("State() after 3 timeouts a window apart = %v, want open", b.State())
+	}
+}
+
+// TestConcurrentTimeoutsCountOnce: the timeouts of a burst, within one
+// window of each other, count as one failure; a failure that is not a
+// timeout counts on its own.
+func TestConcurrentTimeoutsCountOnce(t *testing.T) {
+	var c clock
+	c.advance(time.Hour)
+	b := New(2, time.Second, c.now)
+	const window = 10 * time.Millisecond
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() { b.Failed(os.ErrDeadlineExceeded, window) })
+	}
+	wg.Wait()
+	if b.State() != Closed {
+		t.Fatalf("64 concurrent timeouts opened a breaker of threshold 2: they must count once")
+	}
+	if !b.Failed(errors.New("connection refused"), window) || b.State() != Open {
+		t.Fatalf("a refused connection after a counted timeout did not open a breaker of threshold 2")
+	}
+}
+
+// TestIsTimeout: deadlines and network timeouts are timeouts; other errors
+// are not.
+func TestIsTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("dial: %w", context.DeadlineExceeded), true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
+		{context.Canceled, false},
+		{errors.New("boom"), false},
+	} {
+		if got := IsTimeout(tc.err); got != tc.want {
+			t.Errorf("IsTimeout(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -313,7 +313,7 @@ func (t *Transport) classify(ctx context.Context, err error) error {
 		// The caller gave up: its error, not Redis'.
 		return context.Cause(ctx)
 	}
-	if t.breaker.State() != breaker.Open && t.breaker.Failure() && t.onBreaker != nil {
+	if t.breaker.State() != breaker.Open && t.breaker.Failed(err, t.op) && t.onBreaker != nil {
 		t.onBreaker(ctx, true, err)
 	}
 	t.errors.Add(1)
