@@ -41,6 +41,10 @@ type Cache[T any] struct {
 	flights  atomic.Int64
 	l1       *l1Store[T] // nil without an L1 tier
 	l1Copy   bool        // L1Copy: each hit decodes its own value
+	// lookups holds the shared lookups of cold keys under way (see
+	// startLookup); hot holds the hashes of keys found recently.
+	lookups sync.Map
+	hot     [hotSlots]atomic.Uint64
 	// recent remembers finished flights (see recentFlight).
 	recent     [recentSlots]atomic.Pointer[recentFlight[T]]
 	recentSeed maphash.Seed

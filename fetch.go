@@ -68,6 +68,12 @@ type loaded[T any] struct {
 	// began is when the load began; without a check, only callers that
 	// began before it may take its result.
 	began time.Time
+	// current is the value the write-back found in Redis instead of
+	// writing (a Set or another process's load arrived first; or an
+	// invalidation ran and a newer value followed it), read at checked in
+	// the namespace version current then: what a caller that began by
+	// checked would have read itself.
+	current string
 }
 
 // usableBy reports whether a caller that did not run the load, and began
@@ -118,9 +124,22 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 		}
 		return v, nil
 	}
+	lk, mine := c.startLookup(key)
+	if !mine {
+		// Another caller's lookup of this cold key is under way: wait for
+		// it rather than add one more GET to the burst.
+		v, err, shared := c.joinLookup(ctx, start, key, lk, load, w)
+		if shared {
+			return v, err
+		}
+	}
 	v, f, err := c.lookup(ctx, key)
+	if mine && lk != nil {
+		c.endLookup(key, lk, f, err, ctx.Err() == nil)
+	}
 	switch {
 	case err == nil:
+		c.noteHit(key)
 		return c.serve(ctx, v, f, load, w), nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrClosed):
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
@@ -143,6 +162,29 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	return v, nil
 }
 
+// joinLookup waits for lk, another caller's lookup of key. If it missed,
+// the load that follows begins after this caller did, so the caller shares
+// it (shared true, with its outcome). If it found a value, read perhaps
+// before this caller began, or an invalidation of this process is still
+// pending for the key, the caller looks up on its own (shared false).
+func (c *Cache[T]) joinLookup(ctx context.Context, start time.Time, key string, lk *sharedLookup, load func(context.Context) (T, error), w writeConfig) (T, error, bool) {
+	var zero T
+	select {
+	case <-lk.done:
+	case <-ctx.Done():
+		return zero, context.Cause(ctx), true
+	}
+	if !lk.missed || c.m.covering(c.name, key, nil) {
+		return zero, nil, false
+	}
+	c.stats.joins.Add(1)
+	v, err := c.share(ctx, start, lk.target, load, w, lk.redisOK)
+	if err != nil {
+		return v, fmt.Errorf("fetch %.64q: %w", key, err), true
+	}
+	return v, nil, true
+}
+
 // share runs one load per key in this process and hands its result to
 // every caller. The load runs on a goroutine the Manager owns, so a caller
 // can leave on ctx.Done without cancelling the load for the others. A caller
@@ -154,8 +196,8 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 	var zero T
 	for {
 		var ran bool
-		if r := c.recentResult(t.rkey, start); r != nil {
-			return c.own(r)
+		if v, err, ok := c.sharedResult(c.recentResult(t.rkey), start); ok {
+			return v, err
 		}
 		flight := func() (any, error) {
 			ran = true
@@ -188,23 +230,56 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 				return zero, context.Cause(ctx)
 			}
 		}
-		if !ran && !r.usableBy(start) {
-			if c.m.done.Load() {
-				return zero, ErrClosed
-			}
-			// The namespace version may have moved: the next flight is
-			// keyed by the one this process knows now.
-			t = c.target(t.key)
-			continue
-		}
 		if ran {
 			if r.err != nil {
 				return zero, r.err
 			}
 			return r.val, nil
 		}
-		return c.own(r)
+		if v, err, ok := c.sharedResult(r, start); ok {
+			return v, err
+		}
+		if c.m.done.Load() {
+			return zero, ErrClosed
+		}
+		// The namespace version may have moved: the next flight is keyed
+		// by the one this process knows now.
+		t = c.target(t.key)
 	}
+}
+
+// sharedResult returns r, a flight's result, to a caller that did not run
+// its load and began at start, when it may take it: the value loaded (see
+// loaded.usableBy) or the one the write-back found (see current).
+func (c *Cache[T]) sharedResult(r *loaded[T], start time.Time) (T, error, bool) {
+	var zero T
+	switch {
+	case r == nil:
+		return zero, nil, false
+	case r.usableBy(start):
+		v, err := c.own(r)
+		return v, err, true
+	}
+	v, ok := c.current(r, start)
+	return v, nil, ok
+}
+
+// current returns the value a flight's write-back found in Redis, to a
+// caller that began before the write-back read it, as a private copy. It
+// declines a tagged or negative value (their checks need Redis again), one
+// past its fresh time, and one that does not decode: the caller then takes
+// the next flight, which reads Redis itself.
+func (c *Cache[T]) current(r *loaded[T], start time.Time) (T, bool) {
+	var v T
+	if r.current == "" || r.checked.IsZero() || start.After(r.checked) {
+		return v, false
+	}
+	h, ti, err := c.m.decode([]byte(r.current), c.codec, c.shape, &v)
+	if err != nil || len(ti.tags) > 0 || h.Negative || c.m.now().UnixMilli() >= h.FreshUntil {
+		var zero T
+		return zero, false
+	}
+	return v, true
 }
 
 // own returns a shared result to a caller that did not run its load: the
@@ -238,10 +313,14 @@ type recentFlight[T any] struct {
 	at   time.Time
 }
 
-// remember keeps r, the result of a flight of rkey that confirmed with
-// Redis (only such a result can serve a caller that began after its load).
+// remember keeps r, the result of a flight of rkey, unless an invalidation
+// overtook it or the loader failed (the next caller tries again). One that
+// could not confirm with Redis still serves the callers that began before
+// its load did (see loaded.usableBy): in a stampede on a Redis too slow for
+// the op timeout, those are the callers whose lookups time out after the
+// load ended.
 func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
-	if r.checked.IsZero() || r.stale {
+	if r.current == "" && (r.stale || r.err != nil && !errors.Is(r.err, ErrNotFound) || r.checked.IsZero() && r.began.IsZero()) {
 		return
 	}
 	kept := *r
@@ -252,12 +331,18 @@ func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
 	c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Store(&recentFlight[T]{rkey: rkey, r: &kept, at: monotonic()})
 }
 
-// recentResult returns a remembered flight of rkey that a caller which
-// began at start may take (see loaded.usableBy): one that confirmed with
-// Redis after the caller began, within an op timeout of now.
-func (c *Cache[T]) recentResult(rkey string, start time.Time) *loaded[T] {
+// recentWindow is how long a finished flight is remembered: long enough
+// for the lookups that were under way when it finished to end (an op
+// timeout, or a second for the scheduling delays of a busy machine), short
+// enough that the slots do not hold values for long. Which callers may take
+// a remembered result is decided by loaded.usableBy, not by this window.
+func (m *Manager) recentWindow() time.Duration { return max(m.opTimeout, time.Second) }
+
+// recentResult returns the remembered flight of rkey, within recentWindow;
+// which callers may take it is sharedResult's to decide.
+func (c *Cache[T]) recentResult(rkey string) *loaded[T] {
 	f := c.recent[maphash.String(c.recentSeed, rkey)%recentSlots].Load()
-	if f == nil || f.rkey != rkey || time.Since(f.at) > c.m.opTimeout || !f.r.usableBy(start) {
+	if f == nil || f.rkey != rkey || time.Since(f.at) > c.m.recentWindow() {
 		return nil
 	}
 	return f.r
@@ -293,6 +378,58 @@ func (c *Cache[T]) flying(key string) (target, bool) {
 	}
 	_, ok := c.inflight.Load(t.rkey)
 	return t, ok
+}
+
+// hotSlots is how many keys a cache remembers as recently found (by hash;
+// a newer key replaces an older one in its slot).
+const hotSlots = 256
+
+// noteHit remembers that key was found, so its next lookups go out at
+// once: sharing a lookup (startLookup) is for cold keys, where a burst of
+// callers would all miss.
+func (c *Cache[T]) noteHit(key string) {
+	h := maphash.String(c.recentSeed, key) | 1 // 0 marks an empty slot
+	if s := &c.hot[h%hotSlots]; s.Load() != h {
+		s.Store(h)
+	}
+}
+
+// sharedLookup is a lookup of a cold key that concurrent Fetches of the key
+// wait for instead of sending their own.
+type sharedLookup struct {
+	done    chan struct{}
+	missed  bool   // the key is not in Redis (or Redis did not answer)
+	redisOK bool   // Redis answered
+	target  target // what a load of the key writes
+}
+
+// startLookup returns the lookup of key under way, or starts one (mine):
+// its caller must end it with endLookup. Keys found recently (noteHit) are
+// not shared: their concurrent readers each read at once. nil, true means
+// the lookup is not shared.
+func (c *Cache[T]) startLookup(key string) (*sharedLookup, bool) {
+	h := maphash.String(c.recentSeed, key) | 1
+	if c.hot[h%hotSlots].Load() == h {
+		return nil, true
+	}
+	lk := &sharedLookup{done: make(chan struct{})}
+	if cur, loaded := c.lookups.LoadOrStore(key, lk); loaded {
+		return cur.(*sharedLookup), false
+	}
+	return lk, true
+}
+
+// endLookup publishes the outcome of a shared lookup of key to its waiters:
+// a miss (with the target a load would write, and whether Redis answered),
+// or anything else, after which each waiter looks up on its own. A caller
+// that left (ok false) publishes nothing to share.
+func (c *Cache[T]) endLookup(key string, lk *sharedLookup, f found, err error, ok bool) {
+	c.lookups.CompareAndDelete(key, lk)
+	if ok && err != nil && !f.l1 && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) && !errors.Is(err, errPendingMiss) {
+		lk.missed, lk.redisOK = true, !errors.Is(err, ErrUnavailable)
+		lk.target = target{key: key, rkey: f.rkey, version: f.version}
+	}
+	close(lk.done)
 }
 
 // loadAndStore claims the key (its invalidation marker, and the lease that
@@ -351,4 +488,20 @@ type storeRequest struct {
 	// uncertain is the token of a lease claim whose reply never came: it
 	// may have run, so the lease is released once Redis answers again.
 	uncertain string
+}
+
+// noteClaimLost prepares the write-back of a load whose claim got no reply
+// (it timed out, or was never sent). The claim ran before the load began,
+// if at all. If it ran, it set the marker to proposal where the key had
+// none, and an invalidation since then replaces it; a claim that never ran
+// left no such marker (proposal is random). So the write-back, which
+// requires the marker to be proposal, succeeds only when the claim ran on
+// a key without a marker and nothing invalidated the key since: then the
+// result is as good as one whose claim answered, and the callers that
+// began before the write-back may take it. Otherwise the write-back finds
+// another marker and the result is not cached, as before. (The tag stamp
+// of such a load is the process's clock at its start, less the skew
+// allowance, as without a server time.)
+func (st *storeRequest) noteClaimLost(proposal string) {
+	st.marker, st.markerOK, st.markerAt = proposal, true, monotonic()
 }

@@ -82,9 +82,11 @@ func dataKeys(rkey string) []string {
 }
 
 // claimScript re-reads a missing key from inside the flight and, if it is
-// still missing, takes the lease. It creates the invalidation marker when
-// there is none, so a marker lost during the load (eviction, a restart with
-// empty data) fails the write-back instead of passing for "unchanged". A
+// still missing, takes the lease (or finds that the caller holds it: a
+// claim sent again after its reply was lost). It creates the invalidation
+// marker when there is none, so a marker lost during the load (eviction, a
+// restart with empty data) fails the write-back instead of passing for
+// "unchanged". A
 // claim that runs after its deadline (by the server's clock) takes no
 // lease. It returns {value or nil, marker, 1 if the caller may load, the
 // server's time in Unix µs}: the load's tag stamp comes from the same clock
@@ -102,6 +104,7 @@ end
 if ARGV[2] == '0' then return {false, m, 1, now} end
 if math.floor(now / 1000) > tonumber(ARGV[5]) then return {false, m, 0, now} end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1, now} end
+if redis.call('GET', KEYS[3]) == ARGV[1] then return {false, m, 1, now} end
 return {false, m, 0, now}`)
 
 // claimArgs are claimScript's arguments.
@@ -171,7 +174,9 @@ func (a refreshClaimArgs) cmd(ctx context.Context) *redis.Cmd {
 // writeBackScript stores a loaded value only if the key's invalidation
 // marker is what it was before the load (else -1), and either no value
 // arrived meanwhile or, for a refresh, the value is still the stale one it
-// replaces (else 0). It releases the lease if the caller still holds it.
+// replaces (else 0). A load (not a refresh) that does not write returns
+// {rc, the value the key holds} when it holds one: what a read would find
+// now. It releases the lease if the caller still holds it.
 var writeBackScript = newScript("writeBack", `
 local rc = -1
 if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
@@ -187,6 +192,10 @@ if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
   end
 end
 if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+if rc ~= 1 and ARGV[5] == '' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then return {rc, cur} end
+end
 return rc`)
 
 // writeBackArgs are writeBackScript's arguments.

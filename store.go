@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cachemgr/cachemgr/internal/envelope"
+	"github.com/cachemgr/cachemgr/internal/transport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -144,7 +145,10 @@ func (c *Cache[T]) writeBack(ctx context.Context, items []item[T], writes []writ
 	if tagged {
 		cmds = append(cmds, epoch)
 	}
-	err := c.m.doAll(ctx, cmds...)
+	// The write-back is a write: a breaker that read timeouts opened does
+	// not stop it (the marker guards it), and it is bounded by the op
+	// timeout, as its waiting callers are.
+	err := c.m.doAllWith(ctx, transport.Policy{Timeout: c.m.opTimeout, Write: true}, cmds...)
 	// A Bump retired the namespace written to: callers that joined late
 	// take the next flight, which reads what is current.
 	moved := err == nil && versionMoved(vc, items[writes[0].i].st.version)
@@ -162,6 +166,12 @@ func (c *Cache[T]) writeBack(ctx context.Context, items []item[T], writes []writ
 			// that joined late take the next flight.
 			res.stale = wr.wb.Val() != int64(1) || moved ||
 				len(wr.tw) > 0 && !c.m.settleTags(ctx, wr.ti, wr.tw, st.epoch, st.epochOK, epoch)
+			if cur, ok := wr.wb.Val().([]any); ok && len(cur) == 2 && !moved {
+				// The key holds a value it did not write (a Set, another
+				// process's load): what a read at checked would have found,
+				// for late joiners (see current).
+				res.current, _ = cur[1].(string)
+			}
 			if !res.stale {
 				c.fillL1(fill, st.key, st.version, string(res.enc), wr.h, wr.ti)
 			}

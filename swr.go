@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cachemgr/cachemgr/internal/breaker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -117,66 +118,26 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	token := rand.Text()
 	deadline := monotonic().Add(c.swr.lease + c.m.opTimeout)
 	wait := leasePollMin
-	for waited := false; ; waited = true {
-		checked := monotonic()
-		cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: rand.Text(),
-			markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
-		vc := c.versionCheck(ctx)
-		prep, epoch := c.m.tagPrepares(ctx, st.tags)
-		err := c.m.doAll(ctx, append(withCheck(prep, vc), cmd)...)
-		if err == nil && cmd.Err() != nil && !errors.Is(cmd.Err(), redis.Nil) {
-			err = cmd.Err()
-		}
-		if err != nil {
-			// Fail open: load, but do not write back. The claim may have
-			// run all the same (a lost reply): release its lease later.
-			if c.swr.lease > 0 && !isReply(err) {
-				st.uncertain = token
+	retries := claimRetries
+	for waited := false; ; {
+		r, next := c.claimOnce(ctx, st, token, retries > 0)
+		switch {
+		case next == claimRetry:
+			retries--
+			continue
+		case next == claimDone:
+			if retries < claimRetries {
+				c.releaseRetried(st, token, r != nil)
 			}
-			return nil
-		}
-		vals, ok := cmd.Val().([]any)
-		if !ok || len(vals) != 4 {
-			return nil
-		}
-		st.marker, _ = vals[1].(string)
-		st.markerOK, st.markerAt = true, monotonic()
-		st.serverUS, _ = vals[3].(int64)
-		st.epoch, st.epochOK = epochOf(epoch)
-		if versionMoved(vc, st.version) {
-			// A Bump retired this namespace: what it holds is not to be
-			// returned, and nothing is to be written there. Load, and
-			// release a lease the claim took.
-			if acquired, _ := vals[2].(int64); acquired == 1 && c.swr.lease > 0 {
-				st.token = token
-			}
-			st.markerOK = false
-			return nil
-		}
-		if raw, ok := vals[0].(string); ok {
-			r, err := c.usable(ctx, st.rkey, raw, checked)
-			if err != nil {
-				// Redis failed, or the key holds another shape's value:
-				// load, and do not write back.
-				st.markerOK = false
-				return nil
-			}
-			if r != nil {
-				return r
-			}
-			continue // it was unusable and is dropped: claim again
-		}
-		if acquired, _ := vals[2].(int64); acquired == 1 {
-			if c.swr.lease > 0 {
-				st.token = token
-			}
-			return nil
-		}
-		if monotonic().After(deadline) {
+			return r
+		case next == claimAgain:
+			continue
+		case monotonic().After(deadline):
 			return nil // the holder is slow or gone: load ourselves
 		}
 		if !waited {
 			c.stats.leaseWaits.Add(1)
+			waited = true
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -187,6 +148,107 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		}
 		wait = min(2*wait, leasePollMax)
 	}
+}
+
+// releaseRetried releases, once Redis answers, the lease that a claim whose
+// reply was lost may have taken before the claim was sent again, unless the
+// load holds it now (its write-back releases it) or the claim's release is
+// already arranged. found reports that no load follows.
+func (c *Cache[T]) releaseRetried(st *storeRequest, token string, found bool) {
+	switch {
+	case c.swr.lease == 0 || st.token != "" || st.uncertain != "":
+	case found:
+		c.releaseLater(st.rkey, token)
+	default:
+		st.uncertain = token
+	}
+}
+
+// What claimLoad does after one claim.
+const (
+	claimDone  = iota // return the claim's result (nil: load)
+	claimAgain        // claim again at once
+	claimWait         // another process holds the lease: wait, then claim again
+	claimRetry        // the claim timed out on a live Redis: send it again
+)
+
+// claimRetries is how often a claim that timed out while the breaker is
+// closed (Redis not known to be down) is sent again before the load goes
+// ahead without its reply.
+// A claim's reply is the load's baseline: without one, the result can be
+// written back only in the narrow case of noteClaimLost, and the callers
+// that begin during the load cannot share it. On a Redis that is slow, not
+// dead (the stampede's own queueing, a busy CPU), one more op timeout is
+// cheaper than a second load.
+const claimRetries = 2
+
+// claimOnce sends one claim of st's key (see claimLoad) and says what
+// follows it; retry allows claimRetry.
+func (c *Cache[T]) claimOnce(ctx context.Context, st *storeRequest, token string, retry bool) (*loaded[T], int) {
+	checked := monotonic()
+	proposal := rand.Text()
+	cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: proposal,
+		markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
+	vc := c.versionCheck(ctx)
+	prep, epoch := c.m.tagPrepares(ctx, st.tags)
+	err := c.m.doAll(ctx, append(withCheck(prep, vc), cmd)...)
+	if err == nil && cmd.Err() != nil && !errors.Is(cmd.Err(), redis.Nil) {
+		err = cmd.Err()
+	}
+	if err != nil {
+		// Fail open: load. The claim may have run all the same (a lost
+		// reply): release its lease later, and write back if it did run
+		// (see noteClaimLost).
+		if !isReply(err) {
+			if retry && breaker.IsTimeout(err) && c.m.tr.BreakerState() == breaker.Closed {
+				return nil, claimRetry
+			}
+			if c.swr.lease > 0 {
+				st.uncertain = token
+			}
+			st.noteClaimLost(proposal)
+		}
+		return nil, claimDone
+	}
+	vals, ok := cmd.Val().([]any)
+	if !ok || len(vals) != 4 {
+		return nil, claimDone
+	}
+	st.marker, _ = vals[1].(string)
+	st.markerOK, st.markerAt = true, monotonic()
+	st.serverUS, _ = vals[3].(int64)
+	st.epoch, st.epochOK = epochOf(epoch)
+	acquired, _ := vals[2].(int64)
+	if versionMoved(vc, st.version) {
+		// A Bump retired this namespace: what it holds is not to be
+		// returned, and nothing is to be written there. Load, and
+		// release a lease the claim took.
+		if acquired == 1 && c.swr.lease > 0 {
+			st.token = token
+		}
+		st.markerOK = false
+		return nil, claimDone
+	}
+	if raw, ok := vals[0].(string); ok {
+		r, err := c.usable(ctx, st.rkey, raw, checked)
+		switch {
+		case err != nil:
+			// Redis failed, or the key holds another shape's value:
+			// load, and do not write back.
+			st.markerOK = false
+			return nil, claimDone
+		case r != nil:
+			return r, claimDone
+		}
+		return nil, claimAgain // it was unusable and is dropped
+	}
+	if acquired == 1 {
+		if c.swr.lease > 0 {
+			st.token = token
+		}
+		return nil, claimDone
+	}
+	return nil, claimWait
 }
 
 // usable decodes raw, found by a flight, and returns it as the flight's

@@ -130,15 +130,21 @@ func (b *Breaker) Failure() bool {
 // timeouts, and a stampede queueing behind itself on a live one does not.
 // It reports whether this call opened a closed breaker.
 func (b *Breaker) Timeout(window time.Duration) bool {
-	now := b.now().UnixNano()
-	if now-b.lastReply.Load() < int64(window) {
+	if b.answering(window) {
 		return false
 	}
+	now := b.now().UnixNano()
 	last := b.lastTimeout.Load()
 	if now-last < int64(window) || !b.lastTimeout.CompareAndSwap(last, now) {
 		return false
 	}
 	return b.Failure()
+}
+
+// answering reports whether a call succeeded within the last window: a
+// call that timed out meanwhile met a slow Redis, not a dead one.
+func (b *Breaker) answering(window time.Duration) bool {
+	return b.now().UnixNano()-b.lastReply.Load() < int64(window)
 }
 
 // Failed records a failed call: a timeout (IsTimeout) by Timeout(window),

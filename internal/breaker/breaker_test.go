@@ -160,14 +160,23 @@ func TestTimeoutWhileOthersAnswer(t *testing.T) {
 	c.advance(time.Hour)
 	b := New(3, time.Second, c.now)
 	const window = 10 * time.Millisecond
+	if b.answering(window) {
+		t.Fatalf("answering() before any success = true")
+	}
 	for range 10 {
 		b.Success()
 		c.advance(window / 2)
+		if !b.answering(window) {
+			t.Fatalf("answering() %v after a success = false", window/2)
+		}
 		if b.Timeout(window) || b.State() != Closed {
 			t.Fatalf("a timeout %v after a success opened the breaker", window/2)
 		}
 	}
 	c.advance(window)
+	if b.answering(window) {
+		t.Fatalf("answering() %v after the last success = true", 3*window/2)
+	}
 	for i := range 3 {
 		opened := b.Timeout(window)
 		if want := i == 2; opened != want {
