@@ -104,7 +104,7 @@ end
 if ARGV[2] == '0' then return {false, m, 1, now} end
 if math.floor(now / 1000) > tonumber(ARGV[5]) then return {false, m, 0, now} end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1, now} end
-if redis.call('GET', KEYS[3]) == ARGV[1] then return {false, m, 1, now} end
+if redis.pcall('GET', KEYS[3]) == ARGV[1] then return {false, m, 1, now} end
 return {false, m, 0, now}`)
 
 // claimArgs are claimScript's arguments.
