@@ -35,12 +35,13 @@ type Cache[T any] struct {
 	group     singleflight.Group
 	// refreshing holds the data keys this process is refreshing.
 	refreshing sync.Map
-	// inflight holds the data keys this process is loading; flights counts
-	// them, so hits skip the map.
-	inflight sync.Map
-	flights  atomic.Int64
-	l1       *l1Store[T] // nil without an L1 tier
-	l1Copy   bool        // L1Copy: each hit decodes its own value
+	// inflight holds the flight (*flight) of each data key this process is
+	// loading; flights counts the loads running, so hits skip the map.
+	inflight  sync.Map
+	flights   atomic.Int64
+	flightGen atomic.Uint64 // numbers the flights (see flight.gen)
+	l1        *l1Store[T]   // nil without an L1 tier
+	l1Copy    bool          // L1Copy: each hit decodes its own value
 	// lookups holds the shared lookups of cold keys under way (see
 	// startLookup); hot holds the hashes of keys found recently.
 	lookups sync.Map
@@ -425,6 +426,7 @@ func (c *Cache[T]) invalidated(ctx context.Context, keys ...string) error {
 	if c.l1 != nil {
 		c.dropKeys(keys)
 	}
+	c.overtake(keys)
 	return c.m.publish(ctx, event{Kind: "key", Cache: c.name, Keys: keys})
 }
 

@@ -14,11 +14,14 @@ import (
 // TestChurnNoStale: a hot key invalidated every 25 ms, a 50 ms loader, 16
 // readers. Every read is checked against the source: none returns a value
 // an invalidation retired before the read began. It also reports how long
-// readers waited, as a multiple of the loader's time: a reader waits for at
-// most one load that began after it did, plus the rest of a load it joined
-// that an invalidation then overtook, so about 2x is the design's bound
-// (measured 2.2-3.7x at p99 on a loaded 2-core machine, where scheduling
-// adds to it); it is reported, not asserted, because it is a timing.
+// readers waited, as a multiple of the loader's time: a reader leaves a load
+// that began before it as soon as a Delete overtakes it and takes the next,
+// which begins then, so it waits for at most one load that began after it
+// did, plus the time to the Delete (up to 25 ms here): about 1.5x is the
+// design's bound (measured 1.6-2.9x at p99 at load average 8 on a shared
+// 2-core machine, median 1.9x over 7 runs; 2.1-5.8x, median 2.3x, before
+// readers left overtaken loads); it is reported, not asserted, because it
+// is a timing.
 func TestChurnNoStale(t *testing.T) {
 	const (
 		loader  = 50 * time.Millisecond
@@ -99,4 +102,58 @@ func TestChurnNoStale(t *testing.T) {
 	slices.Sort(lat)
 	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 	t.Logf("%d reads, %d loads: p50 %v, p99 %v = %.2fx the loader", len(lat), loads.Load(), p50, p99, float64(p99)/float64(loader))
+}
+
+// TestOvertakenFlightIsLeft: a caller that joined a load which began
+// before it did, and which a Delete then overtook, does not wait for that
+// load to end: it takes the next load, which begins at once. The first load
+// stays blocked until the second caller has its value, so the order is the
+// assertion (the 10 s bound only keeps a regression from hanging).
+func TestOvertakenFlightIsLeft(t *testing.T) {
+	s := redistest.Start(t)
+	m, _ := newManager(t, s)
+	c := newCache[string](t, m, "overtaken")
+	ctx := context.Background()
+	gate := make(chan struct{})
+	var calls atomic.Int32
+	load := func(context.Context) (string, error) {
+		if calls.Add(1) == 1 {
+			<-gate
+			return "old", nil
+		}
+		return "new", nil
+	}
+	first := make(chan string, 1)
+	go func() {
+		v, _ := c.Fetch(ctx, "k", load)
+		first <- v
+	}()
+	waitFor(t, "the first load to start", func() bool { return calls.Load() == 1 })
+	second := make(chan string, 1)
+	go func() {
+		v, err := c.Fetch(ctx, "k", load)
+		if err != nil {
+			t.Errorf("second Fetch() error = %v", err)
+		}
+		second <- v
+	}()
+	waitFor(t, "the second caller to join the first load", func() bool { return c.Stats().Joins >= 1 })
+	if err := c.Delete(ctx, "k"); err != nil {
+		t.Fatalf("Delete() error = %v", err)
+	}
+	select {
+	case v := <-second:
+		if v != "new" {
+			t.Errorf("second Fetch() = %q, want %q (the load that began after the Delete)", v, "new")
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the second caller still waits for the overtaken load")
+	}
+	close(gate)
+	if v := <-first; v != "old" {
+		t.Errorf("first Fetch() = %q, want %q (its own load, which began after it did)", v, "old")
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d loader calls, want 2", n)
+	}
 }

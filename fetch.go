@@ -2,9 +2,11 @@ package cachemgr
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -188,10 +190,11 @@ func (c *Cache[T]) joinLookup(ctx context.Context, start time.Time, key string, 
 // share runs one load per key in this process and hands its result to
 // every caller. The load runs on a goroutine the Manager owns, so a caller
 // can leave on ctx.Done without cancelling the load for the others. A caller
-// that joined a flight which an invalidation overtook joins the next one,
-// which began after the caller did: it waits for at most one load that
-// began after it, and never returns a value an invalidation retired before
-// it began.
+// that joined a flight which may have begun before it did leaves it as soon
+// as an invalidation of the key lands here (this process's, see overtake)
+// and joins the next one, which begins then, after the caller did: it waits
+// for at most one load that began after it, and never returns a value an
+// invalidation retired before it began.
 func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool) (T, error) {
 	var zero T
 	for {
@@ -199,27 +202,35 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 		if v, err, ok := c.sharedResult(c.recentResult(t.rkey), start); ok {
 			return v, err
 		}
-		flight := func() (any, error) {
+		f := c.flightFor(t.rkey)
+		run := func() (any, error) {
 			ran = true
 			c.flights.Add(1)
-			c.inflight.Store(t.rkey, struct{}{})
+			c.inflight.LoadOrStore(t.rkey, f)
 			defer func() {
-				c.inflight.Delete(t.rkey)
+				c.inflight.CompareAndDelete(t.rkey, f)
 				c.flights.Add(-1)
 			}()
-			r := c.loadAndStore(ctx, t, load, w, redisOK)
+			r := c.loadAndStore(ctx, t, load, w, redisOK, f.token)
 			c.remember(t.rkey, r)
 			return r, nil
 		}
+		// A flight that may have begun before this caller did is left when
+		// an invalidation overtakes it: its result would not serve the
+		// caller, and the next flight starts now rather than when it ends.
+		var over chan struct{}
+		if f.created.Before(start) {
+			over = f.over
+		}
 		var r *loaded[T]
-		if ctx.Done() == nil {
+		if ctx.Done() == nil && over == nil {
 			// The caller cannot leave early: wait on its own goroutine.
-			v, _, _ := c.group.Do(t.rkey, flight)
+			v, _, _ := c.group.Do(f.groupKey(t.rkey), run)
 			r = v.(*loaded[T])
 		} else {
 			ch := make(chan *loaded[T], 1)
 			if !c.m.goTracked(func() {
-				v, _, _ := c.group.Do(t.rkey, flight)
+				v, _, _ := c.group.Do(f.groupKey(t.rkey), run)
 				ch <- v.(*loaded[T])
 			}) {
 				return zero, ErrClosed
@@ -228,6 +239,8 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 			case r = <-ch:
 			case <-ctx.Done():
 				return zero, context.Cause(ctx)
+			case <-over:
+				continue
 			}
 		}
 		if ran {
@@ -367,6 +380,75 @@ func (c *Cache[T]) target(key string) target {
 	return target{key: key, rkey: c.keys.Key(key)}
 }
 
+// flight is a load of one data key in this process, from the moment its
+// first caller chose it until it ends.
+type flight struct {
+	gen     uint64    // unique among the cache's flights (flightGen)
+	created time.Time // before its load began
+	// token is the lease token that the key's flights here share: a flight
+	// that starts while an overtaken one still holds the lease takes it
+	// over instead of waiting for it (see claimScript).
+	token string
+	over  chan struct{} // closed when an invalidation of the key overtakes it
+	once  sync.Once
+}
+
+// overtake marks f as overtaken by an invalidation of its key.
+func (f *flight) overtake() { f.once.Do(func() { close(f.over) }) }
+
+// overtaken reports whether an invalidation overtook f.
+func (f *flight) overtaken() bool {
+	select {
+	case <-f.over:
+		return true
+	default:
+		return false
+	}
+}
+
+// groupKey is f's key in the cache's singleflight group.
+func (f *flight) groupKey(rkey string) string {
+	return rkey + "\x00" + strconv.FormatUint(f.gen, 10)
+}
+
+// flightFor returns the flight of rkey a caller joins: the one under way,
+// unless an invalidation overtook it; then, or when there is none, a new
+// one, which begins after the caller did.
+func (c *Cache[T]) flightFor(rkey string) *flight {
+	for {
+		cur, ok := c.inflight.Load(rkey)
+		if !ok {
+			f := &flight{gen: c.flightGen.Add(1), created: monotonic(), token: rand.Text(), over: make(chan struct{})}
+			if _, loaded := c.inflight.LoadOrStore(rkey, f); !loaded {
+				return f
+			}
+			continue
+		}
+		old := cur.(*flight)
+		if !old.overtaken() {
+			return old
+		}
+		f := &flight{gen: c.flightGen.Add(1), created: monotonic(), token: old.token, over: make(chan struct{})}
+		if c.inflight.CompareAndSwap(rkey, old, f) {
+			return f
+		}
+	}
+}
+
+// overtake tells the flights of keys under way here that an invalidation
+// of their key has landed: their callers that began after them move to a
+// new flight at once.
+func (c *Cache[T]) overtake(keys []string) {
+	if c.flights.Load() == 0 {
+		return
+	}
+	for _, k := range keys {
+		if cur, ok := c.inflight.Load(c.target(k).rkey); ok {
+			cur.(*flight).overtake()
+		}
+	}
+}
+
 // flying reports whether this process is loading key, and what.
 func (c *Cache[T]) flying(key string) (target, bool) {
 	if c.flights.Load() == 0 {
@@ -437,10 +519,10 @@ func (c *Cache[T]) endLookup(key string, lk *sharedLookup, f found, err error, o
 // the result back only if the marker has not changed, so a Delete that ran
 // during the load wins. A tagged result is stamped with the load's start,
 // so an InvalidateTags during the load makes it unreadable.
-func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool) *loaded[T] {
+func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool, token string) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
 	began := monotonic()
-	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), tags: w.tags}
+	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), tags: w.tags, lease: token}
 	if redisOK && (!c.versioned || t.version != "") {
 		if r := c.claimLoad(ctx, &st); r != nil {
 			return r
@@ -488,6 +570,8 @@ type storeRequest struct {
 	// uncertain is the token of a lease claim whose reply never came: it
 	// may have run, so the lease is released once Redis answers again.
 	uncertain string
+	// lease is the lease token to claim with ("": a new one).
+	lease string
 }
 
 // noteClaimLost prepares the write-back of a load whose claim got no reply

@@ -115,7 +115,10 @@ func (c *Cache[T]) claimDeadline() int64 {
 // process's value. It returns a result when no load is needed, and fills
 // st otherwise.
 func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
-	token := rand.Text()
+	token := st.lease
+	if token == "" {
+		token = rand.Text()
+	}
 	deadline := monotonic().Add(c.swr.lease + c.m.opTimeout)
 	wait := leasePollMin
 	retries := claimRetries
