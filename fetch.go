@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -205,6 +206,8 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 		f := c.flightFor(t.rkey)
 		run := func() (any, error) {
 			ran = true
+			now := monotonic()
+			f.began.CompareAndSwap(nil, &now)
 			c.flights.Add(1)
 			c.inflight.LoadOrStore(t.rkey, f)
 			defer func() {
@@ -215,9 +218,9 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 			c.remember(t.rkey, r)
 			return r, nil
 		}
-		// A flight that may have begun before this caller did is left when
-		// an invalidation overtakes it: its result would not serve the
-		// caller, and the next flight starts now rather than when it ends.
+		// A flight whose load began before this caller did is left when an
+		// invalidation overtakes it: its result would not serve the caller,
+		// and the next flight starts now rather than when it ends.
 		var over chan struct{}
 		if f.created.Before(start) {
 			over = f.over
@@ -235,12 +238,12 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 			}) {
 				return zero, ErrClosed
 			}
-			select {
-			case r = <-ch:
-			case <-ctx.Done():
-				return zero, context.Cause(ctx)
-			case <-over:
-				continue
+			var err error
+			if r, err = waitFlight(ctx, f, ch, over, start); err != nil {
+				return zero, err
+			}
+			if r == nil {
+				continue // overtaken: the next flight
 			}
 		}
 		if ran {
@@ -391,6 +394,31 @@ type flight struct {
 	token string
 	over  chan struct{} // closed when an invalidation of the key overtakes it
 	once  sync.Once
+	began atomic.Pointer[time.Time] // when its load began; nil: not yet
+}
+
+// waitFlight waits for ch, the result of f, for a caller that began at start: nil
+// when an invalidation overtook f (over, nil if that does not matter) and
+// f's load began before the caller did, so the caller must take the next
+// flight. A load that had not begun, or began after the caller, serves it
+// whatever overtakes it.
+func waitFlight[T any](ctx context.Context, f *flight, ch <-chan *loaded[T], over <-chan struct{}, start time.Time) (*loaded[T], error) {
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	case <-over:
+		if b := f.began.Load(); b != nil && b.Before(start) {
+			return nil, nil
+		}
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
 }
 
 // overtake marks f as overtaken by an invalidation of its key.
