@@ -18,10 +18,10 @@ import (
 // that began before it as soon as a Delete overtakes it and takes the next,
 // which begins then, so it waits for at most one load that began after it
 // did, plus the time to the Delete (up to 25 ms here): about 1.5x is the
-// design's bound (measured 1.6-2.9x at p99 at load average 8 on a shared
-// 2-core machine, median 1.9x over 7 runs; 2.1-5.8x, median 2.3x, before
-// readers left overtaken loads); it is reported, not asserted, because it
-// is a timing.
+// design's bound. Measured on a shared 2-core machine at p99: 1.53-1.73x at
+// load average 2-4 (2.07-2.11x before readers left overtaken loads), and
+// 1.6-2.9x, median 1.9x, at load average 8 (2.1-5.8x, median 2.3x, before).
+// It is reported, not asserted, because it is a timing.
 func TestChurnNoStale(t *testing.T) {
 	const (
 		loader  = 50 * time.Millisecond
