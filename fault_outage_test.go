@@ -502,3 +502,68 @@ func TestReliabilityFlightRedisFails(t *testing.T) {
 		t.Errorf("Fetch() with Redis failing inside the flight = %+v, %v; want a value (fail-open)", v, err)
 	}
 }
+
+// freezeAtClaim is a hook that blackholes p when the claim of dataKey goes
+// out (the lookup before it has been answered), and counts the claims sent.
+type freezeAtClaim struct {
+	p       *faultproxy.Proxy
+	dataKey string
+	once    sync.Once
+	sha     any
+	claims  atomic.Int32
+}
+
+func (h *freezeAtClaim) see(cmd redis.Cmder) {
+	a := cmd.Args()
+	if name, _ := a[0].(string); (name == "evalsha" || name == "eval") && len(a) > 3 && a[3] == h.dataKey {
+		// The first script of the key is the claim; a lost claim's
+		// write-back, another script, may follow it.
+		h.once.Do(func() { h.sha = a[1] })
+		if a[1] == h.sha {
+			h.claims.Add(1)
+		}
+		h.p.Blackhole(true)
+	}
+}
+
+func (h *freezeAtClaim) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *freezeAtClaim) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.see(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *freezeAtClaim) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.see(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestReliabilityFrozenAtClaim: Redis answers a Fetch's lookup and stops
+// answering as its claim goes out. A claim that timed out on a breaker
+// that is closed is sent again once (a slow Redis is the likelier cause,
+// and a second load costs more than an op timeout), and no more: Fetch
+// answers from the loader within two op timeouts of the lookup, plus the
+// loader's time.
+func TestReliabilityFrozenAtClaim(t *testing.T) {
+	s := redistest.Start(t)
+	p := faultproxy.New(t, s.Addr())
+	rdb := relClient(t, p.Addr(), nil)
+	m := managerOn(t, rdb, cachemgr.WithOpTimeout(relOp), cachemgr.WithWriteTimeout(relOp))
+	c := newCache[string](t, m, "frozenclaim")
+	h := &freezeAtClaim{p: p, dataKey: "test:frozenclaim:{=k}"}
+	rdb.AddHook(h)
+	v, err := c.Fetch(context.Background(), "k", func(context.Context) (string, error) { return "loaded", nil })
+	if err != nil || v != "loaded" {
+		t.Fatalf("Fetch() with Redis frozen at the claim = %q, %v; want the loaded value (fail-open)", v, err)
+	}
+	if n := h.claims.Load(); n != 2 {
+		t.Errorf("claims sent = %d, want 2: a claim that timed out is sent again once", n)
+	}
+	p.Blackhole(false)
+}
