@@ -138,13 +138,18 @@ func (m *Manager) closeSubscription() {
 }
 
 // sourceDown marks source as down: L1 reads and fills stop until every
-// source is up again. why and err are logged, unless why is empty.
+// source is up again, and the L1 tiers are flushed, since their entries
+// can no longer be invalidated. why and err are logged, unless why is
+// empty.
 func (m *Manager) sourceDown(source, why string, err error) {
 	m.ev.trustMu.Lock()
 	defer m.ev.trustMu.Unlock()
 	m.ev.down[source] = true
-	if m.l1Trusted.Swap(false) && why != "" {
-		m.logError(source+" "+why+"; L1 tier off until it is back", err)
+	if m.l1Trusted.Swap(false) {
+		m.flushL1()
+		if why != "" {
+			m.logError(source+" "+why+"; L1 tier off until it is back", err)
+		}
 	}
 }
 
