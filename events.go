@@ -384,6 +384,9 @@ func (m *Manager) send(ctx context.Context, e event, do func(context.Context, ..
 		return err
 	}
 	cmd := redis.NewIntCmd(ctx, "publish", m.ev.channel, payload)
+	// Route it like the subscriptions, by the channel's slot: on a
+	// Cluster it then reaches them without a cluster bus hop.
+	cmd.SetFirstKeyPos(1)
 	if err := do(ctx, cmd); err != nil {
 		return err
 	}
