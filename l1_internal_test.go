@@ -51,9 +51,9 @@ func fillL1[T any](t *testing.T, c *Cache[T], key string) {
 		if _, err := c.Get(context.Background(), key); err != nil {
 			t.Fatalf("Get(%q) error = %v", key, err)
 		}
-		if _, ok := c.l1.get(key, c.m.now().UnixNano()); ok {
+		if _, ok := c.l1.get(key, c.l1.now()); ok {
 			time.Sleep(100 * time.Microsecond)
-			if _, ok := c.l1.get(key, c.m.now().UnixNano()); ok {
+			if _, ok := c.l1.get(key, c.l1.now()); ok {
 				return
 			}
 		}
@@ -105,7 +105,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 	// The last 100 of small's entries, held now, stay held.
 	keep := map[string]bool{}
 	for i := 200; i < 300; i++ {
-		if _, ok := small.l1.get(fmt.Sprint(i), m.now().UnixNano()); ok {
+		if _, ok := small.l1.get(fmt.Sprint(i), small.l1.now()); ok {
 			keep[fmt.Sprint(i)] = true
 		}
 	}
@@ -152,7 +152,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 		t.Errorf("L1 holds %d entries of 100 KiB under a 64 MiB bound, want at least 400", entries)
 	}
 	for k := range keep {
-		if _, ok := small.l1.get(k, m.now().UnixNano()); !ok {
+		if _, ok := small.l1.get(k, small.l1.now()); !ok {
 			st := m.Stats()
 			t.Errorf("small's entry %q was evicted by big's values (resyncs %d, liveness lost %d)", k, st.Resyncs, st.LivenessLost)
 		}
@@ -185,7 +185,7 @@ func TestL1TooLargeNotAdmitted(t *testing.T) {
 			t.Fatalf("Get(large) = %d bytes, %v", len(v), err)
 		}
 	}
-	if _, ok := c.l1.get("large", m.now().UnixNano()); ok {
+	if _, ok := c.l1.get("large", c.l1.now()); ok {
 		t.Errorf("a 2 KiB value was kept in an L1 tier of 16 KiB (1 KiB per shard)")
 	}
 }
@@ -250,7 +250,7 @@ func TestTrackingLateFill(t *testing.T) {
 			if v := <-read; v != "old" {
 				t.Fatalf("Get() begun before the change = %q, want old", v)
 			}
-			if e, ok := cb.l1.get("late", b.now().UnixNano()); ok && e.val == "old" {
+			if e, ok := cb.l1.get("late", cb.l1.now()); ok && e.val == "old" {
 				t.Errorf("B's L1 tier holds old after the tracking message arrived")
 			}
 			if v, err := cb.Get(ctx, "late"); v == "old" {

@@ -71,7 +71,7 @@ func TestClusterDelivery(t *testing.T) {
 		calls[way] = append(calls[way], time.Since(start))
 		last := start
 		for {
-			_, ok := b.l1.get(k, b.m.now().UnixNano())
+			_, ok := b.l1.get(k, b.l1.now())
 			now := time.Now()
 			if !ok {
 				lat[way] = append(lat[way], now.Sub(start))

@@ -323,7 +323,7 @@ func trackingChild(t *testing.T, addr string) {
 			last := time.Now().UnixNano()
 			fmt.Println("trk watching")
 			for {
-				_, ok := c.l1.get("k", m.now().UnixNano())
+				_, ok := c.l1.get("k", c.l1.now())
 				now := time.Now().UnixNano()
 				if !ok {
 					fmt.Printf("trk dropped %d %d\n", now, last)

@@ -41,18 +41,23 @@ func TestRingEvents(t *testing.T) {
 	a, b := cs[0], cs[1]
 	for i := range changes {
 		k := fmt.Sprint("k", i)
+		received := b.m.Stats().EventsReceived
 		if err := a.Set(ctx, k, i, Tags("t"+k)); err != nil {
 			t.Fatalf("Set() error = %v", err)
 		}
+		// The Set's own event, which would drop what B reads before it.
+		waitUntil(t, fmt.Sprintf("B to receive the event of Set %d", i), func() bool {
+			return b.m.Stats().EventsReceived > received
+		})
 		fillL1(t, b, k)
-		received := b.m.Stats().EventsReceived
+		received = b.m.Stats().EventsReceived
 		if err := a.m.InvalidateTags(ctx, "t"+k); err != nil {
 			t.Fatalf("InvalidateTags() error = %v", err)
 		}
 		waitUntil(t, fmt.Sprintf("B to receive the event of InvalidateTags %d", i), func() bool {
 			return b.m.Stats().EventsReceived > received
 		})
-		if _, ok := b.l1.get(k, b.m.now().UnixNano()); ok {
+		if _, ok := b.l1.get(k, b.l1.now()); ok {
 			t.Fatalf("B's L1 tier holds %q after the event of its tag's invalidation", k)
 		}
 	}

@@ -46,7 +46,7 @@ func TestTrackingSentinelFailover(t *testing.T) {
 	old := master.Addr()
 	master.Kill()
 	waitUntil(t, "the L1 tier flushed after the tracking connection was lost", func() bool {
-		_, ok := c.l1.get("k", m.now().UnixNano())
+		_, ok := c.l1.get("k", c.l1.now())
 		return !ok && !m.l1Trusted.Load()
 	})
 	// Flushed at the loss, not later when a connection to the new master
@@ -69,7 +69,7 @@ func TestTrackingSentinelFailover(t *testing.T) {
 		t.Fatalf("DEL on the new master = %d, %v", n, err)
 	}
 	waitUntil(t, "the new master's DEL to drop k from L1", func() bool {
-		_, ok := c.l1.get("k", m.now().UnixNano())
+		_, ok := c.l1.get("k", c.l1.now())
 		return !ok
 	})
 	// Dropped by the DEL's tracking message, not by a flush: no source
