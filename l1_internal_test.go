@@ -191,11 +191,11 @@ func TestL1TooLargeNotAdmitted(t *testing.T) {
 }
 
 // TestTrackingLateFill: B's GET of a key has its reply, the old value, on
-// its way when another client (no cachemgr call) changes the key and
-// Redis's tracking message reaches B. B must not fill its L1 tier with the
-// old value.
+// its way when another client (no cachemgr call) changes the key (SET,
+// DEL, or FLUSHALL of everything) and Redis's tracking message reaches B.
+// B must not fill its L1 tier with the old value.
 func TestTrackingLateFill(t *testing.T) {
-	for _, change := range []string{"set", "del"} {
+	for _, change := range []string{"set", "del", "flushall"} {
 		t.Run(change, func(t *testing.T) {
 			ctx := context.Background()
 			s := redistest.Start(t)
@@ -237,6 +237,10 @@ func TestTrackingLateFill(t *testing.T) {
 			case "del":
 				if err := plain.Del(ctx, rkey).Err(); err != nil {
 					t.Fatalf("DEL error = %v", err)
+				}
+			case "flushall": // a null key list: every entry goes
+				if err := plain.FlushAll(ctx).Err(); err != nil {
+					t.Fatalf("FLUSHALL error = %v", err)
 				}
 			}
 			deadline := time.Now().Add(time.Minute) // only stops a hung test
