@@ -33,10 +33,17 @@ func newL1TestManager(t *testing.T, rdb *redis.Client, opts ...Option) *Manager 
 // subscription and tracking connections are up.
 func waitTrusted(t *testing.T, m *Manager) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute) // only stops a hung test
-	for !m.l1Trusted.Load() {
+	waitFor(t, "the L1 tier to be trusted", m.l1Trusted.Load)
+}
+
+// waitFor polls cond every millisecond until it holds, as the external
+// tests' waitFor does; the deadline only stops a hung test.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for the L1 tier to be trusted")
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -3,13 +3,12 @@ package cachemgr_test
 import (
 	"context"
 	"errors"
-	"runtime"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/benchpair"
 	"github.com/cachemgr/cachemgr/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -82,12 +81,11 @@ func TestWithCacheL1RejectsBadInput(t *testing.T) {
 
 // BenchmarkL1Hit measures Get and Fetch served by the L1 tier on one
 // 1 KiB struct, against a baseline that does no more than a cache must: a
-// lookup in a plain map behind a read lock. "paired" runs the three in
-// turn, in blocks of 100 inside one loop, so all meet the same machine;
-// it reports each one's median ns/op over the blocks, the median per-round
-// ratios to the map lookup, and B/op and allocs/op of each counted outside
-// the timed loop.
-// The sub-benchmarks "get" and "fetch" run each alone.
+// lookup in a plain map behind a read lock. "get-vs-map", "fetch-vs-map"
+// and "fetch-vs-get" pair two of them (benchpair: blocks of 100 calls,
+// alternating inside one loop, the median of the per-block ratios), with
+// B/op and allocs/op of each counted outside the timed loop. The
+// sub-benchmarks "get" and "fetch" run each alone.
 func BenchmarkL1Hit(b *testing.B) {
 	ctx := context.Background()
 	s := benchServer(b)
@@ -139,50 +137,16 @@ func BenchmarkL1Hit(b *testing.B) {
 			fetch()
 		}
 	})
-	b.Run("paired", func(b *testing.B) {
-		const block = 100
-		ops := []struct {
-			name string
-			f    func()
-			d    []time.Duration // per block
-		}{{name: "get", f: get}, {name: "fetch", f: fetch}, {name: "map", f: lookup}}
-		var ratios [2][]float64 // get/map, fetch/map per round
-		for i := 0; b.Loop(); i++ {
-			var d [3]time.Duration
-			for j := range ops {
-				k := (i + j) % len(ops) // rotate who goes first
-				start := time.Now()
-				for range block {
-					ops[k].f()
-				}
-				d[k] = time.Since(start)
-				ops[k].d = append(ops[k].d, d[k])
-			}
-			ratios[0] = append(ratios[0], float64(d[0])/float64(d[2]))
-			ratios[1] = append(ratios[1], float64(d[1])/float64(d[2]))
-		}
-		// Medians: a block that the scheduler preempted is an outlier,
-		// not what a hit costs.
-		for _, o := range ops {
-			slices.Sort(o.d)
-			b.ReportMetric(float64(o.d[len(o.d)/2].Nanoseconds())/block, o.name+"-ns/op")
-		}
-		for i, name := range []string{"get/map", "fetch/map"} {
-			slices.Sort(ratios[i])
-			b.ReportMetric(ratios[i][len(ratios[i])/2], name)
-		}
-		for _, o := range ops {
-			const runs = 1000
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			for range runs {
-				o.f()
-			}
-			runtime.ReadMemStats(&after)
-			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/runs, o.name+"-B/op")
-			b.ReportMetric(float64(after.Mallocs-before.Mallocs)/runs, o.name+"-allocs/op")
-		}
-	})
+	for _, pair := range []struct {
+		a, base string
+		fa, fb  func()
+	}{{"get", "map", get, lookup}, {"fetch", "map", fetch, lookup}, {"fetch", "get", fetch, get}} {
+		b.Run(pair.a+"-vs-"+pair.base, func(b *testing.B) {
+			benchpair.Run(b, 100, pair.fa, pair.fb).Report(b, pair.a, pair.base)
+			benchpair.ReportAllocs(b, pair.a, 1000, 1, pair.fa)
+			benchpair.ReportAllocs(b, pair.base, 1000, 1, pair.fb)
+		})
+	}
 }
 
 // TestL1HitAllocatesNothing: Get and Fetch answered by the L1 tier (shared

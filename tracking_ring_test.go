@@ -46,7 +46,7 @@ func TestRingEvents(t *testing.T) {
 			t.Fatalf("Set() error = %v", err)
 		}
 		// The Set's own event, which would drop what B reads before it.
-		waitUntil(t, fmt.Sprintf("B to receive the event of Set %d", i), func() bool {
+		waitFor(t, fmt.Sprintf("B to receive the event of Set %d", i), func() bool {
 			return b.m.Stats().EventsReceived > received
 		})
 		fillL1(t, b, k)
@@ -54,7 +54,7 @@ func TestRingEvents(t *testing.T) {
 		if err := a.m.InvalidateTags(ctx, "t"+k); err != nil {
 			t.Fatalf("InvalidateTags() error = %v", err)
 		}
-		waitUntil(t, fmt.Sprintf("B to receive the event of InvalidateTags %d", i), func() bool {
+		waitFor(t, fmt.Sprintf("B to receive the event of InvalidateTags %d", i), func() bool {
 			return b.m.Stats().EventsReceived > received
 		})
 		if _, ok := b.l1.get(k, b.l1.now()); ok {

@@ -45,7 +45,7 @@ func TestTrackingSentinelFailover(t *testing.T) {
 
 	old := master.Addr()
 	master.Kill()
-	waitUntil(t, "the L1 tier flushed after the tracking connection was lost", func() bool {
+	waitFor(t, "the L1 tier flushed after the tracking connection was lost", func() bool {
 		_, ok := c.l1.get("k", c.l1.now())
 		return !ok && !m.l1Trusted.Load()
 	})
@@ -68,7 +68,7 @@ func TestTrackingSentinelFailover(t *testing.T) {
 	if n, err := plain.Del(ctx, "test:sf:{=k}").Result(); n != 1 || err != nil {
 		t.Fatalf("DEL on the new master = %d, %v", n, err)
 	}
-	waitUntil(t, "the new master's DEL to drop k from L1", func() bool {
+	waitFor(t, "the new master's DEL to drop k from L1", func() bool {
 		_, ok := c.l1.get("k", c.l1.now())
 		return !ok
 	})
@@ -76,18 +76,5 @@ func TestTrackingSentinelFailover(t *testing.T) {
 	// was lost (that would have left the tier untrusted or resubscribed).
 	if !m.l1Trusted.Load() || m.stats.resyncs.Load() != resyncs || m.ev.tr.messages.Load() == msgs {
 		t.Errorf("k left L1 without a tracking message from the new master: trusted %v, resubscriptions %d, tracking messages %d", m.l1Trusted.Load(), m.stats.resyncs.Load()-resyncs, m.ev.tr.messages.Load()-msgs)
-	}
-}
-
-// waitUntil polls cond every millisecond until it holds; the deadline only
-// stops a hung test.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +49,7 @@ func StartSentinel(t testing.TB, name string, master *Server, downAfter time.Dur
 		if err = os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			break
 		}
-		if s.proc, err = launchSentinel(bin, conf, p, dir); !errors.Is(err, errAddrInUse) {
+		if s.proc, err = start(bin, []string{conf, "--sentinel"}, p, filepath.Join(dir, "sentinel.log")); !errors.Is(err, errAddrInUse) {
 			break
 		}
 	}
@@ -73,25 +71,6 @@ func StartSentinel(t testing.TB, name string, master *Server, downAfter time.Dur
 		return len(r) >= want, err
 	})
 	return s
-}
-
-// launchSentinel starts redis-server conf --sentinel, listening on port.
-func launchSentinel(bin, conf string, port int, dir string) (*proc, error) {
-	cmd := exec.Command(bin, conf, "--sentinel")
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	p := &proc{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), log: filepath.Join(dir, "sentinel.log"), done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	if err := p.waitReady(); err != nil {
-		_ = p.kill()
-		return nil, err
-	}
-	return p, nil
 }
 
 // afterField returns what follows field in an INFO reply, up to the end of
