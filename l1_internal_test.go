@@ -54,18 +54,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // follows is dropped.
 func fillL1[T any](t *testing.T, c *Cache[T], key string) {
 	t.Helper()
+	if err := tryFillL1(c, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryFillL1 is fillL1 returning its failure: a Get's error (wrapped), or
+// the key never staying in the tier.
+func tryFillL1[T any](c *Cache[T], key string) error {
 	for range 10000 {
 		if _, err := c.Get(context.Background(), key); err != nil {
-			t.Fatalf("Get(%q) error = %v", key, err)
+			return fmt.Errorf("Get(%q) error = %w", key, err)
 		}
 		if _, ok := c.l1.get(key, c.l1.now()); ok {
 			time.Sleep(100 * time.Microsecond)
 			if _, ok := c.l1.get(key, c.l1.now()); ok {
-				return
+				return nil
 			}
 		}
 	}
-	t.Fatalf("%q never stayed in the L1 tier", key)
+	return fmt.Errorf("%q never stayed in the L1 tier", key)
 }
 
 // TestL1BoundedInBytes: 20,000 distinct 100 KiB values go through a cache

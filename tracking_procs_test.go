@@ -127,6 +127,9 @@ func TestTrackingTwoProcesses(t *testing.T) {
 			}
 		}
 		if gone {
+			if kind != "expire" {
+				t.Fatalf("%s: k was gone before the change", kind)
+			}
 			late++
 			continue
 		}
@@ -294,12 +297,14 @@ func (p *trackingProc) send(t *testing.T, line string) {
 // prints lines of its own), without its "trk " mark.
 func (p *trackingProc) next(t *testing.T) string {
 	t.Helper()
+	var other []string // what the test framework printed: a failure says why
 	for p.out.Scan() {
 		if line, ok := strings.CutPrefix(p.out.Text(), "trk "); ok {
 			return line
 		}
+		other = append(other, p.out.Text())
 	}
-	t.Fatalf("child ended: %v", p.out.Err())
+	t.Fatalf("child ended (%v); its output:\n%s", p.out.Err(), strings.Join(other, "\n"))
 	return ""
 }
 
@@ -347,12 +352,14 @@ func trackingChild(t *testing.T, addr string) {
 			}
 			fmt.Println("trk ok")
 		case "fill":
-			if _, err := c.Get(ctx, "k"); errors.Is(err, ErrMiss) {
+			switch err := tryFillL1(c, "k"); {
+			case errors.Is(err, ErrMiss): // expired while being read
 				fmt.Println("trk gone")
-				continue
+			case err != nil:
+				t.Fatal(err)
+			default:
+				fmt.Println("trk held")
 			}
-			fillL1(t, c, "k")
-			fmt.Println("trk held")
 		case "watch":
 			last := time.Now().UnixNano()
 			fmt.Println("trk watching")
