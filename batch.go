@@ -283,8 +283,11 @@ func placeReplies(raws []any, idx []int, cmds []redis.Cmder, mget *redis.SliceCm
 // indexes of the keys left to read from Redis.
 func (c *Cache[T]) fromL1(ctx context.Context, keyList []string, ver string, rkeys []string, raws []any, vals []T, errs []error, warm bool) []int {
 	idx := make([]int, 0, len(keyList))
-	now := c.m.now().UnixNano()
 	trusted := c.l1 != nil && c.m.l1Trusted.Load()
+	var now int64
+	if trusted {
+		now = c.l1.now()
+	}
 	for i, k := range keyList {
 		rkeys[i] = c.keys.Key(k)
 		if c.versioned {

@@ -137,7 +137,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		entries, maxBytes = cfg.l1.entries, cfg.l1.bytes
 	}
 	if entries > 0 || maxBytes > 0 {
-		c.l1 = newL1[T](entries, maxBytes, &c.stats.l1Evictions)
+		c.l1 = newL1[T](entries, maxBytes, &c.stats.l1Evictions, m.now)
 		c.l1Copy = cfg.l1.isolation == L1Copy
 		m.addHolder(c)
 	}
@@ -230,7 +230,7 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 		return zero, found{key: key}, errPendingMiss
 	}
 	if c.l1 != nil && c.m.l1Trusted.Load() {
-		if e, ok := c.l1.get(key, c.m.now().UnixNano()); ok && e.version == c.localVersionOrEmpty() && !c.m.covering(c.name, key, e.tags) {
+		if e, ok := c.l1.get(key, c.l1.now()); ok && e.version == c.localVersionOrEmpty() && !c.m.covering(c.name, key, e.tags) {
 			if v, ok := c.l1Value(e); ok {
 				c.hitL1(ctx)
 				if e.negative {
@@ -371,12 +371,11 @@ func (c *Cache[T]) fillL1(fill uint64, key, version, raw string, h envelope.Head
 	if c.l1 == nil || !c.m.l1Trusted.Load() {
 		return
 	}
-	now := c.m.now()
-	expires := min(now.Add(c.m.l1TTL).UnixNano(), h.FreshUntil*int64(time.Millisecond))
-	if expires <= now.UnixNano() {
+	life := min(c.m.l1TTL, time.Duration(h.FreshUntil*int64(time.Millisecond)-c.m.now().UnixNano()))
+	if life <= 0 {
 		return // stale: Redis and the refresh decide
 	}
-	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: expires, size: entrySize(key, raw)}
+	e := &l1Entry[T]{key: key, version: version, negative: h.Negative, tags: ti.tags, expires: c.l1.now() + int64(life), size: entrySize(key, raw)}
 	if !c.l1Copy && h.Compressor != 0 {
 		// A decoded value is about as large as it was before compression.
 		e.size += int64(h.RawLen)

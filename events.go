@@ -138,13 +138,18 @@ func (m *Manager) closeSubscription() {
 }
 
 // sourceDown marks source as down: L1 reads and fills stop until every
-// source is up again. why and err are logged, unless why is empty.
+// source is up again, and the L1 tiers are flushed, since their entries
+// can no longer be invalidated. why and err are logged, unless why is
+// empty.
 func (m *Manager) sourceDown(source, why string, err error) {
 	m.ev.trustMu.Lock()
 	defer m.ev.trustMu.Unlock()
 	m.ev.down[source] = true
-	if m.l1Trusted.Swap(false) && why != "" {
-		m.logError(source+" "+why+"; L1 tier off until it is back", err)
+	if m.l1Trusted.Swap(false) {
+		m.flushL1()
+		if why != "" {
+			m.logError(source+" "+why+"; L1 tier off until it is back", err)
+		}
 	}
 }
 
@@ -379,6 +384,9 @@ func (m *Manager) send(ctx context.Context, e event, do func(context.Context, ..
 		return err
 	}
 	cmd := redis.NewIntCmd(ctx, "publish", m.ev.channel, payload)
+	// Route it like the subscriptions, by the channel's slot: on a
+	// Cluster it then reaches them without a cluster bus hop.
+	cmd.SetFirstKeyPos(1)
 	if err := do(ctx, cmd); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,7 +144,7 @@ type l1Entry[T any] struct {
 	negative bool
 	tags     []string
 	size     int64 // estimated bytes
-	expires  int64 // UnixNano, by the Manager's clock
+	expires  int64 // by the store's clock (l1Store.now)
 	visited  atomic.Bool
 	pos      int // index in the shard's ring, under the shard's lock
 }
@@ -182,12 +183,19 @@ type l1Store[T any] struct {
 	gen        atomic.Uint64 // counts removals
 	all        atomic.Uint64 // gen of the last removal of several entries
 	slots      [l1Slots]atomic.Uint64
+
+	// epoch starts the store's clock; wall, when set, replaces it.
+	epoch time.Time
+	wall  func() time.Time
 }
 
 // newL1 returns a store of at most entries entries and maxBytes bytes (0:
-// no bound of that kind).
-func newL1[T any](entries int, maxBytes int64, evictions *atomic.Uint64) *l1Store[T] {
-	s := &l1Store[T]{seed: maphash.MakeSeed(), nshards: l1Shards, shardBytes: math.MaxInt64, evictions: evictions}
+// no bound of that kind), whose entries expire by clock, the Manager's.
+func newL1[T any](entries int, maxBytes int64, evictions *atomic.Uint64, clock func() time.Time) *l1Store[T] {
+	s := &l1Store[T]{seed: maphash.MakeSeed(), nshards: l1Shards, shardBytes: math.MaxInt64, evictions: evictions, epoch: monotonic()}
+	if reflect.ValueOf(clock).Pointer() != reflect.ValueOf(time.Now).Pointer() {
+		s.wall = clock // WithClock: a test's clock rules L1 expiry too
+	}
 	if entries > 0 && entries < l1Shards {
 		s.nshards = uint64(entries)
 	}
@@ -207,6 +215,20 @@ func newL1[T any](entries int, maxBytes int64, evictions *atomic.Uint64) *l1Stor
 		}
 	}
 	return s
+}
+
+// now returns the store's time, in nanoseconds, for entry expiry: the
+// monotonic time since the store was made, unless the Manager has a clock
+// of its own (WithClock), whose UnixNano it is then. An entry's lifetime
+// (the L1 TTL, or what is left of its freshness when it is stored) is
+// counted from when it is stored, so the wall clock is read once per fill,
+// not per hit: time.Now reads two clocks, the monotonic one alone half as
+// much, and a hit is mostly that read.
+func (s *l1Store[T]) now() int64 {
+	if s.wall != nil {
+		return s.wall().UnixNano()
+	}
+	return int64(time.Since(s.epoch))
 }
 
 // entrySize estimates what an entry of key holding stored bytes raw costs.

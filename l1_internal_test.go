@@ -33,10 +33,17 @@ func newL1TestManager(t *testing.T, rdb *redis.Client, opts ...Option) *Manager 
 // subscription and tracking connections are up.
 func waitTrusted(t *testing.T, m *Manager) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute) // only stops a hung test
-	for !m.l1Trusted.Load() {
+	waitFor(t, "the L1 tier to be trusted", m.l1Trusted.Load)
+}
+
+// waitFor polls cond every millisecond until it holds, as the external
+// tests' waitFor does; the deadline only stops a hung test.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for the L1 tier to be trusted")
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -47,18 +54,26 @@ func waitTrusted(t *testing.T, m *Manager) {
 // follows is dropped.
 func fillL1[T any](t *testing.T, c *Cache[T], key string) {
 	t.Helper()
+	if err := tryFillL1(c, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryFillL1 is fillL1 returning its failure: a Get's error (wrapped), or
+// the key never staying in the tier.
+func tryFillL1[T any](c *Cache[T], key string) error {
 	for range 10000 {
 		if _, err := c.Get(context.Background(), key); err != nil {
-			t.Fatalf("Get(%q) error = %v", key, err)
+			return fmt.Errorf("Get(%q) error = %w", key, err)
 		}
-		if _, ok := c.l1.get(key, c.m.now().UnixNano()); ok {
+		if _, ok := c.l1.get(key, c.l1.now()); ok {
 			time.Sleep(100 * time.Microsecond)
-			if _, ok := c.l1.get(key, c.m.now().UnixNano()); ok {
-				return
+			if _, ok := c.l1.get(key, c.l1.now()); ok {
+				return nil
 			}
 		}
 	}
-	t.Fatalf("%q never stayed in the L1 tier", key)
+	return fmt.Errorf("%q never stayed in the L1 tier", key)
 }
 
 // TestL1BoundedInBytes: 20,000 distinct 100 KiB values go through a cache
@@ -105,7 +120,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 	// The last 100 of small's entries, held now, stay held.
 	keep := map[string]bool{}
 	for i := 200; i < 300; i++ {
-		if _, ok := small.l1.get(fmt.Sprint(i), m.now().UnixNano()); ok {
+		if _, ok := small.l1.get(fmt.Sprint(i), small.l1.now()); ok {
 			keep[fmt.Sprint(i)] = true
 		}
 	}
@@ -152,7 +167,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 		t.Errorf("L1 holds %d entries of 100 KiB under a 64 MiB bound, want at least 400", entries)
 	}
 	for k := range keep {
-		if _, ok := small.l1.get(k, m.now().UnixNano()); !ok {
+		if _, ok := small.l1.get(k, small.l1.now()); !ok {
 			st := m.Stats()
 			t.Errorf("small's entry %q was evicted by big's values (resyncs %d, liveness lost %d)", k, st.Resyncs, st.LivenessLost)
 		}
@@ -185,17 +200,17 @@ func TestL1TooLargeNotAdmitted(t *testing.T) {
 			t.Fatalf("Get(large) = %d bytes, %v", len(v), err)
 		}
 	}
-	if _, ok := c.l1.get("large", m.now().UnixNano()); ok {
+	if _, ok := c.l1.get("large", c.l1.now()); ok {
 		t.Errorf("a 2 KiB value was kept in an L1 tier of 16 KiB (1 KiB per shard)")
 	}
 }
 
 // TestTrackingLateFill: B's GET of a key has its reply, the old value, on
-// its way when another client (no cachemgr call) changes the key and
-// Redis's tracking message reaches B. B must not fill its L1 tier with the
-// old value.
+// its way when another client (no cachemgr call) changes the key (SET,
+// DEL, or FLUSHALL of everything) and Redis's tracking message reaches B.
+// B must not fill its L1 tier with the old value.
 func TestTrackingLateFill(t *testing.T) {
-	for _, change := range []string{"set", "del"} {
+	for _, change := range []string{"set", "del", "flushall"} {
 		t.Run(change, func(t *testing.T) {
 			ctx := context.Background()
 			s := redistest.Start(t)
@@ -238,6 +253,10 @@ func TestTrackingLateFill(t *testing.T) {
 				if err := plain.Del(ctx, rkey).Err(); err != nil {
 					t.Fatalf("DEL error = %v", err)
 				}
+			case "flushall": // a null key list: every entry goes
+				if err := plain.FlushAll(ctx).Err(); err != nil {
+					t.Fatalf("FLUSHALL error = %v", err)
+				}
 			}
 			deadline := time.Now().Add(time.Minute) // only stops a hung test
 			for b.ev.tr.messages.Load() == msgs {
@@ -250,7 +269,7 @@ func TestTrackingLateFill(t *testing.T) {
 			if v := <-read; v != "old" {
 				t.Fatalf("Get() begun before the change = %q, want old", v)
 			}
-			if e, ok := cb.l1.get("late", b.now().UnixNano()); ok && e.val == "old" {
+			if e, ok := cb.l1.get("late", cb.l1.now()); ok && e.val == "old" {
 				t.Errorf("B's L1 tier holds old after the tracking message arrived")
 			}
 			if v, err := cb.Get(ctx, "late"); v == "old" {

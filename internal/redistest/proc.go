@@ -49,7 +49,13 @@ func launch(bin string, port int, dir string, extra ...string) (*proc, error) {
 		"--protected-mode", "no",
 		"--logfile", logPath,
 	}
-	args = append(args, extra...)
+	return start(bin, append(args, extra...), port, logPath)
+}
+
+// start runs bin with args, a redis-server that will listen on port and
+// log to logPath, and waits until it answers PING. On error no process is
+// left running.
+func start(bin string, args []string, port int, logPath string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
