@@ -135,13 +135,28 @@ func responseDirectives(h http.Header) (cc directives, authOK bool) {
 // mayStore reports whether directives cc let this cache store a response
 // with status to req.
 func (c *Cache) mayStore(req *http.Request, status int, cc directives, authOK bool) bool {
-	understood := understoodStatus(status)
-	auth := req.Header.Get("Authorization") != ""
-	forbidden := cc.has[ccNoStore] && !(cc.has[ccMustUnderstand] && understood) ||
-		cc.has[ccPrivate] && !c.private ||
-		auth && !c.private && !authOK ||
-		cc.has[ccMustUnderstand] && !understood
-	return !forbidden
+	return storeAllowed(cc, status) && c.sharedMayStore(req, cc, authOK)
+}
+
+// storeAllowed applies no-store and must-understand (RFC 9111, section
+// 5.2.2.3): with must-understand, a response is stored if and only if the
+// cache understands its status, whatever no-store says.
+func storeAllowed(cc directives, status int) bool {
+	if cc.has[ccMustUnderstand] {
+		return understoodStatus(status)
+	}
+	return !cc.has[ccNoStore]
+}
+
+// sharedMayStore applies what only a shared cache obeys (RFC 9111,
+// sections 3.5 and 5.2.2.7): it stores no private response, and a response
+// to a request with Authorization only when the response allows it
+// (authOK).
+func (c *Cache) sharedMayStore(req *http.Request, cc directives, authOK bool) bool {
+	if c.private {
+		return true
+	}
+	return !cc.has[ccPrivate] && (authOK || req.Header.Get("Authorization") == "")
 }
 
 // revalidationFlags returns the flags by which directives cc forbid
