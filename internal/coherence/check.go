@@ -513,11 +513,7 @@ func (r *Report) String() string {
 	fmt.Fprintf(&sb, "coherence: %d processes %v over %v; L1 bounds: delivery %v, liveness %v\n",
 		len(r.Processes), r.Processes, r.Span.Round(time.Millisecond), r.Bounds.Delivery, r.Bounds.Liveness)
 	r.writeTable(&sb)
-	for _, s := range r.Strategies {
-		if s.Failed > 0 || s.Errors > 0 || s.Misses > 0 {
-			fmt.Fprintf(&sb, "%s: %d misses, %d read errors, %d failed invalidations\n", s.Strategy, s.Misses, s.Errors, s.Failed)
-		}
-	}
+	r.writeFailures(&sb)
 	fmt.Fprintf(&sb, "events: %d received by other processes, delivery max %v, p99 %v\n",
 		r.Events, r.DeliveryMax.Round(time.Microsecond), r.DeliveryP99.Round(time.Microsecond))
 	for _, f := range r.Faults {
@@ -528,15 +524,31 @@ func (r *Report) String() string {
 			fmt.Fprintf(&sb, "%s: %s\n", s.Strategy, e)
 		}
 	}
+	r.writeStats(&sb)
+	return sb.String()
+}
+
+// writeFailures writes a line for each strategy with misses, read errors
+// or failed invalidations.
+func (r *Report) writeFailures(sb *strings.Builder) {
+	for _, s := range r.Strategies {
+		if s.Failed > 0 || s.Errors > 0 || s.Misses > 0 {
+			fmt.Fprintf(sb, "%s: %d misses, %d read errors, %d failed invalidations\n", s.Strategy, s.Misses, s.Errors, s.Failed)
+		}
+	}
+}
+
+// writeStats writes each process's statistics, one line per process, in
+// name order.
+func (r *Report) writeStats(sb *strings.Builder) {
 	for _, p := range slices.Sorted(maps.Keys(r.Stats)) {
-		fmt.Fprintf(&sb, "stats %s:", p)
+		fmt.Fprintf(sb, "stats %s:", p)
 		st := r.Stats[p]
 		for _, n := range slices.Sorted(maps.Keys(st)) {
-			fmt.Fprintf(&sb, " %s=%d", n, st[n])
+			fmt.Fprintf(sb, " %s=%d", n, st[n])
 		}
 		sb.WriteByte('\n')
 	}
-	return sb.String()
 }
 
 // writeTable writes the table of results, one row per strategy.
