@@ -101,15 +101,31 @@ func WithReplicaReads(client redis.UniversalClient, replicas int, maxLag time.Du
 // checks too, and nothing waits for those replicas. With WithReplicaReads
 // it also checks what WAIT needs. cfg is the checked configuration.
 func checkReplicaSetup(client redis.UniversalClient, cfg *config) error {
+	if err := checkClusterReads(client); err != nil {
+		return err
+	}
+	if cfg.replica == nil {
+		return nil
+	}
+	return checkReplicaReads(client, cfg)
+}
+
+// checkClusterReads refuses a Cluster client that routes read-only
+// commands to replicas.
+func checkClusterReads(client redis.UniversalClient) error {
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		if o := cc.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
 			return fmt.Errorf("%w: a Cluster client with ReadOnly, RouteByLatency or RouteRandomly would read version and tag stamps from replicas that may lag; give cachemgr a client without them (see docs/replicas.md)", ErrInvalidOption)
 		}
 	}
+	return nil
+}
+
+// checkReplicaReads checks what WithReplicaReads needs: a *redis.Client
+// (WAIT goes to its master), and a lag below the write timeout and the
+// client's ReadTimeout. It then gives the replica its breaker.
+func checkReplicaReads(client redis.UniversalClient, cfg *config) error {
 	r := cfg.replica
-	if r == nil {
-		return nil
-	}
 	rc, ok := client.(*redis.Client)
 	if !ok {
 		return fmt.Errorf("%w: WithReplicaReads needs a *redis.Client (one master or Sentinel failover) as the Manager's client, not %T", ErrInvalidOption, client)
