@@ -439,16 +439,7 @@ func (s *Session) isDeadline(v any) bool {
 // refresh finds its ID unknown.
 func (s *Session) fetch(ctx context.Context, fields []string) error {
 	due := s.st.refresh.due(s.key)
-	first := 2 // args index of the first field asked
-	args := make([]any, 0, 3+len(fields))
-	args = append(args, "hmget", s.key)
-	if due {
-		args = append(args, deadlineField)
-		first++
-	}
-	for _, f := range fields {
-		args = append(args, f)
-	}
+	args := s.hmgetArgs(fields, due)
 	hm := redis.NewSliceCmd(ctx, args...)
 	exists, err := s.exec(ctx, due, hm)
 	if err != nil {
@@ -459,20 +450,41 @@ func (s *Session) fetch(ctx context.Context, fields []string) error {
 		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(args)-2)
 	}
 	if due && !s.isDeadline(vals[0]) {
-		if exists.Val() {
-			// A hash without the deadline field is what a write to an
-			// unknown ID left; the PEXPIRE above gave it a TTL in any case.
-			_ = run(ctx, s.st.client, repairArgs{key: s.key}).Err()
-		}
-		s.reset()
+		s.notHeld(ctx, exists.Val())
 		return nil
 	}
-	vals = vals[first-2:]
+	vals = vals[len(vals)-len(fields):]
 	for i, f := range fields {
 		v, ok := vals[i].(string)
 		s.setLoaded(loadedValue{field: f, v: v, ok: ok})
 	}
 	return nil
+}
+
+// hmgetArgs returns the arguments of the HMGET of fields, after the
+// deadline field when due (the refresh then checks that the key holds the
+// session).
+func (s *Session) hmgetArgs(fields []string, due bool) []any {
+	args := make([]any, 0, 3+len(fields))
+	args = append(args, "hmget", s.key)
+	if due {
+		args = append(args, deadlineField)
+	}
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	return args
+}
+
+// notHeld makes s new, as the key turned out not to hold the session; a
+// hash there (exists) without the deadline field is what a write to an
+// unknown ID left, and is repaired. The PEXPIRE of the refresh gave it a
+// TTL in any case.
+func (s *Session) notHeld(ctx context.Context, exists bool) {
+	if exists {
+		_ = run(ctx, s.st.client, repairArgs{key: s.key}).Err()
+	}
+	s.reset()
 }
 
 // errBadReply reports a reply of a shape Redis does not send.

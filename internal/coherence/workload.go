@@ -171,10 +171,8 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 		return err
 	}
 	defer w.m.Close()
-	for _, s := range Strategies {
-		if w.caches[s], err = cachemgr.NewCache[Row](w.m, s, cachemgr.WithVersioned(s == "bump")); err != nil {
-			return err
-		}
+	if err := w.newCaches(); err != nil {
+		return err
 	}
 	if spec.L1 {
 		defer cachemgr.Handle(w.m, noticeTopic, func(_ context.Context, id int64) {
@@ -182,6 +180,18 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 		})()
 	}
 	return w.run(ctrl, dialer)
+}
+
+// newCaches makes the cache of each strategy, versioned for "bump".
+func (w *worker) newCaches() error {
+	for _, s := range Strategies {
+		c, err := cachemgr.NewCache[Row](w.m, s, cachemgr.WithVersioned(s == "bump"))
+		if err != nil {
+			return err
+		}
+		w.caches[s] = c
+	}
+	return nil
 }
 
 // newWorker returns the state of a child process that runs spec, with the

@@ -233,12 +233,21 @@ func ParseTags(b []byte) (stamp int64, tags []string, rest []byte, err error) {
 	b = b[9:]
 	tags = make([]string, n)
 	for i := range tags {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l == 0 || l > MaxTagLen || l > uint64(len(b)-k) {
+		var ok bool
+		if tags[i], b, ok = parseTag(b); !ok {
 			return 0, nil, nil, fmt.Errorf("%w: tag %d length", ErrCorrupt, i)
 		}
-		tags[i] = string(b[k : k+int(l)])
-		b = b[k+int(l):]
 	}
 	return stamp, tags, b, nil
+}
+
+// parseTag splits one tag, a uvarint length and the bytes, off the front
+// of b. It reports false for a length that is 0, over MaxTagLen or past
+// the end of b.
+func parseTag(b []byte) (tag string, rest []byte, ok bool) {
+	l, k := binary.Uvarint(b)
+	if k <= 0 || l == 0 || l > MaxTagLen || l > uint64(len(b)-k) {
+		return "", nil, false
+	}
+	return string(b[k : k+int(l)]), b[k+int(l):], true
 }
