@@ -147,6 +147,26 @@ type warmSettings struct {
 // warmSetup applies and checks the options of a Warm that loads with load
 // (nil: the cache's loaders), and returns them with the loader to use.
 func (c *Cache[T]) warmSetup(load func(ctx context.Context, key string) (T, error), opts []WarmOption) (warmSettings, manyLoad[T], error) {
+	w, werr := newWarmSettings(opts)
+	many := c.manyLoader()
+	if load != nil {
+		many = keyByKey(load)
+	}
+	switch {
+	case many == nil:
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
+	case werr != nil:
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, werr)
+	case c.m.done.Load():
+		return w, nil, ErrClosed
+	}
+	return w, many, nil
+}
+
+// newWarmSettings applies opts to the defaults (8 workers, chunks of 500
+// keys) and checks them: the first error is an option's, then the write
+// options'.
+func newWarmSettings(opts []WarmOption) (warmSettings, error) {
 	w := warmSettings{config: warmConfig{concurrency: 8, batchSize: 500}}
 	for _, opt := range opts {
 		if opt != nil {
@@ -155,21 +175,10 @@ func (c *Cache[T]) warmSetup(load func(ctx context.Context, key string) (T, erro
 	}
 	var werr error
 	w.write, werr = writeOptions(w.config.write)
-	many := c.manyLoader()
-	if load != nil {
-		many = keyByKey(load)
+	if w.config.err != nil {
+		return w, w.config.err
 	}
-	switch {
-	case many == nil:
-		return w, nil, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
-	case w.config.err != nil:
-		return w, nil, fmt.Errorf("warm %q: %w", c.name, w.config.err)
-	case werr != nil:
-		return w, nil, fmt.Errorf("warm %q: %w", c.name, werr)
-	case c.m.done.Load():
-		return w, nil, ErrClosed
-	}
-	return w, many, nil
+	return w, werr
 }
 
 // warmRun is what the workers of one Warm share.
