@@ -337,7 +337,7 @@ func (s *Session) save(ctx context.Context) error {
 		s.pending = nil
 		return nil
 	}
-	if s.w != nil && s.w.committed {
+	if s.headersWritten() {
 		return ErrHeadersWritten
 	}
 	if err := s.create(ctx); err != nil {
@@ -345,6 +345,12 @@ func (s *Session) save(ctx context.Context) error {
 	}
 	s.applyPending()
 	return nil
+}
+
+// headersWritten reports whether the middleware's response headers are on
+// their way, with or without a cookie: the ID can no longer change.
+func (s *Session) headersWritten() bool {
+	return s.w != nil && s.w.committed
 }
 
 // hasSets reports whether any pending change is a Set.
@@ -682,7 +688,7 @@ func (s *Session) Renew(ctx context.Context) error {
 	if s.key == "" {
 		return nil
 	}
-	if s.w != nil && s.w.committed {
+	if s.headersWritten() {
 		return ErrHeadersWritten
 	}
 	var secret [secretLen]byte
