@@ -147,18 +147,8 @@ func checkReplicaReads(client redis.UniversalClient, cfg *config) error {
 // timeout before the master is asked. Errors are do's.
 func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 	if r := m.replica; r != nil && r.breaker.Allow() {
-		cmd := redis.NewStringCmd(ctx, "get", rkey)
-		err := r.rd.Do(ctx, cmd)
-		switch {
-		case err == nil:
-			r.breaker.Success()
-			return cmd.Val(), nil
-		case ctx.Err() != nil:
-			return "", context.Cause(ctx)
-		case errors.Is(err, redis.Nil) || isReply(err):
-			r.breaker.Success() // it answered; the master decides
-		default:
-			r.breaker.Failure()
+		if v, hit, err := r.get(ctx, rkey); hit || err != nil {
+			return v, err
 		}
 	}
 	// A command of its own: an abandoned call may still write to the
@@ -168,6 +158,26 @@ func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 		return "", err
 	}
 	return cmd.Val(), nil
+}
+
+// get reads data key rkey from the replica and records the outcome in its
+// breaker. It reports a hit, or the caller's context's end as the error;
+// a miss, an error reply or a failure leaves the read to the master.
+func (r *replicaReads) get(ctx context.Context, rkey string) (string, bool, error) {
+	cmd := redis.NewStringCmd(ctx, "get", rkey)
+	err := r.rd.Do(ctx, cmd)
+	switch {
+	case err == nil:
+		r.breaker.Success()
+		return cmd.Val(), true, nil
+	case ctx.Err() != nil:
+		return "", false, context.Cause(ctx)
+	case errors.Is(err, redis.Nil) || isReply(err):
+		r.breaker.Success() // it answered; the master decides
+	default:
+		r.breaker.Failure()
+	}
+	return "", false, nil
 }
 
 // withWait returns cmds followed by a WAIT for the replicas, and that
