@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -116,10 +115,9 @@ func (t *Transport) execPipeline(ctx context.Context, pol Policy, cmds []redis.C
 
 // divertible reports whether t.bounded may run a pipeline under pol on
 // the caller's goroutine: a read, whose caller's deadline (if any) comes
-// no sooner than the op timeout.
+// after the op timeout.
 func (t *Transport) divertible(ctx context.Context, pol Policy) bool {
-	d, ok := ctx.Deadline()
-	return !pol.Write && t.bounded != nil && (!ok || time.Until(d) >= pol.Timeout)
+	return !pol.Write && t.bounded != nil && deadlineAfter(ctx, pol.Timeout)
 }
 
 // pipelineErr returns the failure to reach Redis that cmds carry, and
