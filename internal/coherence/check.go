@@ -221,15 +221,19 @@ func (c *checker) add(r *Record) {
 // observe widens the span of the history to r's times, and notes r's
 // process.
 func (c *checker) observe(r *Record) {
-	for _, t := range []int64{r.Start, r.End} {
-		if t != 0 && (c.first == 0 || t < c.first) {
-			c.first = t
-		}
-		c.last = max(c.last, t)
-	}
+	c.widen(r.Start)
+	c.widen(r.End)
 	if r.Proc != "" && r.Kind != KindFault {
 		c.procs[r.Proc] = c.procs[r.Proc] || r.L1
 	}
+}
+
+// widen widens the span of the history to time t (0: none).
+func (c *checker) widen(t int64) {
+	if t != 0 && (c.first == 0 || t < c.first) {
+		c.first = t
+	}
+	c.last = max(c.last, t)
 }
 
 // addEvent keeps the first time a process received an event.
@@ -329,16 +333,7 @@ func (c *checker) judge(rd *Record) {
 	}
 	res.Reads++
 	k := rowKey{rd.Strategy, rd.Key}
-	if rd.Got != "" && rd.Got != rd.Key {
-		res.WrongKey++
-		res.add(0, fmt.Sprintf("wrong key: %s %s %q at %s got the value of %q",
-			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Got))
-		return
-	}
-	if possible := newestBefore(c.updates[k], rd.End, true); rd.Version > possible {
-		res.Impossible++
-		res.add(0, fmt.Sprintf("impossible: %s %s %q at %s saw v%d, newest written by then v%d",
-			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Version, possible))
+	if c.implausible(res, rd, k) {
 		return
 	}
 	cs, pm := c.covers[k], c.prefixMax[k]
@@ -354,6 +349,24 @@ func (c *checker) judge(rd *Record) {
 	// newer version than it saw; cs[i] is the first of them.
 	i := sort.Search(j, func(i int) bool { return pm[i] > rd.Version })
 	c.judgeStale(res, rd, cs[i:j])
+}
+
+// implausible counts and reports read rd of row k when it got another
+// row's value, or a version not written by the time it returned.
+func (c *checker) implausible(res *Result, rd *Record, k rowKey) bool {
+	if rd.Got != "" && rd.Got != rd.Key {
+		res.WrongKey++
+		res.add(0, fmt.Sprintf("wrong key: %s %s %q at %s got the value of %q",
+			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Got))
+		return true
+	}
+	if possible := newestBefore(c.updates[k], rd.End, true); rd.Version > possible {
+		res.Impossible++
+		res.add(0, fmt.Sprintf("impossible: %s %s %q at %s saw v%d, newest written by then v%d",
+			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Version, possible))
+		return true
+	}
+	return false
 }
 
 // judgeStale counts read rd, which saw a version older than the
