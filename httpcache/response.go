@@ -161,13 +161,19 @@ func serve(next http.Handler, w http.ResponseWriter, r *http.Request) (p any, st
 // without trailers or cookies, and accepted by the condition.
 func (c *Cache) storable(resp *response, trailers http.Header) bool {
 	h := resp.Header
-	if len(resp.Body) > c.maxBody ||
-		resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified ||
-		resp.Status < 200 || len(trailers) > 0 || len(headerValues(h, "Trailer")) > 0 ||
+	if len(resp.Body) > c.maxBody || !storableStatus(resp.Status) ||
+		len(trailers) > 0 || len(headerValues(h, "Trailer")) > 0 ||
 		len(headerValues(h, "Set-Cookie")) > 0 {
 		return false
 	}
 	return c.condition(resp.Status, h)
+}
+
+// storableStatus reports whether a response with status can be an entry:
+// a final response, and neither partial (206) nor a 304, which completes
+// another response.
+func storableStatus(status int) bool {
+	return status >= 200 && status != http.StatusPartialContent && status != http.StatusNotModified
 }
 
 // headerValues returns the values of name in h, also under keys that are
