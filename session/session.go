@@ -214,20 +214,30 @@ func (s *Session) raw(ctx context.Context, field string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	lv, ok := s.findLoaded(field)
-	if !ok && s.key != "" {
-		one := [1]string{field}
-		if err := s.fetch(ctx, one[:]); err != nil {
-			return nil, err
-		}
-		lv, ok = s.findLoaded(field)
+	lv, err := s.readField(ctx, field)
+	if err != nil {
+		return nil, err
 	}
-	if !ok || !lv.ok {
+	if !lv.ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoField, field)
 	}
 	// Codecs neither keep nor change what they decode, so the string's
 	// bytes serve as they are.
 	return unsafe.Slice(unsafe.StringData(lv.v), len(lv.v)), nil
+}
+
+// readField returns field as Redis holds it: as read before, else read
+// now. A new session (no key) holds no field.
+func (s *Session) readField(ctx context.Context, field string) (loadedValue, error) {
+	if lv, ok := s.findLoaded(field); ok || s.key == "" {
+		return lv, nil
+	}
+	one := [1]string{field}
+	if err := s.fetch(ctx, one[:]); err != nil {
+		return loadedValue{}, err
+	}
+	lv, _ := s.findLoaded(field)
+	return lv, nil
 }
 
 // Load reads fields in one round trip, so that Get answers them without
