@@ -102,7 +102,7 @@ func sfItem(s string) (val string, isInt bool, rest string, ok bool) {
 		n = sfByteSequence(s)
 	case s[0] == '?':
 		n = sfBoolean(s)
-	case isLower(s[0]) || s[0] >= 'A' && s[0] <= 'Z' || s[0] == '*':
+	case isTokenStart(s[0]):
 		n = sfToken(s)
 	}
 	if n == 0 {
@@ -157,6 +157,12 @@ func sfBoolean(s string) int {
 		return 2
 	}
 	return 0
+}
+
+// isTokenStart reports whether c can begin a Token: an ASCII letter or
+// "*".
+func isTokenStart(c byte) bool {
+	return isLower(c) || c >= 'A' && c <= 'Z' || c == '*'
 }
 
 // sfToken returns the length of the Token at the start of s: its first
