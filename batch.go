@@ -135,11 +135,7 @@ func (c *Cache[T]) loadBatch(ctx context.Context, b batch, load manyLoad[T], w w
 	}
 	items := load(ctx, c, b.missing, warm)
 	for j, k := range b.missing {
-		st, ok := sts[k]
-		if !ok {
-			st = storeRequest{key: k, start: b.start} // not claimed: not written
-		}
-		items[j].st = st
+		items[j].st = b.request(sts, k)
 	}
 	results := c.storeAll(wctx, items, w, false)
 	out := make(map[string]*loaded[T], len(items))
@@ -147,6 +143,15 @@ func (c *Cache[T]) loadBatch(ctx context.Context, b batch, load manyLoad[T], w w
 		out[k] = results[j]
 	}
 	return out
+}
+
+// request returns the store request of missing key k: its claim's in
+// sts, else one that writes nothing, as the key was not claimed.
+func (b *batch) request(sts map[string]storeRequest, k string) storeRequest {
+	if st, ok := sts[k]; ok {
+		return st
+	}
+	return storeRequest{key: k, start: b.start}
 }
 
 // claimMany reads (creating them if absent) the invalidation markers of
