@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -115,9 +116,10 @@ func (t *Transport) execPipeline(ctx context.Context, pol Policy, cmds []redis.C
 
 // divertible reports whether t.bounded may run a pipeline under pol on
 // the caller's goroutine: a read, whose caller's deadline (if any) comes
-// after the op timeout.
+// no sooner than the op timeout.
 func (t *Transport) divertible(ctx context.Context, pol Policy) bool {
-	return !pol.Write && t.bounded != nil && deadlineAfter(ctx, pol.Timeout)
+	d, ok := ctx.Deadline()
+	return !pol.Write && t.bounded != nil && (!ok || time.Until(d) >= pol.Timeout)
 }
 
 // pipelineErr returns the failure to reach Redis that cmds carry, and

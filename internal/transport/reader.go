@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -41,7 +42,7 @@ func (r *Reader) Do(ctx context.Context, cmd redis.Cmder) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t.op)
 		defer cancel()
-	} else if deadlineAfter(ctx, t.op) {
+	} else if d, ok := ctx.Deadline(); !ok || time.Until(d) > t.op {
 		// As the master's reads: a deadline shared with other calls, no
 		// timer of its own.
 		ctx = &opCtx{Context: ctx, bound: t.deadlines.get(t.life, t.op)}

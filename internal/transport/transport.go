@@ -195,7 +195,7 @@ func (t *Transport) DoWith(ctx context.Context, pol Policy, cmd redis.Cmder) err
 // the caller's goroutine in an opCtx, which shares a deadline with other
 // calls and costs no timer.
 func (t *Transport) send(ctx context.Context, pol Policy, cmd redis.Cmder) error {
-	if !deadlineAfter(ctx, pol.Timeout) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= pol.Timeout {
 		// t.bounded would outlast the caller's deadline: not for it.
 		return t.within(ctx, pol, cmd)
 	}
@@ -206,13 +206,6 @@ func (t *Transport) send(ctx context.Context, pol Policy, cmd redis.Cmder) error
 	err := t.within(callCtx, pol, cmd)
 	cancel()
 	return err
-}
-
-// deadlineAfter reports whether ctx has no deadline, or one more than
-// timeout away: an opCtx bounded by timeout then ends first.
-func deadlineAfter(ctx context.Context, timeout time.Duration) bool {
-	d, ok := ctx.Deadline()
-	return !ok || time.Until(d) > timeout
 }
 
 // within sends cmd in ctx, which carries the call's deadline.
