@@ -135,8 +135,8 @@ func (t *Transport) pipelineErr(cmds []redis.Cmder, execErr error) error {
 		case e == nil || errors.Is(e, redis.Nil):
 		case !IsReply(e):
 			return e
-		case !redis.HasErrorPrefix(e, "NOSCRIPT"):
-			t.errors.Add(1) // WRONGTYPE, OOM…: Redis is up
+		default:
+			t.countReply(e) // WRONGTYPE, OOM…: Redis is up
 		}
 		marked = marked || e != nil
 	}

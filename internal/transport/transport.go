@@ -302,7 +302,9 @@ func (t *Transport) classify(ctx context.Context, err error) error {
 		// Calls cut short by Close say nothing about Redis.
 		return ErrClosed
 	case IsReply(err):
-		t.reply(ctx, err)
+		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up.
+		t.success(ctx)
+		t.countReply(err)
 		return err
 	case ctx.Err() != nil:
 		// The caller gave up: its error, not Redis'.
@@ -311,11 +313,9 @@ func (t *Transport) classify(ctx context.Context, err error) error {
 	return t.failure(ctx, err)
 }
 
-// reply records an error reply: Redis answered (WRONGTYPE, OOM,
-// NOSCRIPT…), so it is up. NOSCRIPT is routine, not counted as an error:
-// DoAll answers it by sending the source.
-func (t *Transport) reply(ctx context.Context, err error) {
-	t.success(ctx)
+// countReply counts error reply err as an error, unless it is NOSCRIPT,
+// which is routine: DoAll answers it by sending the source.
+func (t *Transport) countReply(err error) {
 	if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 		t.errors.Add(1)
 	}
