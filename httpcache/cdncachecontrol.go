@@ -120,11 +120,17 @@ func sfNumber(s string) (n int, isInt bool) {
 		dot = dot || s[i] == '.'
 		i++
 	}
-	digits := strings.TrimPrefix(s[:i], "-")
-	if digits == "" || digits[len(digits)-1] == '.' || !dot && len(digits) > 15 {
+	if !validNumber(strings.TrimPrefix(s[:i], "-"), dot) {
 		return 0, false
 	}
 	return i, !dot
+}
+
+// validNumber reports whether digits, a number without its sign, is a
+// valid Integer (at most 15 digits) or, with a point (dot), a Decimal
+// with digits after it.
+func validNumber(digits string, dot bool) bool {
+	return digits != "" && digits[len(digits)-1] != '.' && (dot || len(digits) <= 15)
 }
 
 // sfString returns the length of the String (quoted, with backslash

@@ -194,15 +194,21 @@ func (c *Cache) lifetime(status int, h http.Header, cc directives, date time.Tim
 	case cc.invalidMaxAge:
 		return 0
 	case len(headerValues(h, "Expires")) > 0:
-		exp, ok := parseHTTPDate(headerValues(h, "Expires"))
-		if !ok {
-			return 0
-		}
-		return max(0, exp.Sub(date))
+		return expiresLifetime(headerValues(h, "Expires"), date)
 	case cc.has[ccPublic]:
 		return initAge + c.ttl
 	}
 	return heuristicLifetime(status, h, date)
+}
+
+// expiresLifetime returns the lifetime that an Expires header of values
+// gives a response dated date: 0 when it is invalid or in the past.
+func expiresLifetime(values []string, date time.Time) time.Duration {
+	exp, ok := parseHTTPDate(values)
+	if !ok {
+		return 0
+	}
+	return max(0, exp.Sub(date))
 }
 
 // heuristicLifetime returns the usual heuristic freshness lifetime of a
