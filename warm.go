@@ -117,13 +117,9 @@ func (c *Cache[T]) Warm(ctx context.Context, keys []string, load func(ctx contex
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	run := &warmRun[T]{c: c, keys: distinct(keys), size: w.config.batchSize, load: many, write: w.write,
+	run := &warmRun[T]{c: c, keys: distinct(keys), load: many, write: w.write,
 		stop: stop, progress: w.config.progress, total: len(keys)}
-	if load != nil || c.batchLoader == nil {
-		// A loader by key runs the keys of a chunk in turn: chunks small
-		// enough to keep every worker busy, and each round trip short.
-		run.size = max(1, min(run.size, warmKeyChunk, (len(run.keys)+w.config.concurrency-1)/w.config.concurrency))
-	}
+	run.size = w.config.chunkSize(len(run.keys), load != nil || c.batchLoader == nil)
 	var wg sync.WaitGroup
 	for range min(w.config.concurrency, (len(run.keys)+run.size-1)/run.size) {
 		wg.Go(func() { run.work(ctx) })
@@ -179,6 +175,17 @@ func newWarmSettings(opts []WarmOption) (warmSettings, error) {
 		return w, w.config.err
 	}
 	return w, werr
+}
+
+// chunkSize returns the number of keys per chunk for n distinct keys: the
+// batch size, and for a loader by key (byKey), which runs the keys of a
+// chunk in turn, chunks small enough to keep every worker busy and each
+// round trip short.
+func (cfg *warmConfig) chunkSize(n int, byKey bool) int {
+	if !byKey {
+		return cfg.batchSize
+	}
+	return max(1, min(cfg.batchSize, warmKeyChunk, (n+cfg.concurrency-1)/cfg.concurrency))
 }
 
 // warmRun is what the workers of one Warm share.
