@@ -27,10 +27,7 @@ type tagInfo struct {
 func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header, ti tagInfo) (*[]byte, error) {
 	h.Codec, h.Tagged = cd.ID(), len(ti.tags) > 0
 	buf := m.getBuf()
-	out := envelope.Append((*buf)[:0], h)
-	if h.Tagged {
-		out = envelope.AppendTags(out, ti.stamp, ti.tags)
-	}
+	out := appendHeader((*buf)[:0], h, ti)
 	off := len(out)
 	out, err := cd.Append(out, v)
 	*buf = out
@@ -46,32 +43,41 @@ func (m *Manager) encode(cd codec.Codec, v any, h envelope.Header, ti tagInfo) (
 	if m.compressor == nil || len(payload) < m.threshold {
 		return buf, nil
 	}
+	return m.compressed(buf, h, ti, payload), nil
+}
+
+// compressed returns the envelope of payload compressed, in a pooled
+// buffer, and returns buf, the envelope as encoded, to the pool; or buf
+// itself when the payload does not compress.
+func (m *Manager) compressed(buf *[]byte, h envelope.Header, ti tagInfo, payload []byte) *[]byte {
 	zbuf := m.getBuf()
 	h.Compressor, h.RawLen = m.compressor.ID(), len(payload)
-	z := envelope.Append((*zbuf)[:0], h)
-	if h.Tagged {
-		z = envelope.AppendTags(z, ti.stamp, ti.tags)
-	}
-	z, ok, err := m.compressor.Compress(z, payload)
+	z, ok, err := m.compressor.Compress(appendHeader((*zbuf)[:0], h, ti), payload)
 	*zbuf = z
 	if err != nil || !ok {
 		// Incompressible (or a compressor fault): store the payload as it is.
 		m.putBuf(zbuf)
-		return buf, nil
+		return buf
 	}
 	m.putBuf(buf)
-	return zbuf, nil
+	return zbuf
+}
+
+// appendHeader appends envelope header h to dst and, for a tagged entry,
+// the tag section of ti.
+func appendHeader(dst []byte, h envelope.Header, ti tagInfo) []byte {
+	dst = envelope.Append(dst, h)
+	if h.Tagged {
+		dst = envelope.AppendTags(dst, ti.stamp, ti.tags)
+	}
+	return dst
 }
 
 // encodeNegative returns the envelope of a cached "not found".
 func (m *Manager) encodeNegative(cd codec.Codec, h envelope.Header, ti tagInfo) *[]byte {
 	h.Codec, h.Negative, h.Tagged = cd.ID(), true, len(ti.tags) > 0
 	buf := m.getBuf()
-	out := envelope.Append((*buf)[:0], h)
-	if h.Tagged {
-		out = envelope.AppendTags(out, ti.stamp, ti.tags)
-	}
-	*buf = out
+	*buf = appendHeader((*buf)[:0], h, ti)
 	return buf
 }
 
