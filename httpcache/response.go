@@ -236,7 +236,7 @@ func replayHeader(h http.Header, head bool, resp *response, trailers bool, state
 // net/http adds for a handler that writes resp's body, in the cases where
 // it does.
 func headHeader(h http.Header, resp *response, trailers bool) {
-	if len(resp.Body) == 0 || !bodyAllowed(resp.Status) || h.Get("Transfer-Encoding") != "" {
+	if !derivesFromBody(h, resp) {
 		return
 	}
 	if _, ok := h["Content-Length"]; !ok && !trailers {
@@ -245,6 +245,13 @@ func headHeader(h http.Header, resp *response, trailers bool) {
 	if _, ok := h["Content-Type"]; !ok && h.Get("Content-Encoding") == "" {
 		h["Content-Type"] = []string{http.DetectContentType(resp.Body)}
 	}
+}
+
+// derivesFromBody reports whether net/http would derive headers from the
+// body of resp, sent with header h: a body that is not empty, that the
+// status allows, and that is not chunked by the handler.
+func derivesFromBody(h http.Header, resp *response) bool {
+	return len(resp.Body) > 0 && bodyAllowed(resp.Status) && h.Get("Transfer-Encoding") == ""
 }
 
 // uncached is the loader's error for a response that must not be stored,
