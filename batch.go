@@ -135,11 +135,7 @@ func (c *Cache[T]) loadBatch(ctx context.Context, b batch, load manyLoad[T], w w
 	}
 	items := load(ctx, c, b.missing, warm)
 	for j, k := range b.missing {
-		st, ok := sts[k]
-		if !ok {
-			st = storeRequest{key: k, start: b.start} // not claimed: not written
-		}
-		items[j].st = st
+		items[j].st = b.request(sts, k)
 	}
 	results := c.storeAll(wctx, items, w, false)
 	out := make(map[string]*loaded[T], len(items))
@@ -147,6 +143,15 @@ func (c *Cache[T]) loadBatch(ctx context.Context, b batch, load manyLoad[T], w w
 		out[k] = results[j]
 	}
 	return out
+}
+
+// request returns the store request of missing key k: its claim's in
+// sts, else one that writes nothing, as the key was not claimed.
+func (b *batch) request(sts map[string]storeRequest, k string) storeRequest {
+	if st, ok := sts[k]; ok {
+		return st
+	}
+	return storeRequest{key: k, start: b.start}
 }
 
 // claimMany reads (creating them if absent) the invalidation markers of
@@ -169,7 +174,6 @@ func (c *Cache[T]) claimMany(ctx context.Context, b batch, tags []string) (map[s
 		return nil, err
 	}
 	at := monotonic()
-	var serverUS int64 // the earliest claim's: the batch's tag stamp
 	sts := map[string]storeRequest{}
 	ep, epOK := epochOf(epoch)
 	for j, cmd := range cmds {
@@ -181,16 +185,25 @@ func (c *Cache[T]) claimMany(ctx context.Context, b batch, tags []string) (map[s
 			continue
 		}
 		sts[k] = storeRequest{key: k, version: b.ver, rkey: rkeyOf[k], start: b.start, marker: m, markerOK: true,
-			markerAt: at, tags: tags, epoch: ep, epochOK: epOK}
-		if us > 0 && (serverUS == 0 || us < serverUS) {
-			serverUS = us
+			markerAt: at, tags: tags, epoch: ep, epochOK: epOK, serverUS: us}
+	}
+	shareEarliestStamp(sts)
+	return sts, nil
+}
+
+// shareEarliestStamp gives every request the server's time of the
+// earliest claim (0: none known), the batch's tag stamp.
+func shareEarliestStamp(sts map[string]storeRequest) {
+	var first int64
+	for _, st := range sts {
+		if us := st.serverUS; us > 0 && (first == 0 || us < first) {
+			first = us
 		}
 	}
 	for k, st := range sts {
-		st.serverUS = serverUS
+		st.serverUS = first
 		sts[k] = st
 	}
-	return sts, nil
 }
 
 // claimReply returns the marker and the server's time (Unix
@@ -433,16 +446,7 @@ func (d *manyDecode[T]) miss(i int, err error) {
 // was stored.
 func (d *manyDecode[T]) checkTags(pending []taggedReply) {
 	c := d.c
-	stamps := map[string]*redis.StringCmd{}
-	var cmds []redis.Cmder
-	for _, p := range pending {
-		for _, t := range p.ti.tags {
-			if stamps[t] == nil {
-				stamps[t] = redis.NewStringCmd(d.ctx, "get", c.m.tagKey(t))
-				cmds = append(cmds, stamps[t])
-			}
-		}
-	}
+	stamps, cmds := d.stampReads(pending)
 	err := c.m.doAll(d.ctx, cmds...)
 	for _, p := range pending {
 		switch {
@@ -455,6 +459,22 @@ func (d *manyDecode[T]) checkTags(pending []taggedReply) {
 			d.miss(p.i, c.unusable(d.ctx, d.rkeys[p.i], p.s, errInvalidated, !d.warm))
 		}
 	}
+}
+
+// stampReads returns a GET of the stamp of each distinct tag of pending,
+// by tag and in the order to send them.
+func (d *manyDecode[T]) stampReads(pending []taggedReply) (map[string]*redis.StringCmd, []redis.Cmder) {
+	stamps := map[string]*redis.StringCmd{}
+	var cmds []redis.Cmder
+	for _, p := range pending {
+		for _, t := range p.ti.tags {
+			if stamps[t] == nil {
+				stamps[t] = redis.NewStringCmd(d.ctx, "get", d.c.m.tagKey(t))
+				cmds = append(cmds, stamps[t])
+			}
+		}
+	}
+	return stamps, cmds
 }
 
 // tagsValid reports whether every tag of ti was last invalidated before

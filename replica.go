@@ -101,15 +101,31 @@ func WithReplicaReads(client redis.UniversalClient, replicas int, maxLag time.Du
 // checks too, and nothing waits for those replicas. With WithReplicaReads
 // it also checks what WAIT needs. cfg is the checked configuration.
 func checkReplicaSetup(client redis.UniversalClient, cfg *config) error {
+	if err := checkClusterReads(client); err != nil {
+		return err
+	}
+	if cfg.replica == nil {
+		return nil
+	}
+	return checkReplicaReads(client, cfg)
+}
+
+// checkClusterReads refuses a Cluster client that routes read-only
+// commands to replicas.
+func checkClusterReads(client redis.UniversalClient) error {
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		if o := cc.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
 			return fmt.Errorf("%w: a Cluster client with ReadOnly, RouteByLatency or RouteRandomly would read version and tag stamps from replicas that may lag; give cachemgr a client without them (see docs/replicas.md)", ErrInvalidOption)
 		}
 	}
+	return nil
+}
+
+// checkReplicaReads checks what WithReplicaReads needs: a *redis.Client
+// (WAIT goes to its master), and a lag below the write timeout and the
+// client's ReadTimeout. It then gives the replica its breaker.
+func checkReplicaReads(client redis.UniversalClient, cfg *config) error {
 	r := cfg.replica
-	if r == nil {
-		return nil
-	}
 	rc, ok := client.(*redis.Client)
 	if !ok {
 		return fmt.Errorf("%w: WithReplicaReads needs a *redis.Client (one master or Sentinel failover) as the Manager's client, not %T", ErrInvalidOption, client)
@@ -131,18 +147,8 @@ func checkReplicaSetup(client redis.UniversalClient, cfg *config) error {
 // timeout before the master is asked. Errors are do's.
 func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 	if r := m.replica; r != nil && r.breaker.Allow() {
-		cmd := redis.NewStringCmd(ctx, "get", rkey)
-		err := r.rd.Do(ctx, cmd)
-		switch {
-		case err == nil:
-			r.breaker.Success()
-			return cmd.Val(), nil
-		case ctx.Err() != nil:
-			return "", context.Cause(ctx)
-		case errors.Is(err, redis.Nil) || isReply(err):
-			r.breaker.Success() // it answered; the master decides
-		default:
-			r.breaker.Failure()
+		if v, hit, err := r.get(ctx, rkey); hit || err != nil {
+			return v, err
 		}
 	}
 	// A command of its own: an abandoned call may still write to the
@@ -152,6 +158,26 @@ func (m *Manager) getData(ctx context.Context, rkey string) (string, error) {
 		return "", err
 	}
 	return cmd.Val(), nil
+}
+
+// get reads data key rkey from the replica and records the outcome in its
+// breaker. It reports a hit, or the caller's context's end as the error;
+// a miss, an error reply or a failure leaves the read to the master.
+func (r *replicaReads) get(ctx context.Context, rkey string) (string, bool, error) {
+	cmd := redis.NewStringCmd(ctx, "get", rkey)
+	err := r.rd.Do(ctx, cmd)
+	switch {
+	case err == nil:
+		r.breaker.Success()
+		return cmd.Val(), true, nil
+	case ctx.Err() != nil:
+		return "", false, context.Cause(ctx)
+	case errors.Is(err, redis.Nil) || isReply(err):
+		r.breaker.Success() // it answered; the master decides
+	default:
+		r.breaker.Failure()
+	}
+	return "", false, nil
 }
 
 // withWait returns cmds followed by a WAIT for the replicas, and that

@@ -57,14 +57,7 @@ func writeShape(w shapeWriter, t reflect.Type, seen map[reflect.Type]int) {
 		writeShape(w, t.Key(), seen)
 		writeShape(w, t.Elem(), seen)
 	case reflect.Struct:
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() && !f.Anonymous {
-				continue // no codec sees it
-			}
-			w.Write([]byte(f.Name + " " + strconv.Quote(string(f.Tag)) + " " + strconv.FormatBool(f.Anonymous) + ":"))
-			writeShape(w, f.Type, seen)
-		}
+		writeFields(w, t, seen)
 	case reflect.Interface:
 		// Any value may be inside: only the kind is known.
 	default:
@@ -73,4 +66,17 @@ func writeShape(w shapeWriter, t reflect.Type, seen map[reflect.Type]int) {
 		w.Write([]byte(t.PkgPath() + "." + t.Name()))
 	}
 	w.Write([]byte(");"))
+}
+
+// writeFields describes the fields of struct type t that a codec sees,
+// the exported and the embedded ones: name, tag, whether embedded, shape.
+func writeFields(w shapeWriter, t reflect.Type, seen map[reflect.Type]int) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() && !f.Anonymous {
+			continue // no codec sees it
+		}
+		w.Write([]byte(f.Name + " " + strconv.Quote(string(f.Tag)) + " " + strconv.FormatBool(f.Anonymous) + ":"))
+		writeShape(w, f.Type, seen)
+	}
 }

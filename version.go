@@ -195,13 +195,9 @@ func (c *Cache[T]) readVersioned(ctx context.Context, key string) (target, strin
 			return t, "", err
 		}
 		vals := cmd.Val()
-		cur, ok := vals[0].(string)
+		cur, curErr := mgetReply(vals[0])
 		var again bool
-		if ok {
-			ver, again, err = c.observed(ctx, ver, cur, nil)
-		} else {
-			ver, again, err = c.observed(ctx, ver, "", redis.Nil)
-		}
+		ver, again, err = c.observed(ctx, ver, cur, curErr)
 		switch {
 		case err != nil:
 			return t, "", err
@@ -210,12 +206,18 @@ func (c *Cache[T]) readVersioned(ctx context.Context, key string) (target, strin
 		case again:
 			continue
 		}
-		s, ok := vals[1].(string)
-		if !ok {
-			return t, "", redis.Nil
-		}
-		return t, s, nil
+		s, err := mgetReply(vals[1])
+		return t, s, err
 	}
+}
+
+// mgetReply returns one value of an MGET reply as GET answers it: the
+// string, or redis.Nil for a key that does not exist.
+func mgetReply(v any) (string, error) {
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	return "", redis.Nil
 }
 
 // versionCheck returns a command that reads the namespace version, to send

@@ -117,13 +117,9 @@ func (c *Cache[T]) Warm(ctx context.Context, keys []string, load func(ctx contex
 	}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	run := &warmRun[T]{c: c, keys: distinct(keys), size: w.config.batchSize, load: many, write: w.write,
+	run := &warmRun[T]{c: c, keys: distinct(keys), load: many, write: w.write,
 		stop: stop, progress: w.config.progress, total: len(keys)}
-	if load != nil || c.batchLoader == nil {
-		// A loader by key runs the keys of a chunk in turn: chunks small
-		// enough to keep every worker busy, and each round trip short.
-		run.size = max(1, min(run.size, warmKeyChunk, (len(run.keys)+w.config.concurrency-1)/w.config.concurrency))
-	}
+	run.size = w.config.chunkSize(len(run.keys), load != nil || c.batchLoader == nil)
 	var wg sync.WaitGroup
 	for range min(w.config.concurrency, (len(run.keys)+run.size-1)/run.size) {
 		wg.Go(func() { run.work(ctx) })
@@ -147,6 +143,26 @@ type warmSettings struct {
 // warmSetup applies and checks the options of a Warm that loads with load
 // (nil: the cache's loaders), and returns them with the loader to use.
 func (c *Cache[T]) warmSetup(load func(ctx context.Context, key string) (T, error), opts []WarmOption) (warmSettings, manyLoad[T], error) {
+	w, werr := newWarmSettings(opts)
+	many := c.manyLoader()
+	if load != nil {
+		many = keyByKey(load)
+	}
+	switch {
+	case many == nil:
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
+	case werr != nil:
+		return w, nil, fmt.Errorf("warm %q: %w", c.name, werr)
+	case c.m.done.Load():
+		return w, nil, ErrClosed
+	}
+	return w, many, nil
+}
+
+// newWarmSettings applies opts to the defaults (8 workers, chunks of 500
+// keys) and checks them: the first error is an option's, then the write
+// options'.
+func newWarmSettings(opts []WarmOption) (warmSettings, error) {
 	w := warmSettings{config: warmConfig{concurrency: 8, batchSize: 500}}
 	for _, opt := range opts {
 		if opt != nil {
@@ -155,21 +171,21 @@ func (c *Cache[T]) warmSetup(load func(ctx context.Context, key string) (T, erro
 	}
 	var werr error
 	w.write, werr = writeOptions(w.config.write)
-	many := c.manyLoader()
-	if load != nil {
-		many = keyByKey(load)
+	if w.config.err != nil {
+		return w, w.config.err
 	}
-	switch {
-	case many == nil:
-		return w, nil, fmt.Errorf("warm %q: %w", c.name, ErrNoLoader)
-	case w.config.err != nil:
-		return w, nil, fmt.Errorf("warm %q: %w", c.name, w.config.err)
-	case werr != nil:
-		return w, nil, fmt.Errorf("warm %q: %w", c.name, werr)
-	case c.m.done.Load():
-		return w, nil, ErrClosed
+	return w, werr
+}
+
+// chunkSize returns the number of keys per chunk for n distinct keys: the
+// batch size, and for a loader by key (byKey), which runs the keys of a
+// chunk in turn, chunks small enough to keep every worker busy and each
+// round trip short.
+func (cfg *warmConfig) chunkSize(n int, byKey bool) int {
+	if !byKey {
+		return cfg.batchSize
 	}
-	return w, many, nil
+	return max(1, min(cfg.batchSize, warmKeyChunk, (n+cfg.concurrency-1)/cfg.concurrency))
 }
 
 // warmRun is what the workers of one Warm share.

@@ -59,14 +59,8 @@ func (lz4Compressor) Compress(dst, src []byte) ([]byte, bool, error) {
 }
 
 func (lz4Compressor) Decompress(dst, src []byte, rawLen int) (out []byte, err error) {
-	switch {
-	case rawLen < 0:
-		return dst, fmt.Errorf("lz4: %w: negative length %d", ErrCorrupt, rawLen)
-	case len(src) == 0 && rawLen > 0:
-		// lz4 decodes an empty block as (0, nil).
-		return dst, fmt.Errorf("lz4: %w: empty block for %d bytes", ErrCorrupt, rawLen)
-	case uint64(rawLen) > maxLZ4Ratio*uint64(len(src))+16:
-		return dst, fmt.Errorf("lz4: %w: %d-byte block cannot expand to %d bytes", ErrCorrupt, len(src), rawLen)
+	if err := checkLZ4Lengths(len(src), rawLen); err != nil {
+		return dst, err
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -82,6 +76,21 @@ func (lz4Compressor) Decompress(dst, src []byte, rawLen int) (out []byte, err er
 		return dst, fmt.Errorf("lz4: %w: block expands to %d bytes, want %d", ErrCorrupt, n, rawLen)
 	}
 	return grown[:len(dst)+n], nil
+}
+
+// checkLZ4Lengths refuses, before decoding, a block of n bytes that
+// cannot expand to rawLen bytes, including the empty block that lz4
+// itself decodes as (0, nil).
+func checkLZ4Lengths(n, rawLen int) error {
+	switch {
+	case rawLen < 0:
+		return fmt.Errorf("lz4: %w: negative length %d", ErrCorrupt, rawLen)
+	case n == 0 && rawLen > 0:
+		return fmt.Errorf("lz4: %w: empty block for %d bytes", ErrCorrupt, rawLen)
+	case uint64(rawLen) > maxLZ4Ratio*uint64(n)+16:
+		return fmt.Errorf("lz4: %w: %d-byte block cannot expand to %d bytes", ErrCorrupt, n, rawLen)
+	}
+	return nil
 }
 
 // grow returns b with room for n more bytes, allocating exactly once if it

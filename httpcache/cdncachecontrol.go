@@ -102,7 +102,7 @@ func sfItem(s string) (val string, isInt bool, rest string, ok bool) {
 		n = sfByteSequence(s)
 	case s[0] == '?':
 		n = sfBoolean(s)
-	case isLower(s[0]) || s[0] >= 'A' && s[0] <= 'Z' || s[0] == '*':
+	case isTokenStart(s[0]):
 		n = sfToken(s)
 	}
 	if n == 0 {
@@ -120,11 +120,17 @@ func sfNumber(s string) (n int, isInt bool) {
 		dot = dot || s[i] == '.'
 		i++
 	}
-	digits := strings.TrimPrefix(s[:i], "-")
-	if digits == "" || digits[len(digits)-1] == '.' || !dot && len(digits) > 15 {
+	if !validNumber(strings.TrimPrefix(s[:i], "-"), dot) {
 		return 0, false
 	}
 	return i, !dot
+}
+
+// validNumber reports whether digits, a number without its sign, is a
+// valid Integer (at most 15 digits) or, with a point (dot), a Decimal
+// with digits after it.
+func validNumber(digits string, dot bool) bool {
+	return digits != "" && digits[len(digits)-1] != '.' && (dot || len(digits) <= 15)
 }
 
 // sfString returns the length of the String (quoted, with backslash
@@ -157,6 +163,12 @@ func sfBoolean(s string) int {
 		return 2
 	}
 	return 0
+}
+
+// isTokenStart reports whether c can begin a Token: an ASCII letter or
+// "*".
+func isTokenStart(c byte) bool {
+	return isLower(c) || c >= 'A' && c <= 'Z' || c == '*'
 }
 
 // sfToken returns the length of the Token at the start of s: its first

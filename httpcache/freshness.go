@@ -135,13 +135,28 @@ func responseDirectives(h http.Header) (cc directives, authOK bool) {
 // mayStore reports whether directives cc let this cache store a response
 // with status to req.
 func (c *Cache) mayStore(req *http.Request, status int, cc directives, authOK bool) bool {
-	understood := understoodStatus(status)
-	auth := req.Header.Get("Authorization") != ""
-	forbidden := cc.has[ccNoStore] && !(cc.has[ccMustUnderstand] && understood) ||
-		cc.has[ccPrivate] && !c.private ||
-		auth && !c.private && !authOK ||
-		cc.has[ccMustUnderstand] && !understood
-	return !forbidden
+	return storeAllowed(cc, status) && c.sharedMayStore(req, cc, authOK)
+}
+
+// storeAllowed applies no-store and must-understand (RFC 9111, section
+// 5.2.2.3): with must-understand, a response is stored if and only if the
+// cache understands its status, whatever no-store says.
+func storeAllowed(cc directives, status int) bool {
+	if cc.has[ccMustUnderstand] {
+		return understoodStatus(status)
+	}
+	return !cc.has[ccNoStore]
+}
+
+// sharedMayStore applies what only a shared cache obeys (RFC 9111,
+// sections 3.5 and 5.2.2.7): it stores no private response, and a response
+// to a request with Authorization only when the response allows it
+// (authOK).
+func (c *Cache) sharedMayStore(req *http.Request, cc directives, authOK bool) bool {
+	if c.private {
+		return true
+	}
+	return !cc.has[ccPrivate] && (authOK || req.Header.Get("Authorization") == "")
 }
 
 // revalidationFlags returns the flags by which directives cc forbid
@@ -179,15 +194,21 @@ func (c *Cache) lifetime(status int, h http.Header, cc directives, date time.Tim
 	case cc.invalidMaxAge:
 		return 0
 	case len(headerValues(h, "Expires")) > 0:
-		exp, ok := parseHTTPDate(headerValues(h, "Expires"))
-		if !ok {
-			return 0
-		}
-		return max(0, exp.Sub(date))
+		return expiresLifetime(headerValues(h, "Expires"), date)
 	case cc.has[ccPublic]:
 		return initAge + c.ttl
 	}
 	return heuristicLifetime(status, h, date)
+}
+
+// expiresLifetime returns the lifetime that an Expires header of values
+// gives a response dated date: 0 when it is invalid or in the past.
+func expiresLifetime(values []string, date time.Time) time.Duration {
+	exp, ok := parseHTTPDate(values)
+	if !ok {
+		return 0
+	}
+	return max(0, exp.Sub(date))
 }
 
 // heuristicLifetime returns the usual heuristic freshness lifetime of a

@@ -161,13 +161,19 @@ func serve(next http.Handler, w http.ResponseWriter, r *http.Request) (p any, st
 // without trailers or cookies, and accepted by the condition.
 func (c *Cache) storable(resp *response, trailers http.Header) bool {
 	h := resp.Header
-	if len(resp.Body) > c.maxBody ||
-		resp.Status == http.StatusPartialContent || resp.Status == http.StatusNotModified ||
-		resp.Status < 200 || len(trailers) > 0 || len(headerValues(h, "Trailer")) > 0 ||
+	if len(resp.Body) > c.maxBody || !storableStatus(resp.Status) ||
+		len(trailers) > 0 || len(headerValues(h, "Trailer")) > 0 ||
 		len(headerValues(h, "Set-Cookie")) > 0 {
 		return false
 	}
 	return c.condition(resp.Status, h)
+}
+
+// storableStatus reports whether a response with status can be an entry:
+// a final response, and neither partial (206) nor a 304, which completes
+// another response.
+func storableStatus(status int) bool {
+	return status >= 200 && status != http.StatusPartialContent && status != http.StatusNotModified
 }
 
 // headerValues returns the values of name in h, also under keys that are
@@ -230,7 +236,7 @@ func replayHeader(h http.Header, head bool, resp *response, trailers bool, state
 // net/http adds for a handler that writes resp's body, in the cases where
 // it does.
 func headHeader(h http.Header, resp *response, trailers bool) {
-	if len(resp.Body) == 0 || !bodyAllowed(resp.Status) || h.Get("Transfer-Encoding") != "" {
+	if !derivesFromBody(h, resp) {
 		return
 	}
 	if _, ok := h["Content-Length"]; !ok && !trailers {
@@ -239,6 +245,13 @@ func headHeader(h http.Header, resp *response, trailers bool) {
 	if _, ok := h["Content-Type"]; !ok && h.Get("Content-Encoding") == "" {
 		h["Content-Type"] = []string{http.DetectContentType(resp.Body)}
 	}
+}
+
+// derivesFromBody reports whether net/http would derive headers from the
+// body of resp, sent with header h: a body that is not empty, that the
+// status allows, and that is not chunked by the handler.
+func derivesFromBody(h http.Header, resp *response) bool {
+	return len(resp.Body) > 0 && bodyAllowed(resp.Status) && h.Get("Transfer-Encoding") == ""
 }
 
 // uncached is the loader's error for a response that must not be stored,

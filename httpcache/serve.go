@@ -311,10 +311,7 @@ func (c *Cache) run(ctx context.Context, r *http.Request, next http.Handler, s *
 	rec := newRecorder()
 	rec.interim = interim
 	if p, stack := serve(next, rec, req); p != nil {
-		if c.staleIfError(s) {
-			return result{stored: s, served: true, state: Stale}
-		}
-		return result{uncached: &uncached{owner: r, panicked: p, stack: stack}}
+		return c.afterPanic(r, s, p, stack)
 	}
 	resp, trailers := rec.finish()
 	respTime := c.now()
@@ -330,6 +327,16 @@ func (c *Cache) run(ctx context.Context, r *http.Request, next http.Handler, s *
 		return result{uncached: &uncached{owner: r, resp: resp, trailers: trailers}}
 	}
 	return c.outcome(r, resp, trailers, reqTime, respTime, hasValidators(resp.Header), Miss)
+}
+
+// afterPanic is the outcome of a handler that panicked with p while it
+// ran for r: stored s served stale when stale-if-error allows, else the
+// panic with its stack for r.
+func (c *Cache) afterPanic(r *http.Request, s *stored, p any, stack []byte) result {
+	if c.staleIfError(s) {
+		return result{stored: s, served: true, state: Stale}
+	}
+	return result{uncached: &uncached{owner: r, panicked: p, stack: stack}}
 }
 
 // handlerRequest returns the request next runs for r under ctx: a deep

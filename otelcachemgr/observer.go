@@ -128,10 +128,24 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // instruments once; an option with a nil provider, or a meter that refuses
 // an instrument, makes it return an error.
 func New(opts ...Option) (*Observer, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	o := &Observer{tracer: cfg.tp.Tracer(ScopeName)}
+	if err := o.newInstruments(cfg.mp.Meter(ScopeName)); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// newConfig applies opts; the global providers stand in for those not
+// given.
+func newConfig(opts []Option) (config, error) {
 	var cfg config
 	for _, opt := range opts {
 		if err := opt(&cfg); err != nil {
-			return nil, err
+			return config{}, err
 		}
 	}
 	if cfg.tp == nil {
@@ -140,8 +154,12 @@ func New(opts ...Option) (*Observer, error) {
 	if cfg.mp == nil {
 		cfg.mp = otel.GetMeterProvider()
 	}
-	meter := cfg.mp.Meter(ScopeName)
-	o := &Observer{tracer: cfg.tp.Tracer(ScopeName)}
+	return cfg, nil
+}
+
+// newInstruments creates o's instruments with meter, and reports every
+// one it refused.
+func (o *Observer) newInstruments(meter metric.Meter) error {
 	var err, e error
 	o.hits, e = meter.Int64Counter("cachemgr.hits", metric.WithUnit("{hit}"),
 		metric.WithDescription("Reads answered by the cache, from the L1 tier or Redis, fresh or stale."))
@@ -160,9 +178,9 @@ func New(opts ...Option) (*Observer, error) {
 		metric.WithExplicitBucketBoundaries(loadBuckets...))
 	err = errors.Join(err, e)
 	if err != nil {
-		return nil, fmt.Errorf("otelcachemgr: instruments: %w", err)
+		return fmt.Errorf("otelcachemgr: instruments: %w", err)
 	}
-	return o, nil
+	return nil
 }
 
 // attrs returns the attribute sets of cache, building them on its first use.

@@ -169,6 +169,16 @@ func validField(name string) error {
 	return nil
 }
 
+// validFields reports the first of fields that cannot be a field name.
+func validFields(fields []string) error {
+	for _, f := range fields {
+		if err := validField(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Get returns the field of s decoded into a T. It calls Redis only the first
 // time s is asked for the field, or not at all after Load, Set or Delete of
 // it; that call also restarts the idle timeout when the refresh is due (see
@@ -204,20 +214,30 @@ func (s *Session) raw(ctx context.Context, field string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	lv, ok := s.findLoaded(field)
-	if !ok && s.key != "" {
-		one := [1]string{field}
-		if err := s.fetch(ctx, one[:]); err != nil {
-			return nil, err
-		}
-		lv, ok = s.findLoaded(field)
+	lv, err := s.readField(ctx, field)
+	if err != nil {
+		return nil, err
 	}
-	if !ok || !lv.ok {
+	if !lv.ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoField, field)
 	}
 	// Codecs neither keep nor change what they decode, so the string's
 	// bytes serve as they are.
 	return unsafe.Slice(unsafe.StringData(lv.v), len(lv.v)), nil
+}
+
+// readField returns field as Redis holds it: as read before, else read
+// now. A new session (no key) holds no field.
+func (s *Session) readField(ctx context.Context, field string) (loadedValue, error) {
+	if lv, ok := s.findLoaded(field); ok || s.key == "" {
+		return lv, nil
+	}
+	one := [1]string{field}
+	if err := s.fetch(ctx, one[:]); err != nil {
+		return loadedValue{}, err
+	}
+	lv, _ := s.findLoaded(field)
+	return lv, nil
 }
 
 // Load reads fields in one round trip, so that Get answers them without
@@ -229,16 +249,23 @@ func (s *Session) Load(ctx context.Context, fields ...string) error {
 	if s == nil {
 		return ErrNoSession
 	}
-	for _, f := range fields {
-		if err := validField(f); err != nil {
-			return err
-		}
+	if err := validFields(fields); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.key == "" {
 		return nil
 	}
+	need := s.unread(fields)
+	if len(need) == 0 {
+		return nil
+	}
+	return s.fetch(ctx, need)
+}
+
+// unread returns the fields neither read nor changed yet, each once.
+func (s *Session) unread(fields []string) []string {
 	need := make([]string, 0, len(fields))
 	for _, f := range fields {
 		_, pending := s.findPending(f)
@@ -247,10 +274,7 @@ func (s *Session) Load(ctx context.Context, fields ...string) error {
 			need = append(need, f)
 		}
 	}
-	if len(need) == 0 {
-		return nil
-	}
-	return s.fetch(ctx, need)
+	return need
 }
 
 // Set encodes v as the new value of field. Nothing is written until Save.
@@ -278,10 +302,8 @@ func (s *Session) Delete(fields ...string) error {
 	if s == nil {
 		return ErrNoSession
 	}
-	for _, f := range fields {
-		if err := validField(f); err != nil {
-			return err
-		}
+	if err := validFields(fields); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -325,7 +347,7 @@ func (s *Session) save(ctx context.Context) error {
 		s.pending = nil
 		return nil
 	}
-	if s.w != nil && s.w.committed {
+	if s.headersWritten() {
 		return ErrHeadersWritten
 	}
 	if err := s.create(ctx); err != nil {
@@ -333,6 +355,12 @@ func (s *Session) save(ctx context.Context) error {
 	}
 	s.applyPending()
 	return nil
+}
+
+// headersWritten reports whether the middleware's response headers are on
+// their way, with or without a cookie: the ID can no longer change.
+func (s *Session) headersWritten() bool {
+	return s.w != nil && s.w.committed
 }
 
 // hasSets reports whether any pending change is a Set.
@@ -427,16 +455,7 @@ func (s *Session) isDeadline(v any) bool {
 // refresh finds its ID unknown.
 func (s *Session) fetch(ctx context.Context, fields []string) error {
 	due := s.st.refresh.due(s.key)
-	first := 2 // args index of the first field asked
-	args := make([]any, 0, 3+len(fields))
-	args = append(args, "hmget", s.key)
-	if due {
-		args = append(args, deadlineField)
-		first++
-	}
-	for _, f := range fields {
-		args = append(args, f)
-	}
+	args := s.hmgetArgs(fields, due)
 	hm := redis.NewSliceCmd(ctx, args...)
 	exists, err := s.exec(ctx, due, hm)
 	if err != nil {
@@ -447,20 +466,41 @@ func (s *Session) fetch(ctx context.Context, fields []string) error {
 		return fmt.Errorf("%w: HMGET returned %d values for %d fields", errBadReply, len(vals), len(args)-2)
 	}
 	if due && !s.isDeadline(vals[0]) {
-		if exists.Val() {
-			// A hash without the deadline field is what a write to an
-			// unknown ID left; the PEXPIRE above gave it a TTL in any case.
-			_ = run(ctx, s.st.client, repairArgs{key: s.key}).Err()
-		}
-		s.reset()
+		s.notHeld(ctx, exists.Val())
 		return nil
 	}
-	vals = vals[first-2:]
+	vals = vals[len(vals)-len(fields):]
 	for i, f := range fields {
 		v, ok := vals[i].(string)
 		s.setLoaded(loadedValue{field: f, v: v, ok: ok})
 	}
 	return nil
+}
+
+// hmgetArgs returns the arguments of the HMGET of fields, after the
+// deadline field when due (the refresh then checks that the key holds the
+// session).
+func (s *Session) hmgetArgs(fields []string, due bool) []any {
+	args := make([]any, 0, 3+len(fields))
+	args = append(args, "hmget", s.key)
+	if due {
+		args = append(args, deadlineField)
+	}
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	return args
+}
+
+// notHeld makes s new, as the key turned out not to hold the session; a
+// hash there (exists) without the deadline field is what a write to an
+// unknown ID left, and is repaired. The PEXPIRE of the refresh gave it a
+// TTL in any case.
+func (s *Session) notHeld(ctx context.Context, exists bool) {
+	if exists {
+		_ = run(ctx, s.st.client, repairArgs{key: s.key}).Err()
+	}
+	s.reset()
 }
 
 // errBadReply reports a reply of a shape Redis does not send.
@@ -474,17 +514,80 @@ var errBadReply = errors.New("session: unexpected reply")
 // reports false, with s reset to new, when the key held no session; the
 // hash the HSET made is then deleted.
 func (s *Session) write(ctx context.Context) (bool, error) {
-	nsets := 0
+	w := s.writeCmds(ctx)
+	if _, err := s.exec(ctx, s.st.refresh.due(s.key), w.cmds()...); err != nil {
+		return false, err
+	}
+	if w.held() {
+		return true, nil
+	}
+	if w.hset != nil {
+		if held, err := s.repairCreated(ctx); err != nil || held {
+			return held, err
+		}
+	}
+	s.reset()
+	return false, nil
+}
+
+// writeCmds are the commands of one write and the replies that tell
+// whether the key held a session.
+type writeCmds struct {
+	buf   [2]redis.Cmder
+	n     int
+	hset  *redis.IntCmd  // the HSET of the set fields, nil for deletions only
+	found *redis.BoolCmd // the HEXISTS of the deadline field, nil with an HSET
+	nsets int            // the number of fields the HSET sets, the sentinel not counted
+}
+
+// cmds returns the commands to send.
+func (w *writeCmds) cmds() []redis.Cmder { return w.buf[:w.n] }
+
+// add appends c to the commands to send.
+func (w *writeCmds) add(c redis.Cmder) {
+	w.buf[w.n] = c
+	w.n++
+}
+
+// held reports whether the key held a session before the write: the HSET
+// added no more fields than the pending sets (the sentinel was there), or
+// the HEXISTS found the deadline field.
+func (w *writeCmds) held() bool {
+	if w.hset != nil {
+		return w.hset.Val() <= int64(w.nsets)
+	}
+	return w.found != nil && w.found.Val()
+}
+
+// writeCmds builds the HSET (with the sentinel) of the pending sets and
+// the HDEL of the pending deletions; a write of deletions only asks
+// HEXISTS of the deadline field instead of writing the sentinel.
+func (s *Session) writeCmds(ctx context.Context) writeCmds {
+	sets, dels, nsets := s.pendingArgs()
+	w := writeCmds{nsets: nsets}
+	if sets != nil {
+		w.hset = redis.NewIntCmd(ctx, sets...)
+		w.add(w.hset)
+	}
+	if dels != nil {
+		w.add(redis.NewIntCmd(ctx, dels...))
+		if sets == nil {
+			w.found = redis.NewBoolCmd(ctx, "hexists", s.key, deadlineField)
+			w.add(w.found)
+		}
+	}
+	return w
+}
+
+// pendingArgs returns the arguments of the HSET of the pending sets, the
+// sentinel first, and of the HDEL of the pending deletions; each is nil
+// when there is nothing to send, and the number of pending sets.
+func (s *Session) pendingArgs() (sets, dels []any, nsets int) {
 	for _, c := range s.pending {
 		if c.b != nil {
 			nsets++
 		}
 	}
-	var cmds [2]redis.Cmder
-	cmdv := cmds[:0]
-	var hset *redis.IntCmd
-	var found *redis.BoolCmd
-	var sets, dels []any
 	if nsets > 0 {
 		sets = make([]any, 0, 4+2*nsets)
 		sets = append(sets, "hset", s.key, sentinelField, "")
@@ -500,40 +603,20 @@ func (s *Session) write(ctx context.Context) (bool, error) {
 			dels = append(dels, c.field)
 		}
 	}
-	if sets != nil {
-		hset = redis.NewIntCmd(ctx, sets...)
-		cmdv = append(cmdv, hset)
+	return sets, dels, nsets
+}
+
+// repairCreated gives the hash an HSET made at an unknown ID a TTL, or
+// deletes it, even if the caller has gone. It reports whether the key
+// held a session after all (the repair script's 1).
+func (s *Session) repairCreated(ctx context.Context) (bool, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
+	defer cancel()
+	n, err := run(rctx, s.st.client, repairArgs{key: s.key}).Int64()
+	if err != nil {
+		return false, redisErr(ctx, err)
 	}
-	if dels != nil {
-		cmdv = append(cmdv, redis.NewIntCmd(ctx, dels...))
-		if sets == nil {
-			found = redis.NewBoolCmd(ctx, "hexists", s.key, deadlineField)
-			cmdv = append(cmdv, found)
-		}
-	}
-	if _, err := s.exec(ctx, s.st.refresh.due(s.key), cmdv...); err != nil {
-		return false, err
-	}
-	switch {
-	case hset != nil && hset.Val() <= int64(nsets):
-		return true, nil
-	case found != nil && found.Val():
-		return true, nil
-	case hset != nil:
-		// Even if the caller has gone, the hash the HSET made at an
-		// unknown ID must not stay without a TTL.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
-		defer cancel()
-		n, err := run(rctx, s.st.client, repairArgs{key: s.key}).Int64()
-		if err != nil {
-			return false, redisErr(ctx, err)
-		}
-		if n == 1 {
-			return true, nil
-		}
-	}
-	s.reset()
-	return false, nil
+	return n == 1, nil
 }
 
 // create writes the pending fields as a new session under a fresh ID. The
@@ -615,7 +698,7 @@ func (s *Session) Renew(ctx context.Context) error {
 	if s.key == "" {
 		return nil
 	}
-	if s.w != nil && s.w.committed {
+	if s.headersWritten() {
 		return ErrHeadersWritten
 	}
 	var secret [secretLen]byte

@@ -211,13 +211,8 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// New returns a Store that keeps sessions with m's Redis client, key
-// prefix and, unless WithCodec says otherwise, codec. It makes no Redis
-// call.
-func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
-	if m == nil {
-		return nil, fmt.Errorf("%w: nil manager", cachemgr.ErrInvalidOption)
-	}
+// newConfig returns the defaults for m with opts applied.
+func newConfig(m *cachemgr.Manager, opts []Option) (config, error) {
 	cfg := config{
 		name:     "session",
 		codec:    m.Codec(),
@@ -235,20 +230,43 @@ func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
 	}
 	for _, opt := range opts {
 		if opt == nil {
-			return nil, fmt.Errorf("%w: nil option", cachemgr.ErrInvalidOption)
+			return config{}, fmt.Errorf("%w: nil option", cachemgr.ErrInvalidOption)
 		}
 		if err := opt(&cfg); err != nil {
-			return nil, err
+			return config{}, err
 		}
 	}
-	if cfg.cookie.SameSite == http.SameSiteNoneMode && !cfg.cookie.Secure {
-		return nil, fmt.Errorf("%w: SameSite=None needs Secure", cachemgr.ErrInvalidOption)
+	if err := cfg.settle(); err != nil {
+		return config{}, err
 	}
-	if cfg.every < 0 {
-		cfg.every = cfg.idle / 10
+	return cfg, nil
+}
+
+// settle checks the options that depend on each other and gives the
+// refresh interval its default, a tenth of the idle timeout.
+func (c *config) settle() error {
+	if c.cookie.SameSite == http.SameSiteNoneMode && !c.cookie.Secure {
+		return fmt.Errorf("%w: SameSite=None needs Secure", cachemgr.ErrInvalidOption)
 	}
-	if cfg.every >= cfg.idle {
-		return nil, fmt.Errorf("%w: refresh interval %v not less than the idle timeout %v", cachemgr.ErrInvalidOption, cfg.every, cfg.idle)
+	if c.every < 0 {
+		c.every = c.idle / 10
+	}
+	if c.every >= c.idle {
+		return fmt.Errorf("%w: refresh interval %v not less than the idle timeout %v", cachemgr.ErrInvalidOption, c.every, c.idle)
+	}
+	return nil
+}
+
+// New returns a Store that keeps sessions with m's Redis client, key
+// prefix and, unless WithCodec says otherwise, codec. It makes no Redis
+// call.
+func New(m *cachemgr.Manager, opts ...Option) (*Store, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: nil manager", cachemgr.ErrInvalidOption)
+	}
+	cfg, err := newConfig(m, opts)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	st := &Store{

@@ -221,15 +221,19 @@ func (c *checker) add(r *Record) {
 // observe widens the span of the history to r's times, and notes r's
 // process.
 func (c *checker) observe(r *Record) {
-	for _, t := range []int64{r.Start, r.End} {
-		if t != 0 && (c.first == 0 || t < c.first) {
-			c.first = t
-		}
-		c.last = max(c.last, t)
-	}
+	c.widen(r.Start)
+	c.widen(r.End)
 	if r.Proc != "" && r.Kind != KindFault {
 		c.procs[r.Proc] = c.procs[r.Proc] || r.L1
 	}
+}
+
+// widen widens the span of the history to time t (0: none).
+func (c *checker) widen(t int64) {
+	if t != 0 && (c.first == 0 || t < c.first) {
+		c.first = t
+	}
+	c.last = max(c.last, t)
 }
 
 // addEvent keeps the first time a process received an event.
@@ -329,16 +333,7 @@ func (c *checker) judge(rd *Record) {
 	}
 	res.Reads++
 	k := rowKey{rd.Strategy, rd.Key}
-	if rd.Got != "" && rd.Got != rd.Key {
-		res.WrongKey++
-		res.add(0, fmt.Sprintf("wrong key: %s %s %q at %s got the value of %q",
-			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Got))
-		return
-	}
-	if possible := newestBefore(c.updates[k], rd.End, true); rd.Version > possible {
-		res.Impossible++
-		res.add(0, fmt.Sprintf("impossible: %s %s %q at %s saw v%d, newest written by then v%d",
-			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Version, possible))
+	if c.implausible(res, rd, k) {
 		return
 	}
 	cs, pm := c.covers[k], c.prefixMax[k]
@@ -354,6 +349,24 @@ func (c *checker) judge(rd *Record) {
 	// newer version than it saw; cs[i] is the first of them.
 	i := sort.Search(j, func(i int) bool { return pm[i] > rd.Version })
 	c.judgeStale(res, rd, cs[i:j])
+}
+
+// implausible counts and reports read rd of row k when it got another
+// row's value, or a version not written by the time it returned.
+func (c *checker) implausible(res *Result, rd *Record, k rowKey) bool {
+	if rd.Got != "" && rd.Got != rd.Key {
+		res.WrongKey++
+		res.add(0, fmt.Sprintf("wrong key: %s %s %q at %s got the value of %q",
+			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Got))
+		return true
+	}
+	if possible := newestBefore(c.updates[k], rd.End, true); rd.Version > possible {
+		res.Impossible++
+		res.add(0, fmt.Sprintf("impossible: %s %s %q at %s saw v%d, newest written by then v%d",
+			procName(rd), rd.Op, rd.Key, rel(rd.Start, c.first), rd.Version, possible))
+		return true
+	}
+	return false
 }
 
 // judgeStale counts read rd, which saw a version older than the
@@ -513,11 +526,7 @@ func (r *Report) String() string {
 	fmt.Fprintf(&sb, "coherence: %d processes %v over %v; L1 bounds: delivery %v, liveness %v\n",
 		len(r.Processes), r.Processes, r.Span.Round(time.Millisecond), r.Bounds.Delivery, r.Bounds.Liveness)
 	r.writeTable(&sb)
-	for _, s := range r.Strategies {
-		if s.Failed > 0 || s.Errors > 0 || s.Misses > 0 {
-			fmt.Fprintf(&sb, "%s: %d misses, %d read errors, %d failed invalidations\n", s.Strategy, s.Misses, s.Errors, s.Failed)
-		}
-	}
+	r.writeFailures(&sb)
 	fmt.Fprintf(&sb, "events: %d received by other processes, delivery max %v, p99 %v\n",
 		r.Events, r.DeliveryMax.Round(time.Microsecond), r.DeliveryP99.Round(time.Microsecond))
 	for _, f := range r.Faults {
@@ -528,15 +537,31 @@ func (r *Report) String() string {
 			fmt.Fprintf(&sb, "%s: %s\n", s.Strategy, e)
 		}
 	}
+	r.writeStats(&sb)
+	return sb.String()
+}
+
+// writeFailures writes a line for each strategy with misses, read errors
+// or failed invalidations.
+func (r *Report) writeFailures(sb *strings.Builder) {
+	for _, s := range r.Strategies {
+		if s.Failed > 0 || s.Errors > 0 || s.Misses > 0 {
+			fmt.Fprintf(sb, "%s: %d misses, %d read errors, %d failed invalidations\n", s.Strategy, s.Misses, s.Errors, s.Failed)
+		}
+	}
+}
+
+// writeStats writes each process's statistics, one line per process, in
+// name order.
+func (r *Report) writeStats(sb *strings.Builder) {
 	for _, p := range slices.Sorted(maps.Keys(r.Stats)) {
-		fmt.Fprintf(&sb, "stats %s:", p)
+		fmt.Fprintf(sb, "stats %s:", p)
 		st := r.Stats[p]
 		for _, n := range slices.Sorted(maps.Keys(st)) {
-			fmt.Fprintf(&sb, " %s=%d", n, st[n])
+			fmt.Fprintf(sb, " %s=%d", n, st[n])
 		}
 		sb.WriteByte('\n')
 	}
-	return sb.String()
 }
 
 // writeTable writes the table of results, one row per strategy.

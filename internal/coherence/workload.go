@@ -66,10 +66,17 @@ func (s Spec) validate() error {
 	switch {
 	case s.Keys < 4 || s.Readers < 1:
 		return fmt.Errorf("spec %q: %d keys and %d readers, want at least 4 and 1", s.Name, s.Keys, s.Readers)
-	case len(s.WriterIDs) > 0 && (s.Writers < 1 || s.ReadsPerInvalidation < 1):
-		return fmt.Errorf("spec %q: %d writers, one invalidation per %d reads, want both positive", s.Name, s.Writers, s.ReadsPerInvalidation)
 	case s.Large < 32:
 		return fmt.Errorf("spec %q: large values of %d bytes, want at least 32", s.Name, s.Large)
+	}
+	return s.validateWriters()
+}
+
+// validateWriters reports writers this Spec cannot run: without a pace,
+// or with an ID that owns no row.
+func (s Spec) validateWriters() error {
+	if len(s.WriterIDs) > 0 && (s.Writers < 1 || s.ReadsPerInvalidation < 1) {
+		return fmt.Errorf("spec %q: %d writers, one invalidation per %d reads, want both positive", s.Name, s.Writers, s.ReadsPerInvalidation)
 	}
 	for _, id := range s.WriterIDs {
 		if id < 0 || id >= s.Writers || id >= s.Keys {
@@ -164,10 +171,8 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 		return err
 	}
 	defer w.m.Close()
-	for _, s := range Strategies {
-		if w.caches[s], err = cachemgr.NewCache[Row](w.m, s, cachemgr.WithVersioned(s == "bump")); err != nil {
-			return err
-		}
+	if err := w.newCaches(); err != nil {
+		return err
 	}
 	if spec.L1 {
 		defer cachemgr.Handle(w.m, noticeTopic, func(_ context.Context, id int64) {
@@ -175,6 +180,18 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 		})()
 	}
 	return w.run(ctrl, dialer)
+}
+
+// newCaches makes the cache of each strategy, versioned for "bump".
+func (w *worker) newCaches() error {
+	for _, s := range Strategies {
+		c, err := cachemgr.NewCache[Row](w.m, s, cachemgr.WithVersioned(s == "bump"))
+		if err != nil {
+			return err
+		}
+		w.caches[s] = c
+	}
+	return nil
 }
 
 // newWorker returns the state of a child process that runs spec, with the
@@ -543,46 +560,74 @@ func (w *worker) loadRow(ctx context.Context, s string, i int) (Row, error) {
 // never faulted, so that is a broken harness.
 func (w *worker) writer(id int) error {
 	r := rand.New(rand.NewPCG(w.spec.Seed, 1<<32+uint64(id)))
+	owned := w.owned(id)
+	ctx := context.Background()
+	for n := 0; ; n++ {
+		if !w.awaitReads(int64(n+1) * int64(w.spec.ReadsPerInvalidation)) {
+			return nil
+		}
+		s := Strategies[n%len(Strategies)]
+		i := owned[r.IntN(len(owned))]
+		v, err := w.update(ctx, s, KeyName(i))
+		if err != nil {
+			return err
+		}
+		w.invalidateRecorded(ctx, int64(id+1)<<40|int64(n), s, i, v)
+	}
+}
+
+// owned returns the rows writer id updates.
+func (w *worker) owned(id int) []int {
 	var owned []int
 	for i := range w.spec.Keys {
 		if i%w.spec.Writers == id {
 			owned = append(owned, i)
 		}
 	}
-	ctx := context.Background()
-	for n := 0; ; n++ {
-		target := int64(n+1) * int64(w.spec.ReadsPerInvalidation)
-		for w.reads.Load() < target {
-			select {
-			case <-w.wake:
-			case <-w.stop:
-				return nil
-			}
-		}
-		s := Strategies[n%len(Strategies)]
-		i := owned[r.IntN(len(owned))]
-		k := KeyName(i)
-		t0 := w.clk.Now()
-		v, err := w.db.Incr(ctx, dbKey(s, k)).Result()
-		if err != nil {
-			return fmt.Errorf("update %s %s: %w", s, k, err)
-		}
-		w.add(Record{Kind: KindUpdate, Strategy: s, Key: k, Start: t0, End: w.clk.Now(), Version: v})
+	return owned
+}
 
-		invID := int64(id+1)<<40 | int64(n)
-		start := w.clk.Now()
-		op, covered, err := w.invalidate(ctx, s, i, v)
-		rec := Record{Kind: KindInvalidate, Strategy: s, Op: op, Keys: covered, Start: start, End: w.clk.Now(), ID: invID}
-		if err != nil {
-			rec.Err = err.Error()
-		} else {
-			rec.Sent = publishes[op]
-			// Best effort: a notice that is lost only leaves the
-			// checker knowing less about who has the event.
-			_ = cachemgr.Publish(ctx, w.m, noticeTopic, invID)
+// awaitReads waits until this process has done target key reads. It
+// reports false when the worker stopped first.
+func (w *worker) awaitReads(target int64) bool {
+	for w.reads.Load() < target {
+		select {
+		case <-w.wake:
+		case <-w.stop:
+			return false
 		}
-		w.add(rec)
 	}
+	return true
+}
+
+// update increments the database's version of row k of strategy s,
+// records the update and returns the new version.
+func (w *worker) update(ctx context.Context, s, k string) (int64, error) {
+	t0 := w.clk.Now()
+	v, err := w.db.Incr(ctx, dbKey(s, k)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("update %s %s: %w", s, k, err)
+	}
+	w.add(Record{Kind: KindUpdate, Strategy: s, Key: k, Start: t0, End: w.clk.Now(), Version: v})
+	return v, nil
+}
+
+// invalidateRecorded invalidates row i of strategy s, now at version v,
+// records the invalidation as invID and, when it succeeded, publishes
+// invID as a notice to the other processes.
+func (w *worker) invalidateRecorded(ctx context.Context, invID int64, s string, i int, v int64) {
+	start := w.clk.Now()
+	op, covered, err := w.invalidate(ctx, s, i, v)
+	rec := Record{Kind: KindInvalidate, Strategy: s, Op: op, Keys: covered, Start: start, End: w.clk.Now(), ID: invID}
+	if err != nil {
+		rec.Err = err.Error()
+	} else {
+		rec.Sent = publishes[op]
+		// Best effort: a notice that is lost only leaves the
+		// checker knowing less about who has the event.
+		_ = cachemgr.Publish(ctx, w.m, noticeTopic, invID)
+	}
+	w.add(rec)
 }
 
 // publishes holds the number of invalidation events each call publishes
@@ -604,20 +649,22 @@ func (w *worker) invalidate(ctx context.Context, s string, i int, v int64) (stri
 	case "tags":
 		return "InvalidateTags", []string{k}, w.m.InvalidateTags(ctx, tagOf(k))
 	case "bump":
-		all := make([]string, w.spec.Keys)
-		for j := range all {
-			all[j] = KeyName(j)
-		}
-		return "Bump", all, c.Bump(ctx)
+		return "Bump", w.keysWhere(func(int) bool { return true }), c.Bump(ctx)
 	case "prefix":
-		var group []string
-		for j := range w.spec.Keys {
-			if j/groupSize == i/groupSize {
-				group = append(group, KeyName(j))
-			}
-		}
+		group := w.keysWhere(func(j int) bool { return j/groupSize == i/groupSize })
 		_, err := c.InvalidatePrefix(ctx, groupPrefix(i))
 		return "InvalidatePrefix", group, err
 	}
 	return "", nil, fmt.Errorf("unknown strategy %q", s)
+}
+
+// keysWhere returns the names of the rows i for which in(i) holds.
+func (w *worker) keysWhere(in func(i int) bool) []string {
+	var keys []string
+	for j := range w.spec.Keys {
+		if in(j) {
+			keys = append(keys, KeyName(j))
+		}
+	}
+	return keys
 }

@@ -25,29 +25,50 @@ import (
 // embedded server is told the real time every 100 ms, since miniredis
 // expires keys only when told.
 func Connect(ctx context.Context, opts *redis.Options, poolSize int) (*redis.Client, string, func(), error) {
-	var mr *miniredis.Miniredis
-	if opts == nil {
-		mr = miniredis.NewMiniRedis()
-		if err := mr.Start(); err != nil {
-			return nil, "", nil, fmt.Errorf("start miniredis: %w", err)
-		}
-		opts = &redis.Options{Addr: mr.Addr()}
+	if opts != nil {
+		return connectServer(ctx, clientOptions(opts, poolSize))
 	}
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		return nil, "", nil, fmt.Errorf("start miniredis: %w", err)
+	}
+	rdb := redis.NewClient(clientOptions(&redis.Options{Addr: mr.Addr()}, poolSize))
+	stopClock := runClock(mr)
+	closeAll := func() {
+		stopClock()
+		rdb.Close()
+		mr.Close()
+	}
+	return rdb, "embedded miniredis at " + mr.Addr(), closeAll, nil
+}
+
+// clientOptions completes opts with ContextTimeoutEnabled and, when
+// positive and opts sets none, poolSize.
+func clientOptions(opts *redis.Options, poolSize int) *redis.Options {
 	opts.ContextTimeoutEnabled = true
 	if poolSize > 0 && opts.PoolSize == 0 {
 		opts.PoolSize = poolSize
 	}
+	return opts
+}
+
+// connectServer returns a client for the real server at opts once it has
+// answered a PING within 3 s.
+func connectServer(ctx context.Context, opts *redis.Options) (*redis.Client, string, func(), error) {
 	rdb := redis.NewClient(opts)
-	if mr == nil {
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		if err := rdb.Ping(pctx).Err(); err != nil {
-			rdb.Close()
-			return nil, "", nil, fmt.Errorf("ping redis at %s: %w", opts.Addr, err)
-		}
-		return rdb, "redis at " + opts.Addr, func() { rdb.Close() }, nil
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, "", nil, fmt.Errorf("ping redis at %s: %w", opts.Addr, err)
 	}
-	stop := make(chan struct{})
+	return rdb, "redis at " + opts.Addr, func() { rdb.Close() }, nil
+}
+
+// runClock tells mr the real time every 100 ms, since miniredis expires
+// keys only when told, until the function it returns is called.
+func runClock(mr *miniredis.Miniredis) (stop func()) {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(100 * time.Millisecond)
@@ -55,7 +76,7 @@ func Connect(ctx context.Context, opts *redis.Options, poolSize int) (*redis.Cli
 		last := time.Now()
 		for {
 			select {
-			case <-stop:
+			case <-done:
 				return
 			case now := <-t.C:
 				mr.FastForward(now.Sub(last))
@@ -63,11 +84,8 @@ func Connect(ctx context.Context, opts *redis.Options, poolSize int) (*redis.Cli
 			}
 		}
 	})
-	closeAll := func() {
-		close(stop)
+	return func() {
+		close(done)
 		wg.Wait()
-		rdb.Close()
-		mr.Close()
 	}
-	return rdb, "embedded miniredis at " + mr.Addr(), closeAll, nil
 }

@@ -97,19 +97,10 @@ func Append(dst []byte, h Header) []byte {
 // maxRaw bounds RawLen, so a forged length cannot force a large allocation
 // when the caller decompresses. Anything malformed returns ErrCorrupt.
 func Parse(b []byte, maxRaw int) (Header, []byte, error) {
-	if len(b) < HeaderSize {
-		return Header{}, nil, fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), HeaderSize)
-	}
-	if b[0] != magic {
-		return Header{}, nil, fmt.Errorf("%w: bad magic %#x", ErrCorrupt, b[0])
-	}
-	if v := b[1] >> 4; v != version {
-		return Header{}, nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, v)
+	if err := checkFixed(b); err != nil {
+		return Header{}, nil, err
 	}
 	flags := b[1] & 0x0f
-	if flags&^knownFlags != 0 {
-		return Header{}, nil, fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
-	}
 	h := Header{
 		Codec:      b[2],
 		Compressor: b[3],
@@ -121,12 +112,11 @@ func Parse(b []byte, maxRaw int) (Header, []byte, error) {
 	}
 	payload := b[HeaderSize:]
 	if h.Compressor != 0 {
-		n, k := binary.Uvarint(payload)
-		// Only the shortest encoding: one value, one byte string.
-		if k <= 0 || n > uint64(maxRaw) || k != len(binary.AppendUvarint(nil, n)) {
-			return Header{}, nil, fmt.Errorf("%w: bad raw length of compressed payload (limit %d)", ErrCorrupt, maxRaw)
+		n, k, err := rawLen(payload, maxRaw)
+		if err != nil {
+			return Header{}, nil, err
 		}
-		h.RawLen, payload = int(n), payload[k:]
+		h.RawLen, payload = n, payload[k:]
 	}
 	if err := h.check(payload, maxRaw); err != nil {
 		return Header{}, nil, err
@@ -134,21 +124,78 @@ func Parse(b []byte, maxRaw int) (Header, []byte, error) {
 	return h, payload, nil
 }
 
+// checkFixed reports, as ErrCorrupt, bytes too short for a header or
+// whose magic, version or flags this package does not write.
+func checkFixed(b []byte) error {
+	if len(b) < HeaderSize {
+		return fmt.Errorf("%w: %d bytes, want at least %d", ErrCorrupt, len(b), HeaderSize)
+	}
+	if b[0] != magic {
+		return fmt.Errorf("%w: bad magic %#x", ErrCorrupt, b[0])
+	}
+	if v := b[1] >> 4; v != version {
+		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, v)
+	}
+	if flags := b[1] & 0x0f; flags&^knownFlags != 0 {
+		return fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
+	}
+	return nil
+}
+
+// rawLen reads the uncompressed length that starts a compressed payload
+// and returns it with the number of bytes it took. Only the shortest
+// encoding is accepted (one value, one byte string), and no length over
+// maxRaw.
+func rawLen(payload []byte, maxRaw int) (int, int, error) {
+	n, k := binary.Uvarint(payload)
+	if k <= 0 || n > uint64(maxRaw) || k != len(binary.AppendUvarint(nil, n)) {
+		return 0, 0, fmt.Errorf("%w: bad raw length of compressed payload (limit %d)", ErrCorrupt, maxRaw)
+	}
+	return int(n), k, nil
+}
+
 // check reports a header that does not fit its payload, or the limit
 // maxRaw, as ErrCorrupt. Its receiver is a value so that Parse's header
 // need not live in memory: with a pointer, Parse took 1.3x as long.
 func (h Header) check(payload []byte, maxRaw int) error {
+	if err := h.checkKind(len(payload)); err != nil {
+		return err
+	}
+	if h.Compressor != 0 {
+		return h.checkCompressed(len(payload), maxRaw)
+	}
+	return h.checkPlain(len(payload), maxRaw)
+}
+
+// checkKind reports a header without a codec, or a negative entry that
+// carries more than its tags: a negative entry has no payload.
+func (h Header) checkKind(n int) error {
 	switch {
 	case h.Codec == 0:
 		return fmt.Errorf("%w: codec 0", ErrCorrupt)
-	case h.Negative && h.Compressor != 0, h.Negative && !h.Tagged && len(payload) != 0:
+	case h.Negative && h.Compressor != 0, h.Negative && !h.Tagged && n != 0:
 		return fmt.Errorf("%w: negative entry with payload", ErrCorrupt)
-	case h.Compressor == 0 && h.RawLen != 0:
+	}
+	return nil
+}
+
+// checkCompressed reports a compressed payload of n bytes that is empty,
+// or whose raw length is 0 or over maxRaw.
+func (h Header) checkCompressed(n, maxRaw int) error {
+	if h.RawLen == 0 || h.RawLen > maxRaw || n == 0 {
+		return fmt.Errorf("%w: raw length %d for %d compressed bytes (limit %d)", ErrCorrupt, h.RawLen, n, maxRaw)
+	}
+	return nil
+}
+
+// checkPlain reports an uncompressed payload of n bytes with a raw length
+// (only compressed payloads have one) or over maxRaw.
+func (h Header) checkPlain(n, maxRaw int) error {
+	if h.RawLen != 0 {
 		return fmt.Errorf("%w: raw length %d without compression", ErrCorrupt, h.RawLen)
-	case h.Compressor != 0 && (h.RawLen == 0 || h.RawLen > maxRaw || len(payload) == 0):
-		return fmt.Errorf("%w: raw length %d for %d compressed bytes (limit %d)", ErrCorrupt, h.RawLen, len(payload), maxRaw)
-	case h.Compressor == 0 && len(payload) > maxRaw:
-		return fmt.Errorf("%w: payload of %d bytes over limit %d", ErrCorrupt, len(payload), maxRaw)
+	}
+	if n > maxRaw {
+		return fmt.Errorf("%w: payload of %d bytes over limit %d", ErrCorrupt, n, maxRaw)
 	}
 	return nil
 }
@@ -186,12 +233,21 @@ func ParseTags(b []byte) (stamp int64, tags []string, rest []byte, err error) {
 	b = b[9:]
 	tags = make([]string, n)
 	for i := range tags {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l == 0 || l > MaxTagLen || l > uint64(len(b)-k) {
+		var ok bool
+		if tags[i], b, ok = parseTag(b); !ok {
 			return 0, nil, nil, fmt.Errorf("%w: tag %d length", ErrCorrupt, i)
 		}
-		tags[i] = string(b[k : k+int(l)])
-		b = b[k+int(l):]
 	}
 	return stamp, tags, b, nil
+}
+
+// parseTag splits one tag, a uvarint length and the bytes, off the front
+// of b. It reports false for a length that is 0, over MaxTagLen or past
+// the end of b.
+func parseTag(b []byte) (tag string, rest []byte, ok bool) {
+	l, k := binary.Uvarint(b)
+	if k <= 0 || l == 0 || l > MaxTagLen || l > uint64(len(b)-k) {
+		return "", nil, false
+	}
+	return string(b[k : k+int(l)]), b[k+int(l):], true
 }

@@ -249,22 +249,7 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 	go func() {
 		defer p.wg.Done()
 		defer close(chunks)
-		buf := make([]byte, chunkSize)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				due := time.Now().Add(time.Duration(p.latency[dir].Load()))
-				data := append([]byte(nil), buf[:n]...)
-				select {
-				case chunks <- chunk{data: data, due: due}:
-				case <-l.done:
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+		p.readChunks(l, dir, src, chunks)
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -281,6 +266,27 @@ func (p *Proxy) pipe(l *link, dir Direction, src, dst net.Conn) {
 			continue
 		}
 		if _, err := dst.Write(ch.data); err != nil {
+			return
+		}
+	}
+}
+
+// readChunks reads src into chunks, each stamped with the time it is due
+// at with direction dir's latency, until src fails or l is closed.
+func (p *Proxy) readChunks(l *link, dir Direction, src net.Conn, chunks chan<- chunk) {
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			due := time.Now().Add(time.Duration(p.latency[dir].Load()))
+			data := append([]byte(nil), buf[:n]...)
+			select {
+			case chunks <- chunk{data: data, due: due}:
+			case <-l.done:
+				return
+			}
+		}
+		if err != nil {
 			return
 		}
 	}

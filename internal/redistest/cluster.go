@@ -65,6 +65,21 @@ func (c *Cluster) form() {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
+	c.assignSlots(ctx)
+	first := c.nodes[0]
+	for _, s := range c.nodes[1:] {
+		host, port, _ := net.SplitHostPort(s.Addr())
+		c.do(ctx, first, "CLUSTER", "MEET", host, port, s.busPort())
+	}
+	for _, s := range c.nodes {
+		c.waitOK(ctx, s)
+	}
+}
+
+// assignSlots gives each node an equal range of the slots, in order, and
+// its own config epoch.
+func (c *Cluster) assignSlots(ctx context.Context) {
+	c.t.Helper()
 	n := len(c.nodes)
 	for i, s := range c.nodes {
 		lo, hi := i*clusterSlots/n, (i+1)*clusterSlots/n-1
@@ -73,25 +88,25 @@ func (c *Cluster) form() {
 		// round before they agree on slot owners.
 		c.do(ctx, s, "CLUSTER", "SET-CONFIG-EPOCH", i+1)
 	}
-	first := c.nodes[0]
-	for _, s := range c.nodes[1:] {
-		host, port, _ := net.SplitHostPort(s.Addr())
-		c.do(ctx, first, "CLUSTER", "MEET", host, port, s.busPort())
-	}
+}
+
+// waitOK waits until node s sees the cluster ok with all its nodes,
+// failing the test when ctx ends first.
+func (c *Cluster) waitOK(ctx context.Context, s *Server) {
+	c.t.Helper()
+	n := len(c.nodes)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for _, s := range c.nodes {
-		for {
-			info, err := s.Do(ctx, "CLUSTER", "INFO").Text()
-			if err == nil && strings.Contains(info, "cluster_state:ok") &&
-				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r", n)) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				c.t.Fatalf("redistest: cluster of %d not ok on %s within %v: %v\n%s", n, s.Addr(), clusterTimeout, err, info)
-			case <-tick.C:
-			}
+	for {
+		info, err := s.Do(ctx, "CLUSTER", "INFO").Text()
+		if err == nil && strings.Contains(info, "cluster_state:ok") &&
+			strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r", n)) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			c.t.Fatalf("redistest: cluster of %d not ok on %s within %v: %v\n%s", n, s.Addr(), clusterTimeout, err, info)
+		case <-tick.C:
 		}
 	}
 }

@@ -28,12 +28,7 @@ func waitState(pid int, stopped bool) error {
 		if err != nil {
 			return err
 		}
-		// The state letter follows the parenthesised command name, which
-		// may itself contain spaces or parentheses.
-		var st byte
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
-			st = b[i+2]
-		}
+		st := procState(b)
 		if (st == 'T' || st == 't') == stopped {
 			return nil
 		}
@@ -42,4 +37,14 @@ func waitState(pid int, stopped bool) error {
 		}
 		<-tick.C
 	}
+}
+
+// procState returns the state letter of a /proc/<pid>/stat line (0 when
+// there is none). It follows the parenthesised command name, which may
+// itself contain spaces or parentheses.
+func procState(stat []byte) byte {
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2]
+	}
+	return 0
 }

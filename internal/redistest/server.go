@@ -346,25 +346,29 @@ func (s *Server) Restart() {
 			s.t.Fatalf("redistest: Restart: %v", err)
 		}
 	}
+	if err := s.relaunchLocked(); err != nil {
+		s.t.Fatalf("redistest: Restart: %v", err)
+	}
+}
+
+// relaunchLocked starts the server process on its port again, in a new
+// run directory. The old socket is gone, but a client's ephemeral port
+// can briefly hold the number, so a lost bind is retried for 3 s. The
+// caller holds s.mu.
+func (s *Server) relaunchLocked() error {
 	_, portStr, _ := net.SplitHostPort(s.Addr())
 	port, _ := strconv.Atoi(portStr)
-	var err error
-	// The old socket is gone, but a client's ephemeral port can briefly
-	// hold the number, so retry a lost bind for a while.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		var run string
-		if run, err = os.MkdirTemp(s.dir, "run-"); err != nil {
-			break
+		run, err := os.MkdirTemp(s.dir, "run-")
+		if err != nil {
+			return err
 		}
 		s.proc, err = launch(s.bin, port, run, s.args...)
 		if !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
-			break
+			return err
 		}
 		<-time.After(50 * time.Millisecond)
-	}
-	if err != nil {
-		s.t.Fatalf("redistest: Restart: %v", err)
 	}
 }
 

@@ -98,27 +98,39 @@ func (co *coalescer) process(caller, ctx context.Context, cmd redis.Cmder) error
 		co.mu.Unlock()
 		return co.alone(ctx, cmd)
 	}
-	c, _ := co.calls.Get().(*call)
-	if c == nil {
-		c = &call{done: make(chan error, 1)}
-	}
-	c.caller, c.ctx, c.cmd = caller, ctx, cmd
+	c := co.newCall(caller, ctx, cmd)
 	co.queue = append(co.queue, c)
 	idle := co.inflight < coalescePipelines
 	co.mu.Unlock()
 	if idle {
 		co.signal()
 	}
-	// An opCtx is Done only at the op timeout: the caller's own
-	// cancellation is watched too, since nothing here needs the caller's
-	// goroutine.
+	return co.wait(c)
+}
+
+// newCall returns a call, from the pool when one is there, for cmd sent
+// within ctx on behalf of caller.
+func (co *coalescer) newCall(caller, ctx context.Context, cmd redis.Cmder) *call {
+	c, _ := co.calls.Get().(*call)
+	if c == nil {
+		c = &call{done: make(chan error, 1)}
+	}
+	c.caller, c.ctx, c.cmd = caller, ctx, cmd
+	return c
+}
+
+// wait returns the result of the queued call c, which goes back to the
+// pool, or the reason the caller left first. An opCtx is Done only at the
+// op timeout: the caller's own cancellation is watched too, since nothing
+// here needs the caller's goroutine.
+func (co *coalescer) wait(c *call) error {
 	select {
 	case err := <-c.done:
 		c.caller, c.ctx, c.cmd = nil, nil, nil
 		co.calls.Put(c)
 		return err
-	case <-ctx.Done():
-	case <-caller.Done():
+	case <-c.ctx.Done():
+	case <-c.caller.Done():
 	}
 	// c stays with the worker, which may still send on done.
 	return c.gone()
@@ -189,27 +201,41 @@ func (co *coalescer) take(batch []*call, done bool) []*call {
 	if done {
 		co.inflight--
 	}
-	for len(batch) == 0 && len(co.queue) > 0 && co.inflight < coalescePipelines && !co.closed {
-		n := 0
-		for _, c := range co.queue {
-			if len(batch) == coalesceBatch {
-				break
-			}
-			n++
-			if c.gone() == nil {
-				batch = append(batch, c)
-			}
-		}
-		rest := copy(co.queue, co.queue[n:])
-		clear(co.queue[rest:])
-		co.queue = co.queue[:rest]
+	for len(batch) == 0 && co.sendable() && !co.closed {
+		batch = co.dequeue(batch)
 		if len(batch) > 0 {
 			co.inflight++
 		}
 	}
-	if len(co.queue) > 0 && co.inflight < coalescePipelines {
+	if co.sendable() {
 		co.signal() // room for another pipeline
 	}
+	return batch
+}
+
+// sendable reports whether commands are queued and a pipeline is free for
+// them. The caller holds co.mu.
+func (co *coalescer) sendable() bool {
+	return len(co.queue) > 0 && co.inflight < coalescePipelines
+}
+
+// dequeue moves the queue's first commands into batch, up to
+// coalesceBatch of them, dropping those whose callers have left. The
+// caller holds co.mu.
+func (co *coalescer) dequeue(batch []*call) []*call {
+	n := 0
+	for _, c := range co.queue {
+		if len(batch) == coalesceBatch {
+			break
+		}
+		n++
+		if c.gone() == nil {
+			batch = append(batch, c)
+		}
+	}
+	rest := copy(co.queue, co.queue[n:])
+	clear(co.queue[rest:])
+	co.queue = co.queue[:rest]
 	return batch
 }
 

@@ -96,7 +96,7 @@ func (t *Transport) execPipeline(ctx context.Context, pol Policy, cmds []redis.C
 	callCtx, cancel := context.WithTimeout(ctx, pol.Timeout)
 	defer cancel()
 	inline := t.direct
-	if d, ok := ctx.Deadline(); !inline && !pol.Write && t.bounded != nil && (!ok || time.Until(d) >= pol.Timeout) {
+	if !inline && t.divertible(ctx, pol) {
 		t.bounded.ensure()
 		callCtx, inline = &opCtx{Context: ctx, bound: callCtx}, true // diverted
 	}
@@ -114,6 +114,14 @@ func (t *Transport) execPipeline(ctx context.Context, pol Policy, cmds []redis.C
 	return t.guardedFn(callCtx, exec)
 }
 
+// divertible reports whether t.bounded may run a pipeline under pol on
+// the caller's goroutine: a read, whose caller's deadline (if any) comes
+// no sooner than the op timeout.
+func (t *Transport) divertible(ctx context.Context, pol Policy) bool {
+	d, ok := ctx.Deadline()
+	return !pol.Write && t.bounded != nil && (!ok || time.Until(d) >= pol.Timeout)
+}
+
 // pipelineErr returns the failure to reach Redis that cmds carry, and
 // counts their error replies. Exec reports the first failed command; only
 // a failure to reach Redis concerns the breaker. An Exec error that no
@@ -127,8 +135,8 @@ func (t *Transport) pipelineErr(cmds []redis.Cmder, execErr error) error {
 		case e == nil || errors.Is(e, redis.Nil):
 		case !IsReply(e):
 			return e
-		case !redis.HasErrorPrefix(e, "NOSCRIPT"):
-			t.errors.Add(1) // WRONGTYPE, OOM…: Redis is up
+		default:
+			t.countReply(e) // WRONGTYPE, OOM…: Redis is up
 		}
 		marked = marked || e != nil
 	}

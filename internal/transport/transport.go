@@ -302,17 +302,28 @@ func (t *Transport) classify(ctx context.Context, err error) error {
 		// Calls cut short by Close say nothing about Redis.
 		return ErrClosed
 	case IsReply(err):
-		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up. NOSCRIPT
-		// is routine: DoAll answers it by sending the source.
+		// Redis answered (WRONGTYPE, OOM, NOSCRIPT…): it is up.
 		t.success(ctx)
-		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			t.errors.Add(1)
-		}
+		t.countReply(err)
 		return err
 	case ctx.Err() != nil:
 		// The caller gave up: its error, not Redis'.
 		return context.Cause(ctx)
 	}
+	return t.failure(ctx, err)
+}
+
+// countReply counts error reply err as an error, unless it is NOSCRIPT,
+// which is routine: DoAll answers it by sending the source.
+func (t *Transport) countReply(err error) {
+	if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		t.errors.Add(1)
+	}
+}
+
+// failure records a call that did not reach Redis, reports the breaker's
+// opening and the failure, and returns err as ErrUnavailable.
+func (t *Transport) failure(ctx context.Context, err error) error {
 	if t.breaker.State() != breaker.Open && t.breaker.Failed(err, t.op) && t.onBreaker != nil {
 		t.onBreaker(ctx, true, err)
 	}
