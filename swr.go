@@ -202,19 +202,7 @@ func (c *Cache[T]) claimOnce(ctx context.Context, st *storeRequest, token string
 		err = cmd.Err()
 	}
 	if err != nil {
-		// Fail open: load. The claim may have run all the same (a lost
-		// reply): release its lease later, and write back if it did run
-		// (see noteClaimLost).
-		if !isReply(err) {
-			if retry && breaker.IsTimeout(err) && c.m.tr.BreakerState() == breaker.Closed {
-				return nil, claimRetry
-			}
-			if c.swr.lease > 0 {
-				st.uncertain = token
-			}
-			st.noteClaimLost(proposal)
-		}
-		return nil, claimDone
+		return nil, c.claimFailed(err, st, token, proposal, retry)
 	}
 	vals, ok := cmd.Val().([]any)
 	if !ok || len(vals) != 4 {
@@ -255,6 +243,26 @@ func (c *Cache[T]) claimOnce(ctx context.Context, st *storeRequest, token string
 		return nil, claimDone
 	}
 	return nil, claimWait
+}
+
+// claimFailed says what follows a claim that got no reply (err): send it
+// again (retry allowed, a timeout on a breaker still closed), or load
+// without its baseline. The claim may have run all the same (a lost reply):
+// its lease is released later, and the load writes back if the marker is
+// still the claim's own proposal (see noteClaimLost). An error reply means
+// the claim did not run.
+func (c *Cache[T]) claimFailed(err error, st *storeRequest, token, proposal string, retry bool) int {
+	if isReply(err) {
+		return claimDone
+	}
+	if retry && breaker.IsTimeout(err) && c.m.tr.BreakerState() == breaker.Closed {
+		return claimRetry
+	}
+	if c.swr.lease > 0 {
+		st.uncertain = token
+	}
+	st.noteClaimLost(proposal)
+	return claimDone
 }
 
 // usable decodes raw, found by a flight, and returns it as the flight's
