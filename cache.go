@@ -229,19 +229,34 @@ func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
 		c.missed(ctx)
 		return zero, found{key: key}, errPendingMiss
 	}
-	if c.l1 != nil && c.m.l1Trusted.Load() {
-		if e, ok := c.l1.get(key, c.l1.now()); ok && e.version == c.localVersionOrEmpty() && !c.m.covering(c.name, key, e.tags) {
-			if v, ok := c.l1Value(e); ok {
-				c.hitL1(ctx)
-				if e.negative {
-					c.stats.negativeHits.Add(1)
-					return v, found{l1: true}, ErrNotFound
-				}
-				return v, found{l1: true}, nil
-			}
-		}
+	if v, err, ok := c.lookupL1(ctx, key); ok {
+		return v, found{l1: true}, err
 	}
 	return c.lookupRedis(ctx, key)
+}
+
+// lookupL1 is lookup's L1 tier: ok reports that it answered, with the value
+// or ErrNotFound (a cached negative entry). An entry that a pending
+// invalidation covers (its key or one of its tags) does not answer.
+func (c *Cache[T]) lookupL1(ctx context.Context, key string) (T, error, bool) {
+	var zero T
+	if c.l1 == nil || !c.m.l1Trusted.Load() {
+		return zero, nil, false
+	}
+	e, ok := c.l1.get(key, c.l1.now())
+	if !ok || e.version != c.localVersionOrEmpty() || c.m.covering(c.name, key, e.tags) {
+		return zero, nil, false
+	}
+	v, ok := c.l1Value(e)
+	if !ok {
+		return zero, nil, false
+	}
+	c.hitL1(ctx)
+	if e.negative {
+		c.stats.negativeHits.Add(1)
+		return v, ErrNotFound, true
+	}
+	return v, nil, true
 }
 
 // lookupRedis is lookup's Redis tier.

@@ -112,11 +112,22 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if ctx.Err() != nil {
 		return zero, context.Cause(ctx)
 	}
-	start := monotonic()
 	w, err := writeOptions(opts)
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
+	// An L1 hit answers before any of the bookkeeping of loads and shared
+	// lookups below: it needs none of it.
+	if v, err, ok := c.lookupL1(ctx, key); ok {
+		if err != nil {
+			return zero, fmt.Errorf("fetch %.64q: %w", key, err)
+		}
+		return v, nil
+	}
+	// The caller begins here for every rule about which loads may serve
+	// it; taken after the L1 tier, it is later than the call itself, which
+	// only narrows what may.
+	start := monotonic()
 	if t, ok := c.flying(key); ok && !c.m.covering(c.name, key, nil) {
 		// A load of this key is under way here: join it rather than send
 		// one more GET that would only miss (a stampede's 999 others).
