@@ -137,7 +137,7 @@ func (c *Cache[T]) loadBatch(ctx context.Context, b batch, load manyLoad[T], w w
 	for j, k := range b.missing {
 		items[j].st = b.request(sts, k)
 	}
-	results := c.storeAll(wctx, items, w, false)
+	results := c.storeAll(wctx, items, w, false, nil)
 	out := make(map[string]*loaded[T], len(items))
 	for j, k := range b.missing {
 		out[k] = results[j]
@@ -222,6 +222,9 @@ func claimReply(cmd redis.Cmder) (marker string, serverUS int64, ok bool) {
 // readMany reads keys, filling vals and errs for L1 hits. It returns the
 // raw replies by index and the data keys.
 func (c *Cache[T]) readMany(ctx context.Context, keyList []string, vals []T, errs []error, warm bool) ([]any, []string, string, error) {
+	for _, k := range keyList {
+		c.awaitWriteBack(ctx, k)
+	}
 	ver, err := c.readVersion(ctx)
 	if err != nil {
 		return nil, nil, "", err

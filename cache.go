@@ -32,7 +32,10 @@ type Cache[T any] struct {
 	versioned bool
 	version   atomic.Pointer[string] // last namespace version seen
 	swr       swrPolicy
-	group     singleflight.Group
+	// writeBehind: a Fetch miss's write-back leaves the caller's path
+	// (WithWriteBehind).
+	writeBehind bool
+	group       singleflight.Group
 	// refreshing holds the data keys this process is refreshing.
 	refreshing sync.Map
 	// inflight holds the flight (*flight) of each data key this process is
@@ -60,6 +63,9 @@ type cacheConfig struct {
 	codec     codec.Codec
 	versioned bool
 	swr       swrPolicy
+	// writeBehind takes a Fetch miss's write-back off the caller's path
+	// (WithWriteBehind).
+	writeBehind bool
 	// loader and batchLoader are a Loader[T] and BatchLoader[T], checked
 	// against the cache's T by NewCache.
 	loader, batchLoader any
@@ -127,6 +133,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		ttl:         cfg.ttl,
 		versioned:   cfg.versioned,
 		swr:         cfg.swr,
+		writeBehind: cfg.writeBehind,
 		recentSeed:  maphash.MakeSeed(),
 		stats:       m.countersOf(name),
 		loader:      one,
@@ -224,6 +231,7 @@ type found struct {
 // ErrMiss, ErrNotFound, ErrUnavailable, ErrClosed or the caller's ctx
 // error, possibly wrapping a cause.
 func (c *Cache[T]) lookup(ctx context.Context, key string) (T, found, error) {
+	c.awaitWriteBack(ctx, key)
 	if c.m.covering(c.name, key, nil) {
 		var zero T
 		c.missed(ctx)

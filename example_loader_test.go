@@ -166,3 +166,27 @@ func ExampleCache_Stats() {
 	// user: hits=0 misses=1
 	// manager: hits=10 misses=1
 }
+
+// Write-behind: Fetch returns as soon as the loader has, and the value
+// reaches Redis one round trip later. Reads in this process wait for that
+// write, so they find the value at once.
+func ExampleWithWriteBehind() {
+	m, cleanup := exampleManager()
+	defer cleanup()
+	ctx := context.Background()
+
+	prices, err := cachemgr.NewCache[int](m, "price", cachemgr.WithWriteBehind(true))
+	if err != nil {
+		panic(err)
+	}
+	v, err := prices.Fetch(ctx, "sku-1", func(ctx context.Context) (int, error) {
+		return 1299, nil // SELECT price FROM product WHERE sku = $1
+	})
+	fmt.Println(v, err)
+
+	v, err = prices.Get(ctx, "sku-1") // waits for the write-back, if still under way
+	fmt.Println(v, err)
+	// Output:
+	// 1299 <nil>
+	// 1299 <nil>
+}

@@ -77,6 +77,24 @@ type loaded[T any] struct {
 	// the namespace version current then: what a caller that began by
 	// checked would have read itself.
 	current string
+	// settled, when not nil, closes once the write-back has landed or
+	// failed: stale, checked and current are read only after it. The
+	// value and error are there from the start, for the callers that
+	// began before the load (began).
+	settled chan struct{}
+}
+
+// settle waits until r's write-back has settled, or ctx ends.
+func (r *loaded[T]) settle(ctx context.Context) error {
+	if r.settled == nil {
+		return nil
+	}
+	select {
+	case <-r.settled:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // usableBy reports whether a caller that did not run the load, and began
@@ -86,10 +104,17 @@ type loaded[T any] struct {
 // happened since. An older load's value is usable only up to the moment the
 // flight last confirmed with Redis that nothing had invalidated it.
 func (r *loaded[T]) usableBy(start time.Time) bool {
-	if !r.began.IsZero() && !start.After(r.began) {
+	if r.beganAfter(start) {
 		return true
 	}
 	return !r.stale && !r.checked.IsZero() && !start.After(r.checked)
+}
+
+// beganAfter reports whether r's load began after a caller that began at
+// start did: then its result serves that caller whatever its write-back
+// finds.
+func (r *loaded[T]) beganAfter(start time.Time) bool {
+	return !r.began.IsZero() && !start.After(r.began)
 }
 
 // Fetch returns the value under key, calling load to produce it on a miss
@@ -116,6 +141,7 @@ func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Cont
 	if err != nil {
 		return zero, fmt.Errorf("fetch %.64q: %w", key, err)
 	}
+	c.awaitWriteBack(ctx, key)
 	// An L1 hit answers before any of the bookkeeping of loads and shared
 	// lookups below: it needs none of it.
 	if v, err, ok := c.lookupL1(ctx, key); ok {
@@ -216,17 +242,24 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 		}
 		f := c.flightFor(t.rkey)
 		run := func() (any, error) {
+			if r := f.res.Load(); r != nil {
+				// The flight's load has ended and its write-back is under
+				// way: its result, not a second load.
+				return r, nil
+			}
 			ran = true
 			now := monotonic()
 			f.began.CompareAndSwap(nil, &now)
 			c.flights.Add(1)
 			c.inflight.LoadOrStore(t.rkey, f)
-			defer func() {
+			r := c.loadAndStore(ctx, t, load, w, redisOK, f.token, func(out []*loaded[T]) {
+				// The write-back has settled: the flight ends.
+				c.remember(t.rkey, out[0])
 				c.inflight.CompareAndDelete(t.rkey, f)
 				c.flights.Add(-1)
-			}()
-			r := c.loadAndStore(ctx, t, load, w, redisOK, f.token)
-			c.remember(t.rkey, r)
+				close(f.ended)
+			})
+			f.res.Store(r)
 			return r, nil
 		}
 		// A flight whose load began before this caller did is left when an
@@ -262,6 +295,9 @@ func (c *Cache[T]) share(ctx context.Context, start time.Time, t target, load fu
 				return zero, r.err
 			}
 			return r.val, nil
+		}
+		if err := r.settle(ctx); err != nil && !r.beganAfter(start) {
+			return zero, err
 		}
 		if v, err, ok := c.sharedResult(r, start); ok {
 			return v, err
@@ -406,6 +442,12 @@ type flight struct {
 	over  chan struct{} // closed when an invalidation of the key overtakes it
 	once  sync.Once
 	began atomic.Pointer[time.Time] // when its load began; nil: not yet
+	// res is the load's result (a *loaded[T]) once the loader has
+	// returned; its write-back may still be under way.
+	res atomic.Value
+	// ended closes when the write-back has settled and the flight has
+	// left the cache's inflight map.
+	ended chan struct{}
 }
 
 // waitFlight waits for ch, the result of f, for a caller that began at start: nil
@@ -457,7 +499,7 @@ func (c *Cache[T]) flightFor(rkey string) *flight {
 	for {
 		cur, ok := c.inflight.Load(rkey)
 		if !ok {
-			f := &flight{gen: c.flightGen.Add(1), created: monotonic(), token: rand.Text(), over: make(chan struct{})}
+			f := &flight{gen: c.flightGen.Add(1), created: monotonic(), token: rand.Text(), over: make(chan struct{}), ended: make(chan struct{})}
 			if _, loaded := c.inflight.LoadOrStore(rkey, f); !loaded {
 				return f
 			}
@@ -467,7 +509,7 @@ func (c *Cache[T]) flightFor(rkey string) *flight {
 		if !old.overtaken() {
 			return old
 		}
-		f := &flight{gen: c.flightGen.Add(1), created: monotonic(), token: old.token, over: make(chan struct{})}
+		f := &flight{gen: c.flightGen.Add(1), created: monotonic(), token: old.token, over: make(chan struct{}), ended: make(chan struct{})}
 		if c.inflight.CompareAndSwap(rkey, old, f) {
 			return f
 		}
@@ -484,6 +526,28 @@ func (c *Cache[T]) overtake(keys []string) {
 	for _, k := range keys {
 		if cur, ok := c.inflight.Load(c.target(k).rkey); ok {
 			cur.(*flight).overtake()
+		}
+	}
+}
+
+// awaitWriteBack waits, when this process has loaded key and the load's
+// write-back is still under way (see store), until it settles or ctx ends:
+// a read in this process that begins after a Fetch of key returned then
+// finds what that Fetch wrote, in the L1 tier or in Redis, as if the
+// write-back had been part of the Fetch. A load still running is not
+// waited for here.
+func (c *Cache[T]) awaitWriteBack(ctx context.Context, key string) {
+	if c.flights.Load() == 0 {
+		return
+	}
+	cur, ok := c.inflight.Load(c.target(key).rkey)
+	if !ok {
+		return
+	}
+	if f := cur.(*flight); f.res.Load() != nil {
+		select {
+		case <-f.ended:
+		case <-ctx.Done():
 		}
 	}
 }
@@ -558,19 +622,19 @@ func (c *Cache[T]) endLookup(key string, lk *sharedLookup, f found, err error, o
 // the result back only if the marker has not changed, so a Delete that ran
 // during the load wins. A tagged result is stamped with the load's start,
 // so an InvalidateTags during the load makes it unreadable.
-func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool, token string) *loaded[T] {
+func (c *Cache[T]) loadAndStore(ctx context.Context, t target, load func(context.Context) (T, error), w writeConfig, redisOK bool, token string, then func([]*loaded[T])) *loaded[T] {
 	ctx = context.WithoutCancel(ctx)
 	began := monotonic()
-	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), tags: w.tags, lease: token}
+	st := storeRequest{key: t.key, version: t.version, rkey: t.rkey, start: c.m.now(), began: began, tags: w.tags, lease: token}
 	if redisOK && (!c.versioned || t.version != "") {
 		if r := c.claimLoad(ctx, &st); r != nil {
+			then([]*loaded[T]{r})
 			return r
 		}
 	}
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
-	r := c.store(ctx, st, v, took, err, entry, w)
-	r.began = began
+	r := c.store(ctx, st, v, took, err, entry, w, then)
 	if st.uncertain != "" {
 		c.releaseLater(st.rkey, st.uncertain)
 	}
@@ -596,6 +660,7 @@ type storeRequest struct {
 	version  string // the namespace version of rkey
 	rkey     string
 	start    time.Time // when the load began, by the Manager's clock
+	began    time.Time // the same, monotonic (zero: not a load by key)
 	marker   string    // invalidation marker before the load
 	markerOK bool      // marker read: the result may be written back
 	markerAt time.Time // when it was read (monotonic)

@@ -31,9 +31,13 @@ func (c *Cache[T]) callLoader(ctx context.Context, entry *Entry, load func(conte
 }
 
 // store writes back the result of a load by key when st allows, releasing
-// the lease. It returns what the flight's callers get.
-func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Duration, err error, entry *Entry, w writeConfig) *loaded[T] {
-	return c.storeAll(ctx, []item[T]{{st: st, val: v, err: err, entry: entry, took: took}}, w, true)[0]
+// the lease. It returns what the flight's callers get. then, when set, runs
+// once the write-back has settled; with the cache's write-behind on
+// (WithWriteBehind) the write-back then leaves the caller's path: it runs
+// on a goroutine the Manager tracks and the result's settled channel closes
+// when it has landed or failed. Otherwise store returns once it has.
+func (c *Cache[T]) store(ctx context.Context, st storeRequest, v T, took time.Duration, err error, entry *Entry, w writeConfig, then func([]*loaded[T])) *loaded[T] {
+	return c.storeAll(ctx, []item[T]{{st: st, val: v, err: err, entry: entry, took: took}}, w, true, then)[0]
 }
 
 // write is an item on its way to Redis: its envelope, tags and commands.
@@ -51,8 +55,9 @@ type write struct {
 // trip, those whose st allows it and that the loader did not keep out
 // (Entry.DoNotCache). The items share their start and the server time of
 // their claim, which stamps their tags. It returns one result per item;
-// single is a load by key.
-func (c *Cache[T]) storeAll(ctx context.Context, items []item[T], w writeConfig, single bool) []*loaded[T] {
+// single is a load by key; then, when set, runs once the write-back has
+// settled, which with write-behind is after storeAll returns (see store).
+func (c *Cache[T]) storeAll(ctx context.Context, items []item[T], w writeConfig, single bool, then func([]*loaded[T])) []*loaded[T] {
 	out := make([]*loaded[T], len(items))
 	var writes []write
 	for i := range items {
@@ -63,11 +68,32 @@ func (c *Cache[T]) storeAll(ctx context.Context, items []item[T], w writeConfig,
 			writes = append(writes, *wr)
 		}
 	}
-	if len(writes) > 0 {
-		c.writeBack(ctx, items, writes, out)
+	finish := func() {
+		if len(writes) > 0 {
+			c.writeBack(ctx, items, writes, out)
+		}
+		for _, wr := range writes {
+			c.releaseBuf(wr.buf)
+		}
 	}
+	if then == nil || len(writes) == 0 || !c.writeBehind {
+		finish()
+		if then != nil {
+			then(out)
+		}
+		return out
+	}
+	settled := make(chan struct{})
 	for _, wr := range writes {
-		c.releaseBuf(wr.buf)
+		out[wr.i].settled = settled
+	}
+	async := func() {
+		finish()
+		close(settled)
+		then(out)
+	}
+	if !c.m.goTracked(async) {
+		async() // closed: writeBack meets ErrClosed at once
 	}
 	return out
 }
@@ -84,7 +110,7 @@ func (c *Cache[T]) prepare(ctx context.Context, it *item[T], w writeConfig, sing
 			// keeps its lease until it expires: a back-off for a sick source.
 			c.release(ctx, st)
 		}
-		return &loaded[T]{err: it.err}, nil
+		return &loaded[T]{err: it.err, began: st.began}, nil
 	}
 	ttl, tags, err := it.entry.get()
 	fresh, stale := firstSet(ttl, w.ttl, c.ttl.ttl), c.swr.stale
@@ -109,9 +135,9 @@ func (c *Cache[T]) prepare(ctx context.Context, it *item[T], w writeConfig, sing
 		c.stats.writeErrors.Add(1)
 		c.m.logError("loaded value not cached", err, "key", st.rkey)
 		c.release(ctx, st)
-		return &loaded[T]{val: it.val, err: it.err}, nil
+		return &loaded[T]{val: it.val, err: it.err, began: st.began}, nil
 	}
-	res := &loaded[T]{val: it.val, enc: append([]byte(nil), *buf...), err: it.err}
+	res := &loaded[T]{val: it.val, enc: append([]byte(nil), *buf...), err: it.err, began: st.began}
 	// A write that would land after the marker could have expired is
 	// skipped: it could undo a Delete that happened during the load.
 	if !it.entry.cacheable(st.key, single) || !st.markerOK || time.Since(st.markerAt) >= c.m.loadTimeout+c.m.opTimeout {

@@ -412,7 +412,7 @@ func (c *Cache[T]) refreshOnce(ctx context.Context, f found, load func(context.C
 	c.stats.refreshes.Add(1)
 	entry := &Entry{}
 	v, took, err := c.callLoader(ctx, entry, load)
-	r := c.store(ctx, st, v, took, err, entry, w)
+	r := c.store(ctx, st, v, took, err, entry, w, nil)
 	if r.err != nil && !errors.Is(r.err, ErrNotFound) {
 		c.m.logError("refresh failed; serving the stale value", r.err, "key", f.rkey)
 		return r, &c.stats.refreshErrors
