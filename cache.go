@@ -49,6 +49,9 @@ type Cache[T any] struct {
 	// startLookup); hot holds the hashes of keys found recently.
 	lookups sync.Map
 	hot     [hotSlots]atomic.Uint64
+	// coldScore rises with cold lookups that miss and falls with those
+	// that hit (see claimsFirst).
+	coldScore atomic.Int32
 	// recent remembers finished flights (see recentFlight).
 	recent     [recentSlots]atomic.Pointer[recentFlight[T]]
 	recentSeed maphash.Seed

@@ -122,6 +122,11 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	deadline := monotonic().Add(c.swr.lease + c.m.opTimeout)
 	wait := leasePollMin
 	retries := claimRetries
+	if st.first {
+		// The claim is the flight's lookup: a timeout costs what a lookup's
+		// does, one op timeout (see claimFailed).
+		retries = 0
+	}
 	for waited := false; ; {
 		r, next := c.claimOnce(ctx, st, token, retries > 0)
 		switch {
@@ -260,6 +265,12 @@ func (c *Cache[T]) claimFailed(err error, st *storeRequest, token, proposal stri
 	}
 	if c.swr.lease > 0 {
 		st.uncertain = token
+	}
+	if st.first {
+		// No lookup answered before it, so Redis is as unknown as when a
+		// lookup fails: load without writing back, which would cost
+		// another op timeout on a Redis that stopped.
+		return claimDone
 	}
 	st.noteClaimLost(proposal)
 	return claimDone

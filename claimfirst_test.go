@@ -1,0 +1,143 @@
+package cachemgr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cachemgr/cachemgr"
+	"github.com/cachemgr/cachemgr/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// countTrips is a go-redis hook that counts round trips (a command or a
+// pipeline sent) and the scripts among the commands.
+type countTrips struct {
+	trips, scripts atomic.Int64
+}
+
+func (h *countTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.count(cmds)
+		return next(ctx, cmds)
+	}
+}
+
+func (h *countTrips) count(cmds []redis.Cmder) {
+	h.trips.Add(1)
+	for _, cmd := range cmds {
+		if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+			h.scripts.Add(1)
+		}
+	}
+}
+
+// reset returns the counts so far and starts again from zero.
+func (h *countTrips) reset() (trips, scripts int64) {
+	return h.trips.Swap(0), h.scripts.Swap(0)
+}
+
+// claimFirstCache returns a cache on s whose client counts its round trips,
+// after enough Fetches of new keys that its cold lookups have mostly
+// missed, and the key count of those Fetches.
+func claimFirstCache(t *testing.T, s *redistest.Server, opts ...cachemgr.Option) (*cachemgr.Cache[string], *countTrips) {
+	t.Helper()
+	trips := &countTrips{}
+	rdb := s.Client(t)
+	rdb.AddHook(trips)
+	m := managerOn(t, rdb, opts...)
+	c := newCache[string](t, m, "first", cachemgr.WithTTL(time.Hour))
+	ctx := context.Background()
+	for i := range 4 {
+		if _, err := c.Fetch(ctx, fmt.Sprint("warm", i), func(context.Context) (string, error) { return "w", nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, trips
+}
+
+// TestClaimFirst: once a cache's cold lookups mostly miss, a Fetch miss
+// takes two round trips, as a hand-written GET and SET do (the claim reads
+// the key, the write-back writes it), not three; a key that another
+// process stored is still found by that claim, without a load; and once
+// cold lookups mostly hit, Fetch reads with a plain GET again.
+func TestClaimFirst(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	c, trips := claimFirstCache(t, s)
+	other := newCache[string](t, managerOn(t, s.Client(t)), "first", cachemgr.WithTTL(time.Hour))
+
+	trips.reset()
+	if v, err := c.Fetch(ctx, "new", func(context.Context) (string, error) { return "loaded", nil }); err != nil || v != "loaded" {
+		t.Fatalf("Fetch of a missing key = %q, %v", v, err)
+	}
+	if n, scripts := trips.reset(); n != 2 || scripts != 2 {
+		t.Fatalf("Fetch miss: %d round trips with %d scripts, want 2 (claim, write-back)", n, scripts)
+	}
+	if v, err := other.Get(ctx, "new"); err != nil || v != "loaded" {
+		t.Fatalf("Get of the loaded key elsewhere = %q, %v", v, err)
+	}
+
+	before := c.Stats()
+	for i := range 20 {
+		key := fmt.Sprint("stored", i)
+		if err := other.Set(ctx, key, "stored"); err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.Fetch(ctx, key, func(context.Context) (string, error) {
+			t.Errorf("loader called for %s, which Redis holds", key)
+			return "", nil
+		})
+		if err != nil || v != "stored" {
+			t.Fatalf("Fetch of stored key %s = %q, %v", key, v, err)
+		}
+	}
+	after := c.Stats()
+	if hits := after.Hits - before.Hits; hits != 20 || after.Misses != before.Misses {
+		t.Fatalf("20 Fetches of stored keys: %d hits, %d misses; want 20, 0", hits, after.Misses-before.Misses)
+	}
+	trips.reset()
+	if err := other.Set(ctx, "plain", "stored"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Fetch(ctx, "plain", func(context.Context) (string, error) { return "", errors.New("no load") }); err != nil || v != "stored" {
+		t.Fatalf("Fetch after cold lookups hit = %q, %v", v, err)
+	}
+	if _, scripts := trips.reset(); scripts != 0 {
+		t.Fatalf("Fetch hit after cold lookups mostly hit sent %d scripts, want a plain GET", scripts)
+	}
+}
+
+// TestClaimFirstRedisStopped: when Redis stops answering, a Fetch whose
+// claim is its lookup sends that claim once and answers from the loader
+// without a write-back: one op timeout, as a failed lookup costs.
+func TestClaimFirstRedisStopped(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	if !s.Real() {
+		t.Skip("needs a redis-server to pause")
+	}
+	c, trips := claimFirstCache(t, s, cachemgr.WithOpTimeout(300*time.Millisecond), cachemgr.WithWriteTimeout(300*time.Millisecond))
+	s.Pause()
+	defer s.Resume()
+	trips.reset()
+	v, err := c.Fetch(ctx, "k", func(context.Context) (string, error) { return "from source", nil })
+	if err != nil || v != "from source" {
+		t.Fatalf("Fetch with Redis paused = %q, %v; want the loader's value", v, err)
+	}
+	if _, scripts := trips.reset(); scripts != 1 {
+		t.Fatalf("Fetch with Redis paused sent %d scripts, want 1 (the claim, not retried, no write-back)", scripts)
+	}
+}
