@@ -68,6 +68,9 @@ type events struct {
 	trustMu sync.Mutex
 	down    map[string]bool
 
+	// fills holds the channels of lease waits (see fillWaiter), by data key.
+	fills sync.Map
+
 	mu       sync.Mutex
 	ps       *redis.PubSub // the current subscription
 	holders  []l1Holder
@@ -288,6 +291,8 @@ func (m *Manager) receive(payload string) {
 		return
 	}
 	switch e.Kind {
+	case "filled":
+		m.filled(e.Keys)
 	case "key", "version", "prefix":
 		m.stats.eventsReceived.Add(1)
 		for _, h := range m.holdersOf(e.Cache) {

@@ -83,7 +83,10 @@ func dataKeys(rkey string) []string {
 
 // claimScript re-reads a missing key from inside the flight and, if it is
 // still missing, takes the lease (or finds that the caller holds it: a
-// claim sent again after its reply was lost). It creates the invalidation
+// claim sent again after its reply was lost). A claim that finds the lease
+// held by another process sets the waiters key (KEYS[4]) for the lease's
+// life, so the holder's write-back tells the waiters when the value is
+// there (see writeBackScript). It creates the invalidation
 // marker when there is none, so a marker lost during the load (eviction, a
 // restart with empty data) fails the write-back instead of passing for
 // "unchanged". A
@@ -105,11 +108,12 @@ if ARGV[2] == '0' then return {false, m, 1, now} end
 if math.floor(now / 1000) > tonumber(ARGV[5]) then return {false, m, 0, now} end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {false, m, 1, now} end
 if redis.pcall('GET', KEYS[3]) == ARGV[1] then return {false, m, 1, now} end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
 return {false, m, 0, now}`)
 
 // claimArgs are claimScript's arguments.
 type claimArgs struct {
-	key         string // KEYS[1], the data key (KEYS[2] its marker, KEYS[3] its lease)
+	key         string // KEYS[1], the data key (KEYS[2] its marker, KEYS[3] its lease, KEYS[4] its waiters)
 	token       string // ARGV[1], the lease holder's token
 	leaseMS     int64  // ARGV[2], the lease's life; 0: take no lease
 	newMarker   string // ARGV[3], the marker to create when there is none
@@ -118,23 +122,39 @@ type claimArgs struct {
 }
 
 func (a claimArgs) cmd(ctx context.Context) *redis.Cmd {
-	return claimScript.cmd(ctx, dataKeys(a.key), a.token, a.leaseMS, a.newMarker, a.markerTTLMS, a.deadlineMS)
+	return claimScript.cmd(ctx, append(dataKeys(a.key), keys.Waiters(a.key)), a.token, a.leaseMS, a.newMarker, a.markerTTLMS, a.deadlineMS)
 }
 
 // releaseScript deletes a lease only if the caller still holds it: a
-// holder that stalled past its lease never frees the next holder's.
+// holder that stalled past its lease never frees the next holder's. Other
+// processes waiting for the lease are told (see notifyWaiters).
 var releaseScript = newScript("release", `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])`+notifyWaiters("KEYS[2]", "KEYS[3]", "ARGV[2]")+`
+  return 1
+end
 return 0`)
+
+// notifyWaiters is the Lua that a script which frees a lease runs: when
+// waiters (the key named by the expression waiters) are set, it deletes
+// them and publishes a "filled" event of data key dataKey on channel, so
+// that their claims run again at once instead of at their next poll.
+func notifyWaiters(waiters, dataKey, channel string) string {
+	return `
+  if ` + channel + ` ~= '' and redis.call('DEL', ` + waiters + `) == 1 then
+    redis.call('PUBLISH', ` + channel + `, cjson.encode({o = '~fill', k = 'filled', ks = {` + dataKey + `}}))
+  end`
+}
 
 // releaseArgs are releaseScript's arguments.
 type releaseArgs struct {
-	key   string // the data key; KEYS[1] is its lease
-	token string // ARGV[1], the holder's token
+	key     string // the data key; KEYS[1] is its lease, KEYS[2] its waiters, KEYS[3] itself
+	token   string // ARGV[1], the holder's token
+	channel string // ARGV[2], the events channel to tell waiters on; "" none
 }
 
 func (a releaseArgs) cmd(ctx context.Context) *redis.Cmd {
-	return releaseScript.cmd(ctx, []string{keys.Lease(a.key)}, a.token)
+	return releaseScript.cmd(ctx, []string{keys.Lease(a.key), keys.Waiters(a.key), a.key}, a.token, a.channel)
 }
 
 // refreshClaimScript takes the lease to refresh a stale value, unless the
@@ -176,7 +196,8 @@ func (a refreshClaimArgs) cmd(ctx context.Context) *redis.Cmd {
 // arrived meanwhile or, for a refresh, the value is still the stale one it
 // replaces (else 0). A load (not a refresh) that does not write returns
 // {rc, the value the key holds} when it holds one: what a read would find
-// now. It releases the lease if the caller still holds it.
+// now. It releases the lease if the caller still holds it, and then tells
+// the processes waiting for it (notifyWaiters).
 var writeBackScript = newScript("writeBack", `
 local rc = -1
 if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
@@ -191,7 +212,9 @@ if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
     end
   end
 end
-if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then redis.call('DEL', KEYS[3]) end
+if ARGV[4] ~= '' and redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('DEL', KEYS[3])`+notifyWaiters("KEYS[4]", "KEYS[1]", "ARGV[6]")+`
+end
 if rc ~= 1 and ARGV[5] == '' then
   local cur = redis.call('GET', KEYS[1])
   if cur then return {rc, cur} end
@@ -206,10 +229,11 @@ type writeBackArgs struct {
 	ttlMS     int64  // ARGV[3], its life in Redis
 	token     string // ARGV[4], the lease to release; "" for none
 	staleSHA1 string // ARGV[5], for a refresh the stale value's SHA-1 (hex); "" otherwise
+	channel   string // ARGV[6], the events channel to tell waiters on; "" none
 }
 
 func (a writeBackArgs) cmd(ctx context.Context) *redis.Cmd {
-	return writeBackScript.cmd(ctx, dataKeys(a.key), a.marker, a.value, a.ttlMS, a.token, a.staleSHA1)
+	return writeBackScript.cmd(ctx, append(dataKeys(a.key), keys.Waiters(a.key)), a.marker, a.value, a.ttlMS, a.token, a.staleSHA1, a.channel)
 }
 
 // dropScript deletes a key only if it still holds the bytes that were

@@ -27,19 +27,19 @@ func TestScriptBuilders(t *testing.T) {
 		argv []any
 	}{
 		{claimArgs{key: k, token: "tok", leaseMS: 5, newMarker: "m", markerTTLMS: 7, deadlineMS: 9},
-			claimScript, []string{k, keys.Marker(k), keys.Lease(k)}, []any{"tok", int64(5), "m", int64(7), int64(9)}},
+			claimScript, []string{k, keys.Marker(k), keys.Lease(k), keys.Waiters(k)}, []any{"tok", int64(5), "m", int64(7), int64(9)}},
 		// The batch's claim takes no lease: ARGV[2] is 0, and the script
 		// returns before it reads the deadline.
 		{claimArgs{key: k, newMarker: "m", markerTTLMS: 7},
-			claimScript, []string{k, keys.Marker(k), keys.Lease(k)}, []any{"", int64(0), "m", int64(7), int64(0)}},
-		{releaseArgs{key: k, token: "tok"},
-			releaseScript, []string{keys.Lease(k)}, []any{"tok"}},
+			claimScript, []string{k, keys.Marker(k), keys.Lease(k), keys.Waiters(k)}, []any{"", int64(0), "m", int64(7), int64(0)}},
+		{releaseArgs{key: k, token: "tok", channel: "ch"},
+			releaseScript, []string{keys.Lease(k), keys.Waiters(k), k}, []any{"tok", "ch"}},
 		{refreshClaimArgs{key: k, token: "tok", leaseMS: 5, staleSHA1: "sha", newMarker: "m", markerTTLMS: 7, deadlineMS: 9},
 			refreshClaimScript, []string{k, keys.Marker(k), keys.Lease(k)}, []any{"tok", int64(5), "sha", "m", int64(7), int64(9)}},
-		{writeBackArgs{key: k, marker: "m", value: val, ttlMS: 3, token: "tok", staleSHA1: "sha"},
-			writeBackScript, []string{k, keys.Marker(k), keys.Lease(k)}, []any{"m", val, int64(3), "tok", "sha"}},
+		{writeBackArgs{key: k, marker: "m", value: val, ttlMS: 3, token: "tok", staleSHA1: "sha", channel: "ch"},
+			writeBackScript, []string{k, keys.Marker(k), keys.Lease(k), keys.Waiters(k)}, []any{"m", val, int64(3), "tok", "sha", "ch"}},
 		{writeBackArgs{key: k, marker: "m", value: val, ttlMS: 3},
-			writeBackScript, []string{k, keys.Marker(k), keys.Lease(k)}, []any{"m", val, int64(3), "", ""}},
+			writeBackScript, []string{k, keys.Marker(k), keys.Lease(k), keys.Waiters(k)}, []any{"m", val, int64(3), "", "", ""}},
 		{dropArgs{key: k, badSHA1: "sha"},
 			dropScript, []string{k}, []any{"sha"}},
 		{deleteArgs{key: k, newMarker: "m", markerTTLMS: 7},

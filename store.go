@@ -148,7 +148,7 @@ func (c *Cache[T]) prepare(ctx context.Context, it *item[T], w writeConfig, sing
 	c.m.noteLifetime(exp + stale)
 	h.Negative = notFound
 	wb := writeBackArgs{key: st.rkey, marker: st.marker, value: *buf, ttlMS: millis(exp + stale),
-		token: st.token, staleSHA1: st.replace}.cmd(ctx)
+		token: st.token, staleSHA1: st.replace, channel: c.m.ev.channel}.cmd(ctx)
 	return res, &write{buf: buf, h: h, ti: ti, tw: c.m.tagWrites(ctx, ti, exp, true), wb: wb}
 }
 

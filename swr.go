@@ -127,6 +127,10 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 		// does, one op timeout (see claimFailed).
 		retries = 0
 	}
+	// filled closes when the lease's holder frees it (see fillWaiter).
+	var filled <-chan struct{}
+	unwait := func() {}
+	defer func() { unwait() }()
 	for waited := false; ; {
 		r, next := c.claimOnce(ctx, st, token, retries > 0)
 		switch {
@@ -147,11 +151,11 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 			c.stats.leaseWaits.Add(1)
 			waited = true
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-c.m.ctx.Done():
-			t.Stop()
+		if filled == nil || isClosed(filled) {
+			unwait()
+			filled, unwait = c.m.fillWaiter(st.rkey)
+		}
+		if !c.m.leaseWait(wait, filled) {
 			return &loaded[T]{err: ErrClosed}
 		}
 		wait = min(2*wait, leasePollMax)
@@ -310,7 +314,7 @@ func (c *Cache[T]) releaseLater(rkey, token string) {
 	c.m.goTracked(func() {
 		wait := 20 * time.Millisecond
 		for monotonic().Before(deadline) {
-			_, err := c.m.runScript(c.m.ctx, releaseArgs{key: rkey, token: token})
+			_, err := c.m.runScript(c.m.ctx, releaseArgs{key: rkey, token: token, channel: c.m.ev.channel})
 			if err == nil || isReply(err) || errors.Is(err, ErrClosed) {
 				return
 			}
@@ -330,7 +334,7 @@ func (c *Cache[T]) release(ctx context.Context, st storeRequest) {
 	if st.token == "" {
 		return
 	}
-	if _, err := c.m.runScript(ctx, releaseArgs{key: st.rkey, token: st.token}); err != nil && !errors.Is(err, ErrClosed) {
+	if _, err := c.m.runScript(ctx, releaseArgs{key: st.rkey, token: st.token, channel: c.m.ev.channel}); err != nil && !errors.Is(err, ErrClosed) {
 		c.m.logError("release lease", err, "key", st.rkey)
 	}
 }

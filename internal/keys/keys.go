@@ -27,8 +27,9 @@ var ErrInvalid = errors.New("keys: invalid name")
 
 // Suffixes of companion keys; they end the key, after the hash tag.
 const (
-	markerSuffix = ":i"
-	leaseSuffix  = ":l"
+	markerSuffix  = ":i"
+	leaseSuffix   = ":l"
+	waitersSuffix = ":w"
 )
 
 // Builder builds keys for one cache. The zero value is not usable.
@@ -185,6 +186,11 @@ func DataOfMarker(key string) (string, bool) {
 // Lease returns the lease key that belongs to data key key: it holds the
 // token of the process loading or refreshing that key.
 func Lease(key string) string { return key + leaseSuffix }
+
+// Waiters returns the key that belongs to data key key while another
+// process waits for its lease: the write-back that frees the lease
+// publishes that the key is filled when it finds it.
+func Waiters(key string) string { return key + waitersSuffix }
 
 // Kind says what a key under a cache's base is (see UserKey).
 type Kind int
