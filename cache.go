@@ -45,6 +45,9 @@ type Cache[T any] struct {
 	flightGen atomic.Uint64 // numbers the flights (see flight.gen)
 	l1        *l1Store[T]   // nil without an L1 tier
 	l1Copy    bool          // L1Copy: each hit decodes its own value
+	// byValue: assigning a T copies all of it (copiedByValue), so the
+	// callers of a shared load take the value, not a decode of their own.
+	byValue bool
 	// lookups holds the shared lookups of cold keys under way (see
 	// startLookup); hot holds the hashes of keys found recently.
 	lookups sync.Map
@@ -133,6 +136,7 @@ func NewCache[T any](m *Manager, name string, opts ...CacheOption) (*Cache[T], e
 		keys:        keys.New(m.prefix, name, m.maxKey),
 		codec:       cfg.codec,
 		shape:       Shape[T](),
+		byValue:     copiedByValue(reflect.TypeFor[T]()),
 		ttl:         cfg.ttl,
 		versioned:   cfg.versioned,
 		swr:         cfg.swr,

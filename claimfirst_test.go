@@ -13,32 +13,41 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// countTrips is a go-redis hook that counts round trips (a command or a
-// pipeline sent) and the scripts among the commands.
-type countTrips struct {
-	trips, scripts atomic.Int64
+// sendHook is a go-redis hook that calls before with the commands of each
+// round trip (a command or a pipeline) before they are sent.
+type sendHook struct {
+	before func(cmds []redis.Cmder)
 }
 
-func (h *countTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h sendHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (h *countTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h sendHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.count([]redis.Cmder{cmd})
+		h.before([]redis.Cmder{cmd})
 		return next(ctx, cmd)
 	}
 }
 
-func (h *countTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h sendHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.count(cmds)
+		h.before(cmds)
 		return next(ctx, cmds)
 	}
+}
+
+// isScript reports whether cmd runs a script.
+func isScript(cmd redis.Cmder) bool { return cmd.Name() == "evalsha" || cmd.Name() == "eval" }
+
+// countTrips counts round trips and the scripts among their commands (add
+// it to a client with sendHook{before: h.count}).
+type countTrips struct {
+	trips, scripts atomic.Int64
 }
 
 func (h *countTrips) count(cmds []redis.Cmder) {
 	h.trips.Add(1)
 	for _, cmd := range cmds {
-		if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+		if isScript(cmd) {
 			h.scripts.Add(1)
 		}
 	}
@@ -56,7 +65,7 @@ func claimFirstCache(t *testing.T, s *redistest.Server, opts ...cachemgr.Option)
 	t.Helper()
 	trips := &countTrips{}
 	rdb := s.Client(t)
-	rdb.AddHook(trips)
+	rdb.AddHook(sendHook{before: trips.count})
 	m := managerOn(t, rdb, opts...)
 	c := newCache[string](t, m, "first", cachemgr.WithTTL(time.Hour))
 	ctx := context.Background()

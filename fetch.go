@@ -359,13 +359,14 @@ func (c *Cache[T]) current(r *loaded[T], start time.Time) (T, bool) {
 }
 
 // own returns a shared result to a caller that did not run its load: the
-// error, or a private copy of the value.
+// error, or a private copy of the value (the value itself for a T that
+// assignment copies whole, a decode of the envelope otherwise).
 func (c *Cache[T]) own(r *loaded[T]) (T, error) {
 	var zero T
 	if r.err != nil {
 		return zero, r.err
 	}
-	if r.enc == nil {
+	if r.enc == nil || c.byValue {
 		return r.val, nil
 	}
 	var own T
@@ -400,7 +401,7 @@ func (c *Cache[T]) remember(rkey string, r *loaded[T]) {
 		return
 	}
 	kept := *r
-	if kept.enc != nil {
+	if kept.enc != nil && !c.byValue {
 		var zero T
 		kept.val = zero // callers decode their copy from enc; hold only the bytes
 	}

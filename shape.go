@@ -80,3 +80,27 @@ func writeFields(w shapeWriter, t reflect.Type, seen map[reflect.Type]int) {
 		writeShape(w, f.Type, seen)
 	}
 }
+
+// copiedByValue reports whether assigning a value of t copies all of it:
+// no pointer, slice, map, channel, function or interface anywhere inside
+// (strings share their bytes, but those cannot be changed). Callers that
+// share a load of such a T each get the loaded value itself, with no
+// private decode.
+func copiedByValue(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return copiedByValue(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !copiedByValue(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

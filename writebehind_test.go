@@ -12,9 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// holdScripts is a go-redis hook that, once armed, holds the next pipeline
-// or command that runs a script before it is sent, until release is
-// closed: a write-back that has not reached Redis yet.
+// holdScripts, once armed, holds the next round trip that runs a script
+// before it is sent, until release is closed: a write-back that has not
+// reached Redis yet (add it to a client with sendHook{before: h.hold}).
 type holdScripts struct {
 	armed   atomic.Bool
 	held    chan struct{}
@@ -25,26 +25,10 @@ func newHoldScripts() *holdScripts {
 	return &holdScripts{held: make(chan struct{}), release: make(chan struct{})}
 }
 
-func (h *holdScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *holdScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.hold([]redis.Cmder{cmd})
-		return next(ctx, cmd)
-	}
-}
-
-func (h *holdScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.hold(cmds)
-		return next(ctx, cmds)
-	}
-}
-
 // hold holds cmds until release when h is armed and they run a script.
 func (h *holdScripts) hold(cmds []redis.Cmder) {
 	for _, cmd := range cmds {
-		if (cmd.Name() == "evalsha" || cmd.Name() == "eval") && h.armed.CompareAndSwap(true, false) {
+		if isScript(cmd) && h.armed.CompareAndSwap(true, false) {
 			close(h.held)
 			<-h.release
 			return
@@ -60,7 +44,7 @@ func writeBehindPair(t *testing.T) (*cachemgr.Cache[string], *holdScripts, *cach
 	s := redistest.Start(t)
 	hold := newHoldScripts()
 	rdb := s.Client(t)
-	rdb.AddHook(hold)
+	rdb.AddHook(sendHook{before: hold.hold})
 	m := managerOn(t, rdb)
 	t.Cleanup(func() {
 		select {
