@@ -131,14 +131,15 @@ func (c *Cache[T]) claimLoad(ctx context.Context, st *storeRequest) *loaded[T] {
 	var filled <-chan struct{}
 	unwait := func() {}
 	defer func() { unwait() }()
-	for waited := false; ; {
+	for waited, retried := false, false; ; {
 		r, next := c.claimOnce(ctx, st, token, retries > 0)
 		switch {
 		case next == claimRetry:
 			retries--
+			retried = true
 			continue
 		case next == claimDone:
-			if retries < claimRetries {
+			if retried {
 				c.releaseRetried(st, token, r != nil)
 			}
 			return r
@@ -201,6 +202,7 @@ const claimRetries = 1
 // follows it; retry allows claimRetry.
 func (c *Cache[T]) claimOnce(ctx context.Context, st *storeRequest, token string, retry bool) (*loaded[T], int) {
 	checked := monotonic()
+	fill := c.l1Token()
 	proposal := rand.Text()
 	cmd := claimArgs{key: st.rkey, token: token, leaseMS: millis0(c.swr.lease), newMarker: proposal,
 		markerTTLMS: millis(c.m.markerTTL()), deadlineMS: c.claimDeadline()}.cmd(ctx)
@@ -233,7 +235,7 @@ func (c *Cache[T]) claimOnce(ctx context.Context, st *storeRequest, token string
 		return nil, claimDone
 	}
 	if raw, ok := vals[0].(string); ok {
-		r, err := c.usable(ctx, st.rkey, raw, checked)
+		r, err := c.usable(ctx, st, raw, checked, fill)
 		switch {
 		case err != nil:
 			// Redis failed, or the key holds another shape's value:
@@ -284,11 +286,16 @@ func (c *Cache[T]) claimFailed(err error, st *storeRequest, token, proposal stri
 // result; nil means it was unusable (undecodable, or invalidated by a tag)
 // and has been dropped. The error reports that Redis failed while checking
 // its tags, or that raw belongs to another shape of T (left in place).
-func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Time) (*loaded[T], error) {
+func (c *Cache[T]) usable(ctx context.Context, st *storeRequest, raw string, checked time.Time, fill uint64) (*loaded[T], error) {
 	var v T
 	h, ti, err := c.m.decode([]byte(raw), c.codec, c.shape, &v)
 	if err == nil && len(ti.tags) > 0 {
 		err = c.m.checkTags(ctx, ti)
+	}
+	if err == nil && st.first {
+		// The claim was the lookup: it fills the L1 tier as a read does,
+		// with the token taken before it was sent.
+		c.fillL1(fill, st.key, st.version, raw, h, ti)
 	}
 	switch {
 	case err == nil && h.Negative:
@@ -301,7 +308,7 @@ func (c *Cache[T]) usable(ctx context.Context, rkey, raw string, checked time.Ti
 		c.stats.otherShape.Add(1)
 		return nil, err
 	}
-	c.drop(ctx, rkey, raw)
+	c.drop(ctx, st.rkey, raw)
 	return nil, nil
 }
 
