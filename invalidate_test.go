@@ -100,12 +100,16 @@ func (h *flakyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 // write-backs race the writer's invalidations far more often).
 func TestInvalidationNotLost(t *testing.T) {
 	t.Run("reader-l1", func(t *testing.T) {
-		testInvalidationNotLost(t, cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour))
+		testInvalidationNotLost(t, nil, cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour))
 	})
-	t.Run("reader-no-l1", func(t *testing.T) { testInvalidationNotLost(t) })
+	t.Run("reader-no-l1", func(t *testing.T) { testInvalidationNotLost(t, nil) })
+	// Fetch returns before its write-back lands; the guard is the same.
+	t.Run("write-behind", func(t *testing.T) {
+		testInvalidationNotLost(t, []cachemgr.CacheOption{cachemgr.WithWriteBehind(true)}, cachemgr.WithL1(100), cachemgr.WithL1TTL(time.Hour))
+	})
 }
 
-func testInvalidationNotLost(t *testing.T, readerOpts ...cachemgr.Option) {
+func testInvalidationNotLost(t *testing.T, cacheOpts []cachemgr.CacheOption, readerOpts ...cachemgr.Option) {
 	ctx := context.Background()
 	s := redistest.Start(t)
 	flaky := newFlakyHook(0.3)
@@ -130,8 +134,9 @@ func testInvalidationNotLost(t *testing.T, readerOpts ...cachemgr.Option) {
 	}
 	for _, versioned := range []bool{false, true} {
 		name := fmt.Sprint("durable-", versioned)
-		ca := newCache[int64](t, a, name, cachemgr.WithVersioned(versioned), cachemgr.WithTTL(time.Hour))
-		cb := newCache[int64](t, b, name, cachemgr.WithVersioned(versioned), cachemgr.WithTTL(time.Hour))
+		opts := append([]cachemgr.CacheOption{cachemgr.WithVersioned(versioned), cachemgr.WithTTL(time.Hour)}, cacheOpts...)
+		ca := newCache[int64](t, a, name, opts...)
+		cb := newCache[int64](t, b, name, opts...)
 		load := func(i int) func(context.Context) (int64, error) {
 			return func(ctx context.Context) (int64, error) {
 				cachemgr.EntryFrom(ctx).AddTags(fmt.Sprint(name, ":row:", i))
