@@ -110,17 +110,21 @@ func (m *Manager) setCmd(ctx context.Context, rkey string, buf []byte, px int64,
 }
 
 // tagEpoch returns a command reading the tag epoch (see keys.TagEpoch).
-func (m *Manager) tagEpoch(ctx context.Context) *redis.StringCmd {
-	return redis.NewStringCmd(ctx, "get", keys.TagEpoch(m.prefix))
+// It is an MGET of the one key: where no tag was ever invalidated there is
+// no epoch, and a GET's nil reply would be an error that go-redis examines
+// (and allocates for) on every miss that claims.
+func (m *Manager) tagEpoch(ctx context.Context) *redis.SliceCmd {
+	return redis.NewSliceCmd(ctx, "mget", keys.TagEpoch(m.prefix))
 }
 
 // epochOf returns what cmd read of the tag epoch; "" when there is none.
-func epochOf(cmd *redis.StringCmd) (string, bool) {
-	v, err := cmd.Result()
-	if errors.Is(err, redis.Nil) {
-		return "", true
+func epochOf(cmd *redis.SliceCmd) (string, bool) {
+	vals, err := cmd.Result()
+	if err != nil || len(vals) != 1 {
+		return "", false
 	}
-	return v, err == nil
+	v, _ := mgetReply(vals[0])
+	return v, true
 }
 
 // settleTags makes a load's result readable when its write-back found
@@ -129,7 +133,7 @@ func epochOf(cmd *redis.StringCmd) (string, bool) {
 // read then, if beforeOK; after, as read with the write-back), no tag was invalidated
 // meanwhile and the stamps are lowered just below the entry's. It reports
 // whether the entry is readable.
-func (m *Manager) settleTags(ctx context.Context, ti tagInfo, tw []redis.Cmder, before string, beforeOK bool, after *redis.StringCmd) bool {
+func (m *Manager) settleTags(ctx context.Context, ti tagInfo, tw []redis.Cmder, before string, beforeOK bool, after *redis.SliceCmd) bool {
 	lower, ok := m.stampsToLower(ctx, ti, tw)
 	switch {
 	case !ok:
@@ -175,7 +179,7 @@ func allReplied(cmds []redis.Cmder, n int64) bool {
 // known before a load (the Tags option) just older than the load's stamp
 // (the server's time at the claim, which runs after them), and read the tag
 // epoch, which the write-back compares; they go in the claim's round trip.
-func (m *Manager) tagPrepares(ctx context.Context, tags []string) ([]redis.Cmder, *redis.StringCmd) {
+func (m *Manager) tagPrepares(ctx context.Context, tags []string) ([]redis.Cmder, *redis.SliceCmd) {
 	epoch := m.tagEpoch(ctx)
 	return append(m.tagWrites(ctx, tagInfo{tags: tags}, time.Duration(m.longest.Load()), false), epoch), epoch
 }
