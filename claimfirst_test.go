@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,23 +15,32 @@ import (
 )
 
 // sendHook is a go-redis hook that calls before with the commands of each
-// round trip (a command or a pipeline) before they are sent.
+// round trip (a command or a pipeline) before they are sent; when it
+// returns an error, they are not sent and fail with it.
 type sendHook struct {
-	before func(cmds []redis.Cmder)
+	before func(cmds []redis.Cmder) error
 }
 
 func (h sendHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h sendHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.before([]redis.Cmder{cmd})
+		if err := h.before([]redis.Cmder{cmd}); err != nil {
+			cmd.SetErr(err)
+			return err
+		}
 		return next(ctx, cmd)
 	}
 }
 
 func (h sendHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.before(cmds)
+		if err := h.before(cmds); err != nil {
+			for _, cmd := range cmds {
+				cmd.SetErr(err)
+			}
+			return err
+		}
 		return next(ctx, cmds)
 	}
 }
@@ -46,7 +56,7 @@ type countTrips struct {
 	trips, scripts, loadScripts atomic.Int64
 }
 
-func (h *countTrips) count(cmds []redis.Cmder) {
+func (h *countTrips) count(cmds []redis.Cmder) error {
 	h.trips.Add(1)
 	for _, cmd := range cmds {
 		if isScript(cmd) {
@@ -56,6 +66,7 @@ func (h *countTrips) count(cmds []redis.Cmder) {
 			}
 		}
 	}
+	return nil
 }
 
 // reset returns the counts so far and starts again from zero.
@@ -205,5 +216,44 @@ func TestClaimFirstFillsL1(t *testing.T) {
 			t.Fatalf("Get = %q, %v", v, err)
 		}
 		filled = c.Stats().L1Hits > before
+	}
+}
+
+// TestClaimFirstPendingTagInvalidation: a value that a claim standing for
+// the lookup finds is not served while this process's invalidation of one
+// of its tags is still waiting to land, as a lookup's would not be.
+func TestClaimFirstPendingTagInvalidation(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	var failTags atomic.Bool
+	rdb := s.Client(t)
+	rdb.AddHook(sendHook{before: func(cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			// The invalidation's script on the tag's stamp key times out.
+			args := cmd.Args()
+			if failTags.Load() && isScript(cmd) && len(args) > 3 && strings.Contains(fmt.Sprint(args[3]), "~tag:") {
+				return errFlaky
+			}
+		}
+		return nil
+	}})
+	m := managerOn(t, rdb, cachemgr.WithWriteTimeout(200*time.Millisecond))
+	c := newCache[string](t, m, "first", cachemgr.WithTTL(time.Hour))
+	for i := range 4 { // cold lookups that miss
+		if _, err := c.Fetch(ctx, fmt.Sprint("warm", i), func(context.Context) (string, error) { return "w", nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := newCache[string](t, managerOn(t, s.Client(t)), "first", cachemgr.WithTTL(time.Hour))
+	if err := other.Set(ctx, "k", "old", cachemgr.Tags("t1")); err != nil {
+		t.Fatal(err)
+	}
+	failTags.Store(true)
+	if err := m.InvalidateTags(ctx, "t1"); !errors.Is(err, cachemgr.ErrUnavailable) {
+		t.Fatalf("InvalidateTags with its write failing: %v, want ErrUnavailable (pending)", err)
+	}
+	v, err := c.Fetch(ctx, "k", func(context.Context) (string, error) { return "new", nil })
+	if err != nil || v != "new" {
+		t.Fatalf("Fetch while the invalidation of its tag is pending = %q, %v; want the loader's value", v, err)
 	}
 }

@@ -285,10 +285,16 @@ func (c *Cache[T]) claimFailed(err error, st *storeRequest, token, proposal stri
 // usable decodes raw, found by a flight, and returns it as the flight's
 // result; nil means it was unusable (undecodable, or invalidated by a tag)
 // and has been dropped. The error reports that Redis failed while checking
-// its tags, or that raw belongs to another shape of T (left in place).
+// its tags, that raw belongs to another shape of T (left in place), or that
+// an invalidation of one of its tags is pending in this process.
 func (c *Cache[T]) usable(ctx context.Context, st *storeRequest, raw string, checked time.Time, fill uint64) (*loaded[T], error) {
 	var v T
 	h, ti, err := c.m.decode([]byte(raw), c.codec, c.shape, &v)
+	if err == nil && len(ti.tags) > 0 && c.m.covering(c.name, st.key, ti.tags) {
+		// An invalidation of one of its tags is pending here: as a lookup
+		// would, load afresh and leave Redis alone.
+		return nil, errPendingMiss
+	}
 	if err == nil && len(ti.tags) > 0 {
 		err = c.m.checkTags(ctx, ti)
 	}

@@ -26,14 +26,15 @@ func newHoldScripts() *holdScripts {
 }
 
 // hold holds cmds until release when h is armed and they run a script.
-func (h *holdScripts) hold(cmds []redis.Cmder) {
+func (h *holdScripts) hold(cmds []redis.Cmder) error {
 	for _, cmd := range cmds {
 		if isScript(cmd) && h.armed.CompareAndSwap(true, false) {
 			close(h.held)
 			<-h.release
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // writeBehindPair returns a cache with write-behind whose client holds its
