@@ -555,3 +555,22 @@ func TestEventText(t *testing.T) {
 		})
 	}
 }
+
+// TestScanKind: scan tells every key cachemgr writes under a cache's base
+// apart, so that none is counted as a key cachemgr did not write.
+func TestScanKind(t *testing.T) {
+	b := keys.New("shop", "item", 200)
+	d := b.Key("42")
+	for _, c := range []struct{ key, want string }{
+		{d, "current"},
+		{keys.Marker(d), "marker"},
+		{keys.Lease(d), "lease"},
+		{keys.Waiters(d), "waiters"},
+		{b.Version(), "version"},
+		{b.Base() + "stray", "other"},
+	} {
+		if got := kind(c.key, b.Base(), b.Base(), b.Version()); got != c.want {
+			t.Errorf("kind(%q) = %q, want %q", c.key, got, c.want)
+		}
+	}
+}

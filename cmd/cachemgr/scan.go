@@ -35,6 +35,7 @@ type census struct {
 	OldVersions int `json:"old_versions"`
 	Markers     int `json:"markers"`
 	Leases      int `json:"leases"`
+	Waiters     int `json:"waiters"` // keys marking that another process waits for a lease
 	Other       int `json:"other"`
 
 	// Sampled is how many data keys the figures below cover.
@@ -150,6 +151,8 @@ func (s scanner) scan(ctx context.Context, name string) (*census, error) {
 				cs.Markers++
 			case "lease":
 				cs.Leases++
+			case "waiters":
+				cs.Waiters++
 			case "version":
 			default:
 				cs.Other++
@@ -192,6 +195,8 @@ func kind(k, base, current, ver string) string {
 			return "marker"
 		case keys.Lease(d):
 			return "lease"
+		case keys.Waiters(d):
+			return "waiters"
 		}
 	}
 	return "other"
@@ -314,7 +319,7 @@ func (cs *census) writeText(w io.Writer) error {
 	}
 	line("data keys", "%s%d reachable, %s%d in older namespaces (left by Bump, unreachable until their TTL ends)",
 		bound, cs.Current, bound, cs.OldVersions)
-	line("companions", "%s%d invalidation markers, %s%d leases (loads or refreshes in flight)", bound, cs.Markers, bound, cs.Leases)
+	line("companions", "%s%d invalidation markers, %s%d leases (loads or refreshes in flight), %s%d waited for by other processes", bound, cs.Markers, bound, cs.Leases, bound, cs.Waiters)
 	if cs.Other > 0 {
 		line("other keys", "%s%d under the cache's base that cachemgr did not write", bound, cs.Other)
 	}
