@@ -123,6 +123,9 @@ type lifecycle struct {
 	closed bool
 	done   atomic.Bool
 	wg     sync.WaitGroup
+	// writes counts the write-backs under way off their callers' path
+	// (WithWriteBehind): Close lets them land before it closes anything.
+	writes counter
 	ctx    context.Context // cancelled by Close; parent of every load
 	cancel context.CancelFunc
 }
@@ -130,14 +133,64 @@ type lifecycle struct {
 // goTracked runs fn on a goroutine that Close waits for. It reports false,
 // and runs nothing, once the Manager is closed.
 func (l *lifecycle) goTracked(fn func()) bool {
+	return l.goWith(nil, fn)
+}
+
+// goWrite is goTracked for a write-back that left its caller's path: Close
+// waits for it before it closes the connection to Redis.
+func (l *lifecycle) goWrite(fn func()) bool {
+	return l.goWith(&l.writes, fn)
+}
+
+// counter counts goroutines that may start while another waits for the
+// count to reach zero (which a sync.WaitGroup does not allow).
+type counter struct {
+	mu   sync.Mutex
+	n    int
+	zero sync.Cond
+}
+
+// Add adds d to the count.
+func (c *counter) Add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.n == 0 && c.zero.L != nil {
+		c.zero.Broadcast()
+	}
+}
+
+// Done takes one from the count.
+func (c *counter) Done() { c.Add(-1) }
+
+// Wait returns once the count is zero.
+func (c *counter) Wait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.zero.L == nil {
+		c.zero.L = &c.mu
+	}
+	for c.n > 0 {
+		c.zero.Wait()
+	}
+}
+
+// goWith is goTracked, counting the goroutine in also when not nil.
+func (l *lifecycle) goWith(also *counter, fn func()) bool {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return false
 	}
 	l.wg.Add(1)
+	if also != nil {
+		also.Add(1)
+	}
 	go func() {
 		defer l.wg.Done()
+		if also != nil {
+			defer also.Done()
+		}
 		fn()
 	}()
 	return true
@@ -516,6 +569,9 @@ func (m *Manager) Codec() codec.Codec { return m.codec }
 // It is safe to call more than once.
 func (m *Manager) Close() error {
 	m.closePending()
+	// Write-backs that left their callers' path land first (each is
+	// bounded by the op timeout); one that starts from now on may not.
+	m.lifecycle.writes.Wait()
 	m.lifecycle.end()
 	m.tr.Close()
 	m.replica.close()

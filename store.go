@@ -92,7 +92,7 @@ func (c *Cache[T]) storeAll(ctx context.Context, items []item[T], w writeConfig,
 		close(settled)
 		then(out)
 	}
-	if !c.m.goTracked(async) {
+	if !c.m.goWrite(async) {
 		async() // closed: writeBack meets ErrClosed at once
 	}
 	return out

@@ -4,7 +4,8 @@ package cachemgr
 // path: Fetch returns as soon as the loader has returned, and the loaded
 // value is written to Redis, under the same guard as always (a Delete, Bump
 // or InvalidateTags that ran during the load keeps it out), one round trip
-// later, on a goroutine the Manager tracks (Close waits for it).
+// later, on a goroutine the Manager tracks (Close lets the write-backs
+// under way land before it closes anything).
 //
 // Reads in this process do not see the difference: a Get, Fetch, GetMany or
 // FetchMany of the key that begins after the Fetch returned waits for the

@@ -138,3 +138,33 @@ func TestWriteBehindKeepsGuard(t *testing.T) {
 		t.Fatalf("Get after a Delete that ran during the load = %q, %v; want ErrMiss", v, err)
 	}
 }
+
+// TestWriteBehindCloseWaits: Close lets a write-back that is still on its
+// way land before it closes the Manager's connection.
+func TestWriteBehindCloseWaits(t *testing.T) {
+	ctx := context.Background()
+	a, hold, b, m := writeBehindPair(t)
+	if _, err := a.Fetch(ctx, "k", func(context.Context) (string, error) {
+		hold.armed.Store(true)
+		return "v1", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-hold.held
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a write-back was held", err)
+	case <-time.After(50 * time.Millisecond):
+		// Not a timing assertion: Close must still be waiting; a slow
+		// machine only makes this check weaker.
+	}
+	close(hold.release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if v, err := b.Get(ctx, "k"); err != nil || v != "v1" {
+		t.Fatalf("Get after Close = %q, %v; want the value written back", v, err)
+	}
+}
