@@ -562,7 +562,8 @@ func (m *Manager) Client() redis.UniversalClient { return m.client }
 func (m *Manager) Codec() codec.Codec { return m.codec }
 
 // Close stops the Manager: it makes a last attempt, bounded by the write
-// timeout, at invalidations that have not reached Redis yet; loads in
+// timeout, at invalidations that have not reached Redis yet, and lets the
+// write-backs still on their way (WithWriteBehind) land; loads in
 // flight see their context cancelled, and Close returns once every
 // goroutine the Manager started has exited. Calls
 // made after Close return ErrClosed. Close does not close the Redis client.

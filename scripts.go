@@ -138,11 +138,13 @@ return 0`)
 // notifyWaiters is the Lua that a script which frees a lease runs: when
 // waiters (the key named by the expression waiters) are set, it deletes
 // them and publishes a "filled" event of data key dataKey on channel, so
-// that their claims run again at once instead of at their next poll.
+// that their claims run again at once instead of at their next poll. A
+// PUBLISH that fails (an ACL without pub/sub) does not fail the script,
+// which has done its work by then: the waiters poll.
 func notifyWaiters(waiters, dataKey, channel string) string {
 	return `
   if ` + channel + ` ~= '' and redis.call('DEL', ` + waiters + `) == 1 then
-    redis.call('PUBLISH', ` + channel + `, cjson.encode({o = '~fill', k = 'filled', ks = {` + dataKey + `}}))
+    redis.pcall('PUBLISH', ` + channel + `, cjson.encode({o = '~fill', k = 'filled', ks = {` + dataKey + `}}))
   end`
 }
 
