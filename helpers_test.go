@@ -76,18 +76,10 @@ func newCache[T any](t *testing.T, m *cachemgr.Manager, name string, opts ...cac
 	return c
 }
 
-// waitFor polls cond until it holds or a deadline passes.
+// waitFor is redistest.WaitFor.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	// The deadline only stops a test that would hang: a loaded machine
-	// may take seconds for what a quiet one does in a millisecond.
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	redistest.WaitFor(t, what, cond)
 }
 
 // relItem is a self-describing value: it names the key

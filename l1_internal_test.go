@@ -36,17 +36,10 @@ func waitTrusted(t *testing.T, m *Manager) {
 	waitFor(t, "the L1 tier to be trusted", m.l1Trusted.Load)
 }
 
-// waitFor polls cond every millisecond until it holds, as the external
-// tests' waitFor does; the deadline only stops a hung test.
+// waitFor is redistest.WaitFor, as in the external tests.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	redistest.WaitFor(t, what, cond)
 }
 
 // fillL1 reads key until c's L1 tier holds it: a fill that the tracking
