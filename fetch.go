@@ -128,7 +128,8 @@ func (r *loaded[T]) beganAfter(start time.Time) bool {
 // returned as a *PanicError (which matches ErrLoaderPanic). When Redis is down, slow or behind an open
 // breaker, Fetch answers from the loader within the op timeout plus the
 // loader's time. A load that began before a Delete of its key does not write
-// its result back. A nil load returns ErrNilLoader.
+// its result back. The write-back is part of the call unless the cache has
+// WithWriteBehind, which returns first. A nil load returns ErrNilLoader.
 func (c *Cache[T]) Fetch(ctx context.Context, key string, load func(context.Context) (T, error), opts ...WriteOption) (T, error) {
 	var zero T
 	if load == nil {
