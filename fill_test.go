@@ -9,6 +9,7 @@ import (
 
 	"github.com/cachemgr/cachemgr"
 	"github.com/cachemgr/cachemgr/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestFilledEvent: when a process waits for another's lease, the holder's
@@ -43,6 +44,44 @@ func TestFilledEvent(t *testing.T) {
 		t.Fatalf("a miss nobody waited for published %q", m.Payload)
 	}
 
+	awaitedLoad(t, a, b)
+	m := <-msgs
+	var e struct {
+		Kind string   `json:"k"`
+		Keys []string `json:"ks"`
+	}
+	if err := json.Unmarshal([]byte(m.Payload), &e); err != nil || e.Kind != "filled" || len(e.Keys) != 1 || e.Keys[0] != "test:fill:{=k}" {
+		t.Fatalf("event after a waited-for write-back = %q (%v), want filled of test:fill:{=k}", m.Payload, err)
+	}
+}
+
+// TestFilledEventRefusedByACL: where an ACL refuses PUBLISH, the write-back
+// that frees a waited-for lease still succeeds (the refused event is not its
+// failure) and the waiting process gets the value by polling, without a
+// load of its own.
+func TestFilledEventRefusedByACL(t *testing.T) {
+	s := redistest.Start(t)
+	if !s.Real() {
+		t.Skip("needs redis-server for ACLs")
+	}
+	relACL(t, s.Client(t), "+@all", "-publish")
+	limited := func(o *redis.Options) { o.Username, o.Password = "limited", "pw" }
+	ma := managerOn(t, s.ClientWith(t, limited))
+	mb := managerOn(t, s.ClientWith(t, limited))
+	a := newCache[string](t, ma, "acl", cachemgr.WithTTL(time.Hour))
+	b := newCache[string](t, mb, "acl", cachemgr.WithTTL(time.Hour))
+	awaitedLoad(t, a, b)
+	if n := a.Stats().WriteErrors; n != 0 {
+		t.Fatalf("a's write-back counted %d write errors; a refused PUBLISH must not fail it", n)
+	}
+}
+
+// awaitedLoad has a load a Fetch of "k" whose loader waits until b, the
+// same cache in another process, is waiting for its lease; b must return
+// a's value without a load of its own.
+func awaitedLoad(t *testing.T, a, b *cachemgr.Cache[string]) {
+	t.Helper()
+	ctx := context.Background()
 	release := make(chan struct{})
 	loading := make(chan struct{})
 	got := make(chan string, 1)
@@ -77,13 +116,5 @@ func TestFilledEvent(t *testing.T) {
 	}
 	if v := <-waiter; v != "from a" || loads.Load() != 0 {
 		t.Fatalf("b's Fetch = %q with %d loads; want a's value and none", v, loads.Load())
-	}
-	m := <-msgs
-	var e struct {
-		Kind string   `json:"k"`
-		Keys []string `json:"ks"`
-	}
-	if err := json.Unmarshal([]byte(m.Payload), &e); err != nil || e.Kind != "filled" || len(e.Keys) != 1 || e.Keys[0] != "test:fill:{=k}" {
-		t.Fatalf("event after a waited-for write-back = %q (%v), want filled of test:fill:{=k}", m.Payload, err)
 	}
 }
