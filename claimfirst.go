@@ -41,14 +41,16 @@ func (c *Cache[T]) noteCold(found, miss bool) {
 // claimsFirst reports whether a Fetch of key that the L1 tier did not
 // answer should skip its lookup and claim at once: recent cold lookups
 // mostly missed, the key is not one found lately, and the claim can answer
-// everything the lookup would. Not on a versioned cache (the claim is made
-// in a namespace version the lookup confirms), with stale-while-revalidate
+// everything the lookup would. On a versioned cache only once the version
+// is known: the claim reads the version before it reads the key, and one
+// that finds the version moved loads without writing back and learns the
+// new version. Not with stale-while-revalidate
 // or early refresh (the lookup serves stale values and starts refreshes),
 // with replica reads (the claim goes to the master), with the breaker not
 // closed (the lookup fails fast there), or while an invalidation of the key
 // is pending (the lookup declines what Redis holds).
 func (c *Cache[T]) claimsFirst(key string) bool {
-	return c.coldScore.Load() > 0 && !c.versioned && c.swr.stale == 0 && c.swr.beta == 0 &&
+	return c.coldScore.Load() > 0 && (!c.versioned || c.version.Load() != nil) && c.swr.stale == 0 && c.swr.beta == 0 &&
 		c.m.replica == nil && !c.isHot(key) && c.m.tr.BreakerState() == breaker.Closed &&
 		!c.m.covering(c.name, key, nil)
 }

@@ -257,3 +257,38 @@ func TestClaimFirstPendingTagInvalidation(t *testing.T) {
 		t.Fatalf("Fetch while the invalidation of its tag is pending = %q, %v; want the loader's value", v, err)
 	}
 }
+
+// TestClaimFirstVersioned: on a versioned cache a claim standing for the
+// lookup also makes a miss two round trips; after another process's Bump
+// it never returns the retired namespace's value, and it learns the new
+// version for the claims that follow.
+func TestClaimFirstVersioned(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	c, trips := claimFirstCacheWith(t, s, nil, cachemgr.WithTTL(time.Hour), cachemgr.WithVersioned(true))
+	other := newCache[string](t, managerOn(t, s.Client(t)), "first", cachemgr.WithTTL(time.Hour), cachemgr.WithVersioned(true))
+	load := func(v string) func(context.Context) (string, error) {
+		return func(context.Context) (string, error) { return v, nil }
+	}
+	trips.reset()
+	if v, err := c.Fetch(ctx, "a", load("a1")); err != nil || v != "a1" {
+		t.Fatalf("Fetch(a) = %q, %v", v, err)
+	}
+	if n, scripts := trips.reset(); n != 2 || scripts != 2 {
+		t.Fatalf("versioned Fetch miss: %d round trips with %d scripts, want 2 (claim, write-back)", n, scripts)
+	}
+	if err := other.Bump(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// "a" holds a1 in the retired namespace: a claim made there must not
+	// return it.
+	if v, err := c.Fetch(ctx, "a", load("a2")); err != nil || v != "a2" {
+		t.Fatalf("Fetch(a) after another process's Bump = %q, %v; want a2 from the loader", v, err)
+	}
+	if v, err := c.Fetch(ctx, "b", load("b1")); err != nil || v != "b1" {
+		t.Fatalf("Fetch(b) = %q, %v", v, err)
+	}
+	if v, err := other.Get(ctx, "b"); err != nil || v != "b1" {
+		t.Fatalf("Get(b) in the new namespace elsewhere = %q, %v; want b1 (written back in the version learned)", v, err)
+	}
+}

@@ -225,6 +225,12 @@ func (c *Cache[T]) claimOnce(ctx context.Context, st *storeRequest, token string
 	st.epoch, st.epochOK = epochOf(epoch)
 	acquired, _ := vals[2].(int64)
 	if versionMoved(vc, st.version) {
+		if st.first {
+			// The claim stood for the lookup: learn the version, as a
+			// lookup would, so that the next claims are made in it.
+			cur, err := vc.Result()
+			_, _, _ = c.observed(ctx, st.version, cur, err)
+		}
 		// A Bump retired this namespace: what it holds is not to be
 		// returned, and nothing is to be written there. Load, and
 		// release a lease the claim took.
