@@ -55,9 +55,10 @@ func (c *Cache[T]) claimsFirst(key string) bool {
 		!c.m.covering(c.name, key, nil)
 }
 
-// countFirst counts the outcome of a claim that was the lookup, as lookup
-// counts its own: r is the claim's result (nil: the key was missing, or the
-// claim got no reply, when answered is false).
+// countFirst records the outcome of a claim that was the lookup, as lookup
+// records its own (the hit itself is counted where the claim's value is
+// decoded, see usable): r is the claim's result (nil: the key was missing,
+// or the claim got no reply, when answered is false).
 func (c *Cache[T]) countFirst(ctx context.Context, key string, r *loaded[T], answered bool) {
 	switch {
 	case r == nil && answered:
@@ -65,13 +66,6 @@ func (c *Cache[T]) countFirst(ctx context.Context, key string, r *loaded[T], ans
 		c.noteCold(false, true)
 	case r == nil || r.err != nil && !errors.Is(r.err, ErrNotFound):
 	default:
-		c.stats.hits.Add(1)
-		if r.err != nil {
-			c.stats.negativeHits.Add(1)
-		}
-		if c.m.obs != nil {
-			c.m.obs.Hit(ctx, c.name, false, false)
-		}
 		c.noteHit(key)
 		c.noteCold(true, false)
 	}

@@ -305,9 +305,9 @@ func (c *Cache[T]) usable(ctx context.Context, st *storeRequest, raw string, che
 		err = c.m.checkTags(ctx, ti)
 	}
 	if err == nil && st.first {
-		// The claim was the lookup: it fills the L1 tier as a read does,
-		// with the token taken before it was sent.
-		c.fillL1(fill, st.key, st.version, raw, h, ti)
+		// The claim was the lookup: a hit, counted and kept in the L1
+		// tier as a read's is, with the token taken before it was sent.
+		c.hit(ctx, fill, st.key, st.version, raw, h, ti)
 	}
 	switch {
 	case err == nil && h.Negative:
