@@ -14,10 +14,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,55 +45,22 @@ func TestStampedeOverloadedRedis(t *testing.T) {
 	}
 	s := redistest.Start(t)
 	const procs = 4
-	type child struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *bufio.Scanner
-	}
-	children := make([]child, procs)
+	children := make([]*redistest.Child, procs)
 	for i := range children {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestStampedeOverloadedRedis$", "-test.count=1")
-		cmd.Env = append(os.Environ(), stampedeChildEnv+"="+s.Addr())
-		cmd.Stderr = os.Stderr
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start child: %v", err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		children[i] = child{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	}
-	// readLine returns the child's next line that starts with prefix
-	// (the test framework prints lines of its own).
-	readLine := func(c child, prefix string) string {
-		for c.out.Scan() {
-			if line := c.out.Text(); strings.HasPrefix(line, prefix) {
-				return line
-			}
-		}
-		t.Fatalf("child ended before printing %q: %v", prefix, c.out.Err())
-		return ""
+		children[i] = redistest.StartChild(t, "TestStampedeOverloadedRedis", stampedeChildEnv, s.Addr())
 	}
 	for _, c := range children {
-		readLine(c, "ready")
+		c.Next(t, "ready")
 	}
 	// Every process is connected and its callers are parked: release all.
 	for _, c := range children {
-		if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
-			t.Fatal(err)
-		}
+		c.Send(t, "go")
 	}
 	total := 0
 	for i, c := range children {
 		var loads, errs, callers int
-		line := readLine(c, "result")
-		if _, err := fmt.Sscanf(line, "result loads=%d errors=%d callers=%d", &loads, &errs, &callers); err != nil {
+		line := c.Next(t, "result ")
+		if _, err := fmt.Sscanf(line, "loads=%d errors=%d callers=%d", &loads, &errs, &callers); err != nil {
 			t.Fatalf("child %d printed %q: %v", i, line, err)
 		}
 		t.Logf("process %d: %d loader calls, %d errors, %d callers served", i, loads, errs, callers)

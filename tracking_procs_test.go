@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -247,68 +245,26 @@ func evictVolatile(t *testing.T, rdb *redis.Client, rkey string) {
 
 // trackingProc is one child process of TestTrackingTwoProcesses.
 type trackingProc struct {
-	stdin io.WriteCloser
-	out   *bufio.Scanner
+	*redistest.Child
 }
 
 // startTrackingChild starts the test binary again as a process with its
 // own Manager on the Redis at addr; it ends when its stdin is closed.
 func startTrackingChild(t *testing.T, addr string) *trackingProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTrackingTwoProcesses$", "-test.count=1")
-	cmd.Env = append(os.Environ(), trackingChildEnv+"="+addr)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start child: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		stdin.Close()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("child process: %v", err)
-			}
-		case <-time.After(time.Minute): // only stops a hung child
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("child process still running a minute after its input ended")
-		}
-	})
-	return &trackingProc{stdin: stdin, out: bufio.NewScanner(stdout)}
+	return &trackingProc{redistest.StartChild(t, "TestTrackingTwoProcesses", trackingChildEnv, addr)}
 }
 
-func (p *trackingProc) send(t *testing.T, line string) {
-	t.Helper()
-	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
-		t.Fatalf("write to child: %v", err)
-	}
-}
+func (p *trackingProc) send(t *testing.T, line string) { p.Send(t, line) }
 
-// next returns the child's next line of the protocol (the test framework
-// prints lines of its own), without its "trk " mark.
+// next returns the child's next line of the protocol, without its "trk "
+// mark.
 func (p *trackingProc) next(t *testing.T) string {
 	t.Helper()
-	var other []string // what the test framework printed: a failure says why
-	for p.out.Scan() {
-		if line, ok := strings.CutPrefix(p.out.Text(), "trk "); ok {
-			return line
-		}
-		other = append(other, p.out.Text())
-	}
-	t.Fatalf("child ended (%v); its output:\n%s", p.out.Err(), strings.Join(other, "\n"))
-	return ""
+	return p.Next(t, "trk ")
 }
 
+// expect fails t unless the child's next line is want.
 func (p *trackingProc) expect(t *testing.T, want string) {
 	t.Helper()
 	if got := p.next(t); got != want {

@@ -145,21 +145,21 @@ func TestCoherence(t *testing.T) {
 	clk := NewClock()
 
 	roles := []struct {
-		name    string
-		l1      bool
-		writers []int
+		name       string
+		l1, behind bool
+		writers    []int
 	}{
-		{"a", true, []int{0, 2}},  // L1, writes
-		{"b", false, []int{1, 3}}, // no L1, writes (with events, for the others' L1)
-		{"c", true, nil},          // L1, reads only
-		{"d", false, nil},         // no L1, reads only
+		{"a", true, false, []int{0, 2}}, // L1, writes
+		{"b", false, true, []int{1, 3}}, // no L1, writes (with events, for the others' L1), write-behind
+		{"c", true, true, nil},          // L1, reads only, write-behind
+		{"d", false, false, nil},        // no L1, reads only
 	}
 	notify := make(chan struct{}, 1)
 	exited := make(chan *child, len(roles))
 	var children []*child
 	for i, r := range roles {
 		spec := Spec{
-			Name: r.name, Index: i, CacheAddr: cache.Addr(), DBAddr: db.Addr(), L1: r.l1,
+			Name: r.name, Index: i, CacheAddr: cache.Addr(), DBAddr: db.Addr(), L1: r.l1, WriteBehind: r.behind,
 			WriterIDs: r.writers, Writers: 4, Readers: 6, ReadsPerInvalidation: 16,
 			Keys: 8, Large: 256 << 10, Seed: uint64(i + 1),
 			History: filepath.Join(cfg.dir, r.name+".jsonl"),

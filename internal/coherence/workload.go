@@ -46,6 +46,9 @@ type Spec struct {
 	CacheAddr string // the caches' Redis
 	DBAddr    string // the database's Redis, never faulted
 	L1        bool   // give the Manager an L1 tier
+	// WriteBehind gives the caches WithWriteBehind: a Fetch miss returns
+	// before its write-back lands.
+	WriteBehind bool
 	// WriterIDs are the indexes, among Writers writers in all, of this
 	// process's writer goroutines: writer w owns the rows i with
 	// i%Writers == w, so each row's updates are sequential.
@@ -185,7 +188,7 @@ func RunChild(spec Spec, ctrl io.Reader, progress, logw io.Writer) (err error) {
 // newCaches makes the cache of each strategy, versioned for "bump".
 func (w *worker) newCaches() error {
 	for _, s := range Strategies {
-		c, err := cachemgr.NewCache[Row](w.m, s, cachemgr.WithVersioned(s == "bump"))
+		c, err := cachemgr.NewCache[Row](w.m, s, cachemgr.WithVersioned(s == "bump"), cachemgr.WithWriteBehind(w.spec.WriteBehind))
 		if err != nil {
 			return err
 		}
