@@ -5,7 +5,9 @@
 // 3 ms makes it a test of the machine too; .ci/run runs it on its own, not
 // beside the busy loops. Measured: at most 1 loader call in 80 of 80
 // processes at load average 1-5 (one claim retry), 39 of 40 at load average
-// 12-15 (two retries). Run it with
+// 12-15 (two retries); on 2026-11-30, at load average about 4, 1 to 3 runs
+// of 160 had a process with a second loader call (a caller scheduled after
+// its process's load had ended, whose own read then timed out). Run it with
 // go test -tags acceptance -run TestStampedeOverloadedRedis.
 
 package cachemgr_test
